@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh Debian machine:
+#   make lab    install into .venv and start JupyterLab with workbench
+#   make test   install what the tests need and run every test, lint and type check
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LAB_PORT ?= 8888
+LAB_IP ?= 127.0.0.1
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test install-lab install-test lint typecheck pytest bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install-lab: $(BIN)/python
+	$(BIN)/pip install -q -e '.[lab]'
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,lab]'
+
+lab: install-lab
+	$(BIN)/jupyter lab --ip=$(LAB_IP) --port=$(LAB_PORT) --no-browser $(ROOT_FLAG)
+
+lint: install-test
+	$(BIN)/ruff check workbench tests benchmarks
+	$(BIN)/ruff format --check workbench tests benchmarks
+
+typecheck: install-test
+	$(BIN)/mypy
+
+pytest: install-test
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: install-test
+	$(BIN)/python benchmarks/launch.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,85 @@
+"""The small interface every cluster backend implements.
+
+A backend is tiny: a pydantic ``Options`` model (what a profile may say, with
+defaults) and ``create_cluster`` (turn those options into a running
+``distributed.deploy.Cluster``). Heavy dependencies are imported inside
+``create_cluster`` so that profiles validate, and ``workbench profiles`` works,
+on machines without them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ..errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from distributed.deploy.cluster import Cluster
+
+    from .running import ClusterRecord
+
+
+class BackendOptions(BaseModel):
+    """Options shared by every backend. Backends subclass this; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Backend(ABC):
+    #: Name used in profiles (``backend: local``).
+    name: ClassVar[str]
+    #: Pydantic model of this backend's profile options.
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+    #: Importable modules this backend always needs, mapped to the install hint.
+    requires: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, options: BackendOptions, profile: str = "") -> None:
+        self.options = options
+        self.profile = profile
+
+    def require(self, modules: dict[str, str] | None = None) -> None:
+        """Raise MissingDependencyError with an install hint for each missing module."""
+        missing = {
+            m: hint
+            for m, hint in (self.requires if modules is None else modules).items()
+            if importlib.util.find_spec(m) is None
+        }
+        if missing:
+            names = ", ".join(missing)
+            hints = sorted(set(missing.values()))
+            raise MissingDependencyError(
+                f"backend {self.name!r} (profile {self.profile!r}) needs {names}, "
+                f"which is not installed. Install it with: {' or '.join(hints)}"
+            )
+
+    def check(self) -> None:
+        """Validate the options against the real machine or service before starting."""
+
+    @property
+    def gpus(self) -> list[str]:
+        """Identifiers of the GPUs the cluster's workers use (empty on CPU)."""
+        return []
+
+    @abstractmethod
+    def create_cluster(self) -> Cluster:
+        """Start and return the cluster (a ``distributed.deploy.Cluster``)."""
+
+    def worker_processes(self, cluster: Cluster) -> list[tuple[int, float]]:
+        """(pid, create_time) of local worker processes, so orphans can be reaped."""
+        return []
+
+    @classmethod
+    def cleanup_orphans(cls, record: ClusterRecord) -> None:
+        """Release what a dead owner left behind (e.g. cancel batch jobs named in record.extra)."""
+
+    def record_extra(self, cluster: Cluster) -> dict[str, Any]:
+        """Facts to keep in the registry record so cleanup works without the owner."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """What the notebook repr and the registry show about this backend."""
+        return {}

@@ -1,0 +1,309 @@
+"""``workbench.launch`` and the handle it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import html
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from ..errors import WorkbenchError
+from .backend import Backend
+from .profiles import Profile, get_profile
+from .registry import get_backend_class
+from .running import ClusterRecord, ClusterRegistry
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from distributed.deploy.adaptive import Adaptive
+    from distributed.deploy.cluster import Cluster
+
+logger = logging.getLogger(__name__)
+
+_open_handles: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    """Close every open handle when the interpreter (the kernel) exits."""
+    for handle in list(_open_handles):
+        with contextlib.suppress(Exception):
+            handle.close(timeout=10)
+
+
+class ClusterHandle:
+    """A running cluster launched from a profile.
+
+    Use it as a context manager, or call :meth:`close`. Its ``client`` is created on
+    first use. The cluster is closed when the kernel exits, and other processes see it
+    in ``workbench clusters list`` until then.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        backend: Backend,
+        profile: Profile,
+        overrides: dict[str, Any] | None = None,
+        registry: ClusterRegistry | None = None,
+        detached: bool = False,
+    ) -> None:
+        self.id = uuid.uuid4().hex[:10]
+        self.cluster = cluster
+        self._backend = backend
+        self.profile = profile.name
+        self.overrides = dict(overrides or {})
+        self.registry = registry or ClusterRegistry()
+        self._client: Client | None = None
+        self._closed = False
+        self._lock = threading.RLock()
+        self._install_control_handlers()
+        me = psutil.Process()
+        self.record = ClusterRecord(
+            id=self.id,
+            profile=self.profile,
+            backend=backend.name,
+            scheduler_address=self.scheduler_address,
+            dashboard_link=self.dashboard_link,
+            owner_pid=me.pid,
+            owner_create_time=me.create_time(),
+            gpus=self.gpus,
+            worker_pids=backend.worker_processes(cluster),
+            extra=backend.record_extra(cluster),
+            detached=detached,
+            log_file=os.environ.get("WORKBENCH_DETACHED_LOG"),
+        )
+        self.registry.add(self.record)
+        _open_handles.add(self)
+
+    # -- what the cluster is ---------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """Name of the backend that started it (``local``, ``slurm``, ...)."""
+        return self._backend.name
+
+    @property
+    def gpus(self) -> list[str]:
+        """UUIDs of the GPUs the workers use; empty for a CPU cluster."""
+        return self._backend.gpus
+
+    @property
+    def scheduler_address(self) -> str:
+        return str(self.cluster.scheduler_address)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        try:
+            return str(self.cluster.dashboard_link) or None
+        except Exception:
+            return None
+
+    @property
+    def status(self) -> str:
+        return "closed" if self._closed else str(getattr(self.cluster.status, "name", "unknown"))
+
+    @property
+    def client(self) -> Client:
+        """A ``distributed.Client`` connected to this cluster (created on first use)."""
+        with self._lock:
+            if self._closed:
+                raise WorkbenchError(f"cluster {self.id} is closed")
+            if self._client is None:
+                from distributed import Client
+
+                self._client = Client(self.cluster, set_as_default=True)
+            return self._client
+
+    def n_workers(self) -> int:
+        return len(self.cluster.scheduler_info.get("workers", {}))
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def wait_for_workers(self, n: int = 1, timeout: float | None = 60) -> ClusterHandle:
+        """Block until ``n`` workers are connected; returns the handle."""
+        self.client.wait_for_workers(n, timeout=timeout)
+        # The cluster object learns of a started worker just after the scheduler does.
+        deadline = time.monotonic() + 5
+        spec = getattr(self.cluster, "workers", None)
+        while isinstance(spec, dict) and len(spec) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._refresh_record()
+        return self
+
+    def scale(self, n: int) -> ClusterHandle:
+        """Ask for ``n`` workers (stops adaptive scaling)."""
+        if n < 0:
+            raise ValueError(f"cannot scale to {n} workers")
+        self.cluster.scale(n)
+        self._refresh_record()
+        return self
+
+    def adapt(self, minimum: int = 0, maximum: int | None = None, **kwargs: Any) -> Adaptive:
+        """Scale between ``minimum`` and ``maximum`` workers with the load."""
+        if maximum is not None and maximum < minimum:
+            raise ValueError(f"adapt: maximum ({maximum}) is below minimum ({minimum})")
+        kw: dict[str, Any] = {"minimum": minimum, **kwargs}
+        if maximum is not None:
+            kw["maximum"] = maximum
+        return self.cluster.adapt(**kw)
+
+    def close(self, timeout: float = 30) -> None:
+        """Close the client and the cluster and forget the registry record. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+            self.cluster.close(timeout=timeout)
+        finally:
+            self.registry.remove(self.id)
+            _open_handles.discard(self)
+
+    def __enter__(self) -> ClusterHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _refresh_record(self) -> None:
+        with contextlib.suppress(Exception):
+            self.registry.update(
+                self.id,
+                worker_pids=self._backend.worker_processes(self.cluster),
+                extra=self._backend.record_extra(self.cluster),
+            )
+
+    # -- requests from other processes (CLI, JupyterLab server) ---------------------------
+    def _install_control_handlers(self) -> None:
+        scheduler = getattr(self.cluster, "scheduler", None)
+        handlers = getattr(scheduler, "handlers", None)
+        if not isinstance(handlers, dict):
+            return  # scheduler in another process: only this process can control it
+        ref = weakref.ref(self)
+
+        def workbench_close() -> str:
+            handle = ref()
+            if handle is not None:
+                threading.Thread(target=handle.close, name="workbench-close", daemon=True).start()
+            return "closing"
+
+        async def workbench_scale(n: int) -> str:
+            handle = ref()
+            if handle is not None:
+                await asyncio.to_thread(handle.scale, int(n))
+            return "ok"
+
+        async def workbench_adapt(minimum: int = 0, maximum: int | None = None) -> str:
+            handle = ref()
+            if handle is not None:
+                await asyncio.to_thread(handle.adapt, int(minimum), maximum)
+            return "ok"
+
+        def workbench_info() -> dict[str, Any]:
+            handle = ref()
+            return (
+                {}
+                if handle is None
+                else {
+                    "id": handle.id,
+                    "profile": handle.profile,
+                    "backend": handle.backend,
+                    "gpus": handle.gpus,
+                }
+            )
+
+        handlers.update(
+            workbench_close=workbench_close,
+            workbench_scale=workbench_scale,
+            workbench_adapt=workbench_adapt,
+            workbench_info=workbench_info,
+        )
+
+    # -- display --------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        gpus = f"{len(self.gpus)} GPU(s)" if self.gpus else "CPU"
+        return (
+            f"<ClusterHandle {self.id} profile={self.profile!r} backend={self.backend!r} "
+            f"{gpus} workers={self.n_workers()} status={self.status}>"
+        )
+
+    def _repr_html_(self) -> str:
+        info = self._backend.describe()
+        rows = [
+            ("Profile", self.profile),
+            (
+                "Backend",
+                f"{self.backend} ({info.get('kind', '')})" if info.get("kind") else self.backend,
+            ),
+            ("GPUs", ", ".join(info.get("gpu_names") or []) or "none (CPU workers)"),
+            ("Workers", str(self.n_workers())),
+            ("Scheduler", self.scheduler_address),
+            ("Status", self.status),
+        ]
+        if info.get("cpu_fallback_reason"):
+            rows.append(("CPU fallback", str(info["cpu_fallback_reason"])))
+        link = self.dashboard_link
+        dash = (
+            f'<a href="{html.escape(link)}" target="_blank">{html.escape(link)}</a>'
+            if link
+            else "not available"
+        )
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        return (
+            "<div class='workbench-cluster'>"
+            f"<strong>workbench cluster {html.escape(self.id)}</strong>"
+            f"<table>{body}<tr><th style='text-align:left'>Dashboard</th>"
+            f"<td style='text-align:left'>{dash}</td></tr></table></div>"
+        )
+
+
+def launch(
+    profile: str = "local",
+    *,
+    wait: bool | int = False,
+    timeout: float = 120,
+    registry: ClusterRegistry | None = None,
+    detached: bool = False,
+    **overrides: Any,
+) -> ClusterHandle:
+    """Start a cluster from a named profile; keyword arguments override its options.
+
+    ``wait=True`` (or a number of workers) blocks until the workers are connected.
+    """
+    prof = get_profile(profile)
+    options = prof.resolve(**overrides)
+    backend = get_backend_class(prof.backend)(options, profile=prof.name)
+    backend.check()
+    start = time.perf_counter()
+    cluster = backend.create_cluster()
+    try:
+        handle = ClusterHandle(
+            cluster, backend, prof, overrides, registry=registry, detached=detached
+        )
+    except BaseException:
+        cluster.close()
+        raise
+    logger.info("cluster %s (%s) started in %.1fs", handle.id, profile, time.perf_counter() - start)
+    if wait:
+        n = (
+            wait
+            if isinstance(wait, int) and not isinstance(wait, bool)
+            else max(1, len(getattr(cluster, "worker_spec", {}) or {}))
+        )
+        handle.wait_for_workers(n, timeout=timeout)
+    return handle

@@ -1,0 +1,244 @@
+"""The ``local`` backend: this machine's GPUs through dask-cuda, else a CPU LocalCluster.
+
+With GPUs visible, ``LocalCUDACluster`` starts one worker per GPU with a device
+memory limit, optional RMM pool and cuDF native spilling. Without, the same
+profile starts a ``distributed.LocalCluster``: one API either way, and the choice
+is visible on the handle (``handle.gpus``, ``handle.backend``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Literal
+
+from dask.utils import parse_bytes
+from pydantic import Field, field_validator
+
+from ..errors import ResourceError
+from ..gpus import GPUInfo, GPUInventory, detect_gpus
+from .backend import Backend, BackendOptions
+
+if TYPE_CHECKING:
+    from distributed.deploy.cluster import Cluster
+
+GPU_HINT = "pip install 'workbench[gpu]'"
+Memory = str | int | float
+
+
+def _check_memory(value: Memory | None, words: tuple[str, ...]) -> Memory | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value not in words:
+        try:
+            parse_bytes(value)
+        except ValueError as exc:
+            raise ValueError(f"not a memory size like '16GB' or one of {words}: {exc}") from None
+    elif isinstance(value, int | float) and value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+class LocalOptions(BackendOptions):
+    gpus: Literal["auto", "all", "none"] | int | list[int | str] = Field(
+        "auto",
+        description="'auto': every visible GPU, or CPU workers if there is none; 'all': every "
+        "visible GPU (error without one); 'none': CPU workers; N: the first N GPUs; "
+        "or a list of GPU indices/UUIDs.",
+    )
+    n_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Workers to start. With GPUs: at most one per GPU (default: one per GPU).",
+    )
+    threads_per_worker: int | None = Field(None, ge=1, description="Threads per worker.")
+    memory_limit: Memory = Field("auto", description="Host memory limit per worker.")
+    processes: bool = Field(True, description="Workers in separate processes (CPU only).")
+    dashboard_address: str | None = Field(":8787", description="Dask dashboard address.")
+    protocol: Literal["tcp", "tls", "ucx", "inproc"] | None = Field(
+        None, description="Communication protocol (ucx needs distributed-ucxx)."
+    )
+    local_directory: str | None = Field(None, description="Scratch directory for spilling.")
+    # GPU options, used when the cluster has GPUs.
+    device_memory_limit: Memory | None = Field(
+        None,
+        description="GPU memory at which a worker spills to host (dask-cuda default).",
+    )
+    rmm_pool_size: Memory | None = Field(None, description="RMM pool per GPU, e.g. '20GB' or 0.8.")
+    rmm_maximum_pool_size: Memory | None = Field(None, description="Largest the RMM pool may grow.")
+    rmm_async: bool = Field(False, description="Use the CUDA async allocator (cudaMallocAsync).")
+    rmm_managed_memory: bool = Field(False, description="Use CUDA managed (unified) memory.")
+    enable_cudf_spill: bool = Field(True, description="cuDF native spilling to host memory.")
+    pre_import: list[str] = Field(
+        default_factory=list, description="Modules workers import at start."
+    )
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, v: Memory) -> Memory:
+        out = _check_memory(v, ("auto",))
+        assert out is not None
+        return out
+
+    @field_validator("device_memory_limit", "rmm_pool_size", "rmm_maximum_pool_size")
+    @classmethod
+    def _device_memory(cls, v: Memory | None) -> Memory | None:
+        return _check_memory(v, ("auto", "default"))
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, v: Any) -> Any:
+        ok = (
+            v in ("auto", "all", "none")
+            or (isinstance(v, int) and not isinstance(v, bool))
+            or (isinstance(v, list) and all(isinstance(i, int | str) for i in v))
+        )
+        if not ok:
+            raise ValueError(
+                "expected 'auto', 'all', 'none', a number of GPUs, or a list of GPU indices/UUIDs"
+            )
+        if isinstance(v, int) and v < 0:
+            raise ValueError("must be 0 or more")
+        return v
+
+
+def select_gpus(requested: Any, inventory: GPUInventory, profile: str = "") -> list[GPUInfo]:
+    """The GPUs a profile's ``gpus`` option selects, or ResourceError if they do not exist."""
+    visible = inventory.gpus
+    why = f" ({inventory.reason})" if inventory.reason else ""
+    what = f"profile {profile!r}" if profile else "the profile"
+    if requested in ("none", 0):
+        return []
+    if requested == "auto":
+        return list(visible)
+    if requested == "all":
+        if not visible:
+            raise ResourceError(
+                f"{what} asks for all GPUs, but no GPU is visible{why}. "
+                "Use gpus: auto to fall back to CPU workers."
+            )
+        return list(visible)
+    if isinstance(requested, int):
+        if requested > len(visible):
+            raise ResourceError(
+                f"{what} asks for {requested} GPU{'s' if requested != 1 else ''}, but this "
+                f"machine has {len(visible)} visible{why}."
+            )
+        return visible[:requested]
+    chosen: list[GPUInfo] = []
+    for item in requested:
+        match = next(
+            (
+                g
+                for g in visible
+                if (isinstance(item, int) and g.index == item)
+                or (isinstance(item, str) and (g.uuid == item or str(g.index) == item))
+            ),
+            None,
+        )
+        if match is None:
+            have = ", ".join(f"{g.index} ({g.uuid})" for g in visible) or "none"
+            raise ResourceError(
+                f"{what} asks for GPU {item!r}, which is not visible{why}. Visible GPUs: {have}."
+            )
+        chosen.append(match)
+    return chosen
+
+
+class LocalBackend(Backend):
+    name = "local"
+    Options = LocalOptions
+    options: LocalOptions
+
+    def __init__(
+        self, options: BackendOptions, profile: str = "", inventory: GPUInventory | None = None
+    ) -> None:
+        super().__init__(options, profile)
+        self._inventory = inventory
+        self._selected: list[GPUInfo] | None = None
+
+    @property
+    def inventory(self) -> GPUInventory:
+        if self._inventory is None:
+            self._inventory = detect_gpus()
+        return self._inventory
+
+    @property
+    def selected(self) -> list[GPUInfo]:
+        if self._selected is None:
+            self._selected = select_gpus(self.options.gpus, self.inventory, self.profile)
+        return self._selected
+
+    @property
+    def gpus(self) -> list[str]:
+        return [g.uuid for g in self.selected]
+
+    def check(self) -> None:
+        gpus = self.selected
+        n = self.options.n_workers
+        if gpus and n is not None and n > len(gpus):
+            raise ResourceError(
+                f"profile {self.profile!r} asks for {n} workers on {len(gpus)} GPU(s); the local "
+                "backend runs one worker per GPU. Lower n_workers or select more GPUs."
+            )
+        if gpus:
+            self.require({"dask_cuda": GPU_HINT})
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for LocalCUDACluster (GPUs) or LocalCluster (CPU)."""
+        o = self.options
+        kw: dict[str, Any] = {
+            "n_workers": o.n_workers,
+            "memory_limit": o.memory_limit,
+            "dashboard_address": o.dashboard_address,
+            "protocol": o.protocol,
+            "local_directory": o.local_directory,
+        }
+        if not self.selected:
+            kw.update(threads_per_worker=o.threads_per_worker, processes=o.processes)
+            return {k: v for k, v in kw.items() if v is not None}
+        kw.update(
+            CUDA_VISIBLE_DEVICES=",".join(str(g.index) for g in self.selected),
+            threads_per_worker=o.threads_per_worker or 1,
+            device_memory_limit=o.device_memory_limit,
+            rmm_pool_size=o.rmm_pool_size,
+            rmm_maximum_pool_size=o.rmm_maximum_pool_size,
+            rmm_async=o.rmm_async,
+            rmm_managed_memory=o.rmm_managed_memory,
+            enable_cudf_spill=o.enable_cudf_spill,
+            pre_import=o.pre_import or None,
+        )
+        return {k: v for k, v in kw.items() if v is not None}
+
+    def create_cluster(self) -> Cluster:
+        self.check()
+        kwargs = self.cluster_kwargs()
+        if self.selected:
+            from dask_cuda import LocalCUDACluster
+
+            return LocalCUDACluster(**kwargs)  # type: ignore[no-any-return]
+        from distributed import LocalCluster
+
+        if self.options.pre_import:
+            kwargs["preload"] = list(self.options.pre_import)
+        return LocalCluster(**kwargs)
+
+    def worker_processes(self, cluster: Cluster) -> list[tuple[int, float]]:
+        import psutil
+
+        out: list[tuple[int, float]] = []
+        for worker in getattr(cluster, "workers", {}).values():
+            process = getattr(worker, "process", None)
+            pid = getattr(process, "pid", None)
+            if pid:
+                with contextlib.suppress(psutil.Error):
+                    out.append((pid, psutil.Process(pid).create_time()))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "LocalCUDACluster" if self.selected else "LocalCluster",
+            "gpu_names": [g.name for g in self.selected],
+            "cpu_fallback_reason": None
+            if self.selected or self.options.gpus == "none"
+            else self.inventory.reason,
+        }

@@ -1,0 +1,192 @@
+"""Environment checks behind ``workbench doctor``, explained in plain words."""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib.metadata
+import importlib.util
+import os
+import platform
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from . import __version__, config
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    summary: str
+    advice: str = ""
+    details: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_python() -> Check:
+    return Check(
+        "workbench",
+        "ok",
+        f"workbench {__version__}, Python {platform.python_version()} on {platform.system()} "
+        f"{platform.machine()}, dask {_version('dask')}, distributed {_version('distributed')}",
+    )
+
+
+def check_gpus() -> list[Check]:
+    from .gpus import detect_gpus
+
+    inv = detect_gpus()
+    checks: list[Check] = []
+    if inv.driver_version is None:
+        checks.append(
+            Check(
+                "NVML",
+                "warn",
+                inv.reason or "NVML unavailable",
+                "Without an NVIDIA driver, clusters use CPU workers. On a GPU machine, "
+                "check that the driver is installed and that `nvidia-smi` works.",
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                "NVML",
+                "ok",
+                f"driver {inv.driver_version}, CUDA driver API "
+                f"{inv.cuda_driver_version or 'unknown'}",
+            )
+        )
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if inv.gpus:
+        names = "; ".join(
+            f"{g.index}: {g.name} ({g.memory_total / 2**30:.0f} GiB)" for g in inv.gpus
+        )
+        checks.append(Check("GPUs", "ok", f"{inv.count} visible: {names}", details=inv.to_dict()))
+    else:
+        advice = (
+            "CUDA_VISIBLE_DEVICES is set and hides the GPUs."
+            if visible is not None and inv.driver_version
+            else "The local backend will start CPU workers."
+        )
+        checks.append(Check("GPUs", "warn", f"none visible ({inv.reason})", advice))
+    libcuda = ctypes.util.find_library("cuda")
+    if inv.gpus or libcuda:
+        checks.append(
+            Check(
+                "CUDA driver library",
+                "ok" if libcuda else "fail",
+                libcuda or "libcuda.so not found",
+                ""
+                if libcuda
+                else "The NVIDIA driver's libcuda is missing from the "
+                "library path: set LD_LIBRARY_PATH or reinstall the driver.",
+            )
+        )
+    cuda_pkgs = {
+        name: _version(name)
+        for name in (
+            "dask-cuda",
+            "cudf-cu13",
+            "cudf-cu12",
+            "cupy-cuda13x",
+            "cupy-cuda12x",
+            "rmm-cu13",
+            "rmm-cu12",
+        )
+    }
+    have = {k: v for k, v in cuda_pkgs.items() if v}
+    if inv.gpus and not have.get("dask-cuda"):
+        checks.append(
+            Check(
+                "dask-cuda",
+                "fail",
+                "GPUs are visible but dask-cuda is not installed",
+                "Install GPU support: pip install 'workbench[gpu]' (CUDA 13 drivers) "
+                "or 'workbench[gpu-cu12]' (CUDA 12).",
+            )
+        )
+    else:
+        summary = ", ".join(f"{k} {v}" for k, v in have.items()) or "not installed (CPU only)"
+        checks.append(Check("GPU packages", "ok" if have or not inv.gpus else "warn", summary))
+    return checks
+
+
+def check_profiles() -> Check:
+    from .clusters.profiles import load_catalog
+
+    try:
+        catalog = load_catalog()
+    except Exception as exc:
+        return Check("profiles", "fail", f"profiles could not be loaded: {exc}")
+    if catalog.problems:
+        return Check(
+            "profiles",
+            "fail",
+            f"{len(catalog.problems)} problem(s) in profile files",
+            "\n       ".join(str(p) for p in catalog.problems),
+        )
+    files = ", ".join(f.path for f in catalog.files if f.exists)
+    return Check("profiles", "ok", f"{len(catalog.profiles)} profiles from {files}")
+
+
+def check_backends() -> Check:
+    from .clusters.registry import available_backends
+
+    optional = {
+        "slurm": "dask_jobqueue",
+        "gateway": "dask_gateway",
+        "kubernetes": "dask_kubernetes",
+    }
+    extra = [
+        f"{name} ({'installed' if importlib.util.find_spec(mod) else 'not installed'})"
+        for name, mod in optional.items()
+    ]
+    return Check(
+        "backends",
+        "ok",
+        f"registered: {', '.join(available_backends())}; libraries: {', '.join(extra)}",
+    )
+
+
+def check_state() -> Check:
+    from .clusters.running import ClusterRegistry
+
+    root = config.state_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / ".doctor-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return Check(
+            "state directory",
+            "fail",
+            f"{root} is not writable: {exc}",
+            "Set WORKBENCH_STATE_DIR to a writable directory.",
+        )
+    registry = ClusterRegistry()
+    records = registry.list()
+    stale = [r.id for r in records if registry.status(r) == "stale"]
+    if stale:
+        return Check(
+            "state directory",
+            "warn",
+            f"{root}: {len(stale)} stale cluster record(s)",
+            "Run 'workbench clusters cleanup'.",
+        )
+    return Check("state directory", "ok", f"{root} ({len(records)} cluster(s) registered)")
+
+
+def run_checks() -> list[Check]:
+    return [check_python(), *check_gpus(), check_backends(), check_profiles(), check_state()]

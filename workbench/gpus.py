@@ -1,0 +1,119 @@
+"""Which NVIDIA GPUs this process can see, through NVML.
+
+NVML initialisation (not an ImportError) decides whether GPUs are present: on a
+machine without a driver ``nvmlInit`` fails with ``NVMLError_LibraryNotFound``
+and workbench falls back to CPU, reporting why in ``GPUInventory.reason``.
+``CUDA_VISIBLE_DEVICES`` is honoured (indices or ``GPU-``/``MIG-`` UUIDs), as CUDA does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GPUInfo:
+    index: int
+    uuid: str
+    name: str
+    memory_total: int  # bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GPUInventory:
+    gpus: list[GPUInfo] = field(default_factory=list)
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    #: Why no GPU is visible (NVML missing, no driver, CUDA_VISIBLE_DEVICES empty), else None.
+    reason: str | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.gpus)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpus": [g.to_dict() for g in self.gpus],
+            "driver_version": self.driver_version,
+            "cuda_driver_version": self.cuda_driver_version,
+            "reason": self.reason,
+        }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def filter_visible(gpus: list[GPUInfo], cuda_visible_devices: str | None) -> list[GPUInfo]:
+    """Apply ``CUDA_VISIBLE_DEVICES`` (``None`` means unset) to the physical GPUs.
+
+    Like CUDA, parsing stops at the first entry that names no device.
+    """
+    if cuda_visible_devices is None:
+        return list(gpus)
+    chosen: list[GPUInfo] = []
+    for raw in cuda_visible_devices.split(","):
+        token = raw.strip()
+        if not token:
+            break
+        match: GPUInfo | None = None
+        if token.lstrip("-").isdigit():
+            idx = int(token)
+            match = next((g for g in gpus if g.index == idx), None)
+        else:
+            match = next((g for g in gpus if g.uuid == token or g.uuid.startswith(token)), None)
+        if match is None or match in chosen:
+            break
+        chosen.append(match)
+    return chosen
+
+
+def detect_gpus() -> GPUInventory:
+    """Inventory of the GPUs this process may use. Never raises."""
+    try:
+        import pynvml
+    except ImportError:
+        return GPUInventory(reason="the NVML bindings (nvidia-ml-py) are not installed")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return GPUInventory(reason=f"NVML could not start ({exc}): no NVIDIA driver is visible")
+    try:
+        physical: list[GPUInfo] = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            physical.append(
+                GPUInfo(
+                    index=i,
+                    uuid=_text(pynvml.nvmlDeviceGetUUID(h)),
+                    name=_text(pynvml.nvmlDeviceGetName(h)),
+                    memory_total=int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
+                )
+            )
+        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        try:
+            cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+            cuda_version: str | None = f"{cuda // 1000}.{(cuda % 1000) // 10}"
+        except pynvml.NVMLError:
+            cuda_version = None
+    except pynvml.NVMLError as exc:
+        return GPUInventory(reason=f"NVML failed while listing GPUs: {exc}")
+    finally:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = filter_visible(physical, env)
+    reason = None
+    if not physical:
+        reason = "the NVIDIA driver reports no GPU"
+    elif not visible:
+        reason = f"CUDA_VISIBLE_DEVICES={env!r} hides every GPU"
+    return GPUInventory(
+        gpus=visible, driver_version=driver, cuda_driver_version=cuda_version, reason=reason
+    )
