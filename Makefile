@@ -9,7 +9,10 @@ LAB_PORT ?= 8888
 LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: lab test install-lab install-test lint typecheck pytest bench clean
+# Extras the test suite needs. Each feature adds its extra here.
+TEST_EXTRAS ?= test,lab
+
+.PHONY: lab test install-lab install-test system-deps lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +22,12 @@ install-lab: $(BIN)/python
 	$(BIN)/pip install -q -e '.[lab]'
 
 install-test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,lab]'
+	$(BIN)/pip install -q -e '.[$(TEST_EXTRAS)]'
+
+# System packages and services the tests talk to (SLURM, browsers, storage servers):
+# one idempotent script per feature in scripts/setup/, run in name order.
+system-deps:
+	@set -e; for f in scripts/setup/*.sh; do [ -e "$$f" ] || continue; echo "== $$f"; bash "$$f"; done
 
 lab: install-lab
 	$(BIN)/jupyter lab --ip=$(LAB_IP) --port=$(LAB_PORT) --no-browser $(ROOT_FLAG)
@@ -31,7 +39,7 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install-test
+pytest: install-test system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
