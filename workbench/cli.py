@@ -363,5 +363,133 @@ def doctor(as_json: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
+# -- templates ----------------------------------------------------------------------------
+@main.group(cls=_Group)
+def templates() -> None:
+    """Notebook templates shared by the team."""
+
+
+@templates.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def templates_list(as_json: bool) -> None:
+    """Every template with its parameters."""
+    from .templates import list_templates, team_dirs
+
+    found = list_templates()
+    if as_json:
+        click.echo(json.dumps([t.to_dict() for t in found.values()], indent=1, default=str))
+        return
+    for t in found.values():
+        click.echo(f"{t.name}  [{t.scope}]  {t.title}")
+        if t.description:
+            click.echo(f"    {t.description}")
+        for p in t.parameters.values():
+            help_text = f"  # {p.help}" if p.help else ""
+            click.echo(f"    -p {p.name}={p.default!r}{help_text}")
+    dirs = ", ".join(str(d) for d in team_dirs()) or "none (set WORKBENCH_TEMPLATES)"
+    click.echo(f"\nteam template directories: {dirs}", err=True)
+
+
+@main.command("new")
+@click.argument("template")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "-p",
+    "--parameter",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a template parameter (value parsed as YAML). Repeatable.",
+)
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+def new(template: str, path: Path, params: tuple[str, ...], force: bool) -> None:
+    """Create the notebook PATH from TEMPLATE (see `workbench templates list`)."""
+    from .templates import new_notebook
+
+    values = _parse_overrides(params)
+    dest = new_notebook(template, path, values, overwrite=force)
+    click.echo(f"created {dest} from template {template!r}")
+
+
+# -- bench --------------------------------------------------------------------------------
+@main.command()
+@click.option(
+    "--storage",
+    "storage_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Directory whose disk to measure (default: the temp directory).",
+)
+@click.option("--uri", help="Object-store prefix with existing data to read, e.g. s3://bucket/p/.")
+@click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec option for --uri; secrets as env:NAME references. Repeatable.",
+)
+@click.option("--cluster", "cluster_id", help="Measure the network of this running cluster.")
+@click.option("--no-network", is_flag=True, help="Skip the worker-to-worker test.")
+@click.option("--size-mb", default=256, show_default=True, type=click.IntRange(min=8))
+@click.option("--json", "as_json", is_flag=True)
+def bench(
+    storage_dir: Path | None,
+    uri: str | None,
+    storage_options: tuple[str, ...],
+    cluster_id: str | None,
+    no_network: bool,
+    size_mb: int,
+    as_json: bool,
+) -> None:
+    """Measure storage, network and GPU throughput against their physical limits."""
+    from . import bench as b
+
+    results = [b.storage_read(storage_dir, size_mb)]
+    if uri:
+        results.append(b.object_store_read(uri, _parse_overrides(storage_options), size_mb))
+    if not no_network:
+        results.append(_bench_network(cluster_id, size_mb))
+    results.extend(b.gpu_measurements())
+    worst = b.bottleneck(results)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "results": [m.to_dict() for m in results],
+                    "bottleneck": worst.name if worst else None,
+                },
+                indent=1,
+            )
+        )
+        return
+    for m in results:
+        click.echo(str(m))
+        if m.detail:
+            click.echo(f"    {m.detail}")
+    if worst is not None:
+        click.echo(
+            f"\nbottleneck: {worst.name} reaches {100 * (worst.fraction or 0):.0f}% of "
+            f"its limit ({worst.limit_source})"
+        )
+    else:
+        click.echo("\nbottleneck: unknown (no measurement has a reported physical limit)")
+
+
+def _bench_network(cluster_id: str | None, size_mb: int) -> Any:
+    from distributed import Client
+
+    from . import bench as b
+    from .clusters import launch as do_launch
+    from .clusters.running import ClusterRegistry
+
+    if cluster_id:
+        record = ClusterRegistry().get(cluster_id)
+        with Client(record.scheduler_address, timeout=10) as client:
+            return b.worker_network(client, size_mb)
+    with do_launch(
+        "local-cpu", n_workers=2, threads_per_worker=1, dashboard_address=":0", wait=2
+    ) as handle:
+        return b.worker_network(handle.client, size_mb)
+
+
 if __name__ == "__main__":
     main()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import importlib.metadata
 import importlib.util
 import os
 import platform
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from . import __version__, config
@@ -188,5 +192,167 @@ def check_state() -> Check:
     return Check("state directory", "ok", f"{root} ({len(records)} cluster(s) registered)")
 
 
+def check_network_fabric() -> list[Check]:
+    """UCX for GPU-to-GPU transfers and InfiniBand devices."""
+    checks = []
+    ucx = (
+        _version("distributed-ucxx")
+        or _version("distributed-ucxx-cu13")
+        or _version("distributed-ucxx-cu12")
+    )
+    checks.append(
+        Check(
+            "UCX",
+            "ok" if ucx else "warn",
+            f"distributed-ucxx {ucx}" if ucx else "not installed: workers use TCP",
+            ""
+            if ucx
+            else "For NVLink/InfiniBand transfers between GPU workers install "
+            "distributed-ucxx-cu13 and use protocol: ucx in the profile.",
+        )
+    )
+    ib = Path("/sys/class/infiniband")
+    devices = sorted(p.name for p in ib.iterdir()) if ib.is_dir() else []
+    if devices:
+        ports = []
+        for dev in devices:
+            for port in sorted((ib / dev / "ports").glob("*")):
+                state = (port / "state").read_text().strip() if (port / "state").exists() else "?"
+                rate = (port / "rate").read_text().strip() if (port / "rate").exists() else "?"
+                ports.append(f"{dev}/{port.name}: {state}, {rate}")
+        active = any("ACTIVE" in p for p in ports)
+        checks.append(
+            Check(
+                "InfiniBand",
+                "ok" if active else "warn",
+                "; ".join(ports),
+                "" if active else "No port is ACTIVE: check the cable and subnet manager.",
+            )
+        )
+    else:
+        checks.append(Check("InfiniBand", "ok", "no InfiniBand devices (not needed on one node)"))
+    return checks
+
+
+def check_slurm() -> Check:
+    """Whether a SLURM controller answers, for the slurm backend."""
+    sinfo = shutil.which("sinfo")
+    if sinfo is None:
+        return Check("SLURM", "ok", "not installed (only needed for the slurm backend)")
+    try:
+        out = subprocess.run(
+            [sinfo, "-h", "-o", "%P %a %D %t"], capture_output=True, text=True, timeout=10
+        )
+    except subprocess.TimeoutExpired:
+        return Check(
+            "SLURM",
+            "fail",
+            "sinfo did not answer within 10 s",
+            "The controller (slurmctld) is unreachable: check SLURM_CONF and the network.",
+        )
+    if out.returncode != 0:
+        return Check(
+            "SLURM",
+            "fail",
+            f"sinfo failed: {out.stderr.strip()[:200]}",
+            "Check that slurmctld runs and that SLURM_CONF points at its slurm.conf.",
+        )
+    parts = [line for line in out.stdout.splitlines() if line.strip()]
+    return Check("SLURM", "ok", f"controller answers; partitions: {'; '.join(parts)[:300]}")
+
+
+def check_object_store_credentials() -> list[Check]:
+    """Whether the standard credential sources of each object store resolve (values never shown)."""
+    import configparser
+
+    checks = []
+    aws_files = [
+        Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")).expanduser(),
+        Path(os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")).expanduser(),
+    ]
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        checks.append(Check("S3 credentials", "ok", "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set"))
+    else:
+        profile = os.environ.get("AWS_PROFILE", "default")
+        found = None
+        for f in aws_files:
+            if f.is_file():
+                cp = configparser.ConfigParser()
+                with contextlib.suppress(configparser.Error):
+                    cp.read(f)
+                    for section in (profile, f"profile {profile}"):
+                        if (
+                            cp.has_option(section, "aws_access_key_id")
+                            or cp.has_option(section, "credential_process")
+                            or cp.has_option(section, "sso_session")
+                        ):
+                            found = f"{f} [{section}]"
+        checks.append(
+            Check(
+                "S3 credentials",
+                "ok" if found else "warn",
+                f"profile in {found}" if found else "none found (env or ~/.aws)",
+                ""
+                if found
+                else "Public buckets work anonymously (anon: true); for "
+                "private ones set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE.",
+            )
+        )
+    az = [
+        v
+        for v in (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_CLIENT_ID",
+        )
+        if os.environ.get(v)
+    ]
+    checks.append(
+        Check(
+            "Azure credentials",
+            "ok" if az else "warn",
+            f"{', '.join(az)} set" if az else "none found in the environment",
+            ""
+            if az
+            else "Set AZURE_STORAGE_CONNECTION_STRING, or account name + "
+            "key/SAS/service principal, for az:// and abfs:// data.",
+        )
+    )
+    gcs = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    adc = Path("~/.config/gcloud/application_default_credentials.json").expanduser()
+    if gcs and not Path(gcs).is_file():
+        checks.append(
+            Check(
+                "GCS credentials",
+                "fail",
+                f"GOOGLE_APPLICATION_CREDENTIALS={gcs} does not exist",
+                "Fix the path or unset the variable.",
+            )
+        )
+    else:
+        source = gcs or (str(adc) if adc.is_file() else None)
+        checks.append(
+            Check(
+                "GCS credentials",
+                "ok" if source else "warn",
+                f"from {source}" if source else "none found",
+                ""
+                if source
+                else "Run `gcloud auth application-default login` or set "
+                "GOOGLE_APPLICATION_CREDENTIALS for gs:// data.",
+            )
+        )
+    return checks
+
+
 def run_checks() -> list[Check]:
-    return [check_python(), *check_gpus(), check_backends(), check_profiles(), check_state()]
+    return [
+        check_python(),
+        *check_gpus(),
+        *check_network_fabric(),
+        check_backends(),
+        check_slurm(),
+        *check_object_store_credentials(),
+        check_profiles(),
+        check_state(),
+    ]
