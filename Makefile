@@ -12,7 +12,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Extras the test suite needs. Each feature adds its extra here.
 TEST_EXTRAS ?= test,lab
 
-.PHONY: lab test install-lab install-test system-deps lint typecheck pytest bench clean
+.PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ typecheck: install-test
 pytest: install-test system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# Every tutorial runs end to end; saved outputs must match (volatile parts sanitized).
+notebooks: install-test system-deps
+	$(BIN)/pytest --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+
+test: lint typecheck pytest notebooks
 
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
