@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -67,9 +68,7 @@ def test_a_negative_price_is_a_profile_error(user_profiles) -> None:
 
 
 @pytest.mark.slow
-def test_running_cost_follows_real_scaling(
-    user_profiles, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_running_cost_follows_real_scaling(user_profiles, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ClusterHandle, "cost_interval", 0.05)
     price = 36.0  # per worker-hour: 0.01 per worker-second
     user_profiles(
@@ -92,7 +91,7 @@ def test_running_cost_follows_real_scaling(
         assert counts[:3] == [0, 1, 2]
         # The estimate is the integral of the meter's own timeline ...
         points = [*handle._cost.timeline, (est.elapsed_s, est.workers)]
-        area = sum(n * (t2 - t1) for (t1, n), (t2, _) in zip(points, points[1:], strict=False))
+        area = sum(n * (t2 - t1) for (t1, n), (t2, _) in itertools.pairwise(points))
         assert est.worker_hours * 3600 == pytest.approx(area, rel=1e-9)
         assert est.cost == pytest.approx(est.worker_hours * price)
         # ... and matches what the test saw: one worker, then two, each phase measured here

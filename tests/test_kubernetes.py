@@ -283,3 +283,132 @@ def test_missing_kubeconfig_is_a_clear_error(
     user_profiles(KUBE_PROFILE)
     with pytest.raises(BackendError, match=r"no usable Kubernetes configuration in .*no-such"):
         workbench.launch("kube")
+
+
+# -- the user's code path up to the operator: a stand-in Kubernetes API ----------------------
+COLLECTIONS = ("pods", "services", "daskclusters", "daskworkergroups", "daskautoscalers")
+
+
+class FakeKubeAPI:
+    """A MOCK of the Kubernetes API server (none can run here): it stores what is POSTed,
+    answers GET/DELETE for it, lists nothing, and never runs an operator, so no DaskCluster
+    ever gets a status. Enough for KubeCluster to create its resource and time out waiting
+    for the operator, which is what the test checks."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.posted: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def reply(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def not_found(self) -> None:
+                self.reply(
+                    404,
+                    {
+                        "kind": "Status",
+                        "status": "Failure",
+                        "reason": "NotFound",
+                        "message": "not found",
+                        "code": 404,
+                    },
+                )
+
+            def do_GET(self) -> None:
+                from urllib.parse import parse_qs
+
+                path, _, query = self.path.partition("?")
+                path = path.rstrip("/")
+                api.requests.append(("GET", path))
+                if path == "/version":
+                    self.reply(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0"})
+                elif path in api.objects:
+                    self.reply(200, api.objects[path])
+                elif path.rsplit("/", 1)[-1] in COLLECTIONS:
+                    wanted = parse_qs(query).get("fieldSelector", [""])[0].split(",")
+                    names = {w.partition("=")[2] for w in wanted if w.startswith("metadata.name")}
+                    name = names.pop() if names else None
+                    items = [
+                        o
+                        for key, o in api.objects.items()
+                        if key.rpartition("/")[0] == path and name in (None, o["metadata"]["name"])
+                    ]
+                    self.reply(200, {"kind": "List", "apiVersion": "v1", "items": items})
+                else:
+                    self.not_found()
+
+            def do_POST(self) -> None:
+                path = self.path.partition("?")[0].rstrip("/")
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                api.requests.append(("POST", path))
+                api.posted.append(copy.deepcopy(body))
+                body["metadata"].setdefault("uid", "0000")
+                api.objects[f"{path}/{body['metadata']['name']}"] = body
+                self.reply(201, body)
+
+            def do_DELETE(self) -> None:
+                path = self.path.partition("?")[0].rstrip("/")
+                api.requests.append(("DELETE", path))
+                if api.objects.pop(path, None) is None:
+                    self.not_found()
+                else:
+                    self.reply(200, {"kind": "Status", "status": "Success"})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_kube_api() -> Any:
+    api = FakeKubeAPI()
+    yield api
+    api.close()
+
+
+@pytest.mark.slow
+def test_launch_submits_cluster_spec_and_reports_a_missing_operator(
+    user_profiles, tmp_path: Path, fake_kube_api: FakeKubeAPI
+) -> None:
+    options = {
+        "name": "wb-fake",
+        "n_workers": 2,
+        "worker": {"gpus": 1, "node_selector": {"pool": "gpu"}},
+        "resource_timeout": 2,
+    }
+    user_profiles(
+        yaml.safe_dump({"profiles": {"kube": {"backend": "kubernetes", "options": options}}})
+    )
+    config = kubeconfig(tmp_path, fake_kube_api.url)
+    with pytest.raises(ServiceUnreachableError) as exc:
+        workbench.launch("kube", kubeconfig=str(config))
+    assert "operator did not act on DaskCluster wb-fake within 2s" in str(exc.value)
+
+    collection = "/apis/kubernetes.dask.org/v1/namespaces/dask/daskclusters"
+    assert ("POST", collection) in fake_kube_api.requests
+    # What the user's launch POSTed is exactly what cluster_spec() (tested above) builds ...
+    (posted,) = fake_kube_api.posted
+    assert posted["metadata"].pop("namespace", "dask") == "dask"
+    assert posted == backend(**options).cluster_spec()
+    # ... and it was deleted again when the operator did not answer.
+    assert ("DELETE", f"{collection}/wb-fake") in fake_kube_api.requests
+    assert fake_kube_api.objects == {}
