@@ -64,6 +64,9 @@ def test_launch_compute_scale_close(
         assert handle.n_workers() == 2
         handle.scale(1)
         wait_until(lambda: handle.n_workers() == 1)
+        # Adaptive scaling runs on the gateway's side, within the bounds given here.
+        handle.adapt(minimum=2, maximum=2)
+        handle.wait_for_workers(2, timeout=120)
         assert "gateway" in handle._repr_html_() and handle.status == "running"
     assert handle.status == "closed"
     wait_until(lambda: name not in gateway_server.running_clusters())
