@@ -309,3 +309,34 @@ def test_missing_cloud_extra_gives_install_hint(user_profiles, subprocess_env) -
     assert lines[0].startswith("gw ") and "dask_gateway" in lines[0]
     assert lines[1].startswith("kube ") and "dask_kubernetes" in lines[1]
     assert all("pip install 'workbench[cloud]'" in line for line in lines)
+
+
+def test_auth_none_against_a_gateway_that_wants_credentials(
+    gateway_server: GatewayServer, user_profiles
+) -> None:
+    user_profiles(gateway_server.profile(auth="none", username=None, password=None))
+    with pytest.raises(AuthenticationError) as exc:
+        workbench.launch("gw")
+    assert "asks for authentication (WWW-Authenticate: Basic)" in str(exc.value)
+    assert "auth: none" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("auth", "extra", "expected"),
+    [
+        ("token", {"token": "file:/run/secrets/gw"}, "TokenAuth(resolve('file:/run/secrets/gw')"),
+        ("jupyterhub", {}, "JupyterHubAuth(api_token=resolve('env:JUPYTERHUB_API_TOKEN'))"),
+        ("kerberos", {}, "KerberosAuth()"),
+        ("none", {}, "NoAuth()"),
+        (None, {}, "auth=None  # from dask config gateway.auth"),
+    ],
+)
+def test_connect_code_for_each_auth_type(auth: str | None, extra: dict, expected: str) -> None:  # type: ignore[type-arg]
+    from workbench.clusters.gateway import gateway_connect_code
+
+    spec = {"address": "https://gw.example", "proxy_address": 8786, "auth": auth, **extra}
+    code = gateway_connect_code(spec, "c0ffee")
+    compile(code, "<connect code>", "exec")  # valid Python
+    assert expected in code
+    assert "gateway.connect('c0ffee')" in code and "security=cluster.security" in code
+    assert "proxy_address=8786" in code

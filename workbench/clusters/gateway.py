@@ -176,7 +176,7 @@ def make_auth(spec: dict[str, Any]) -> Any:
     """The dask-gateway auth object for a connection spec, resolving its references now."""
     from dask_gateway.auth import BasicAuth, JupyterHubAuth, KerberosAuth
 
-    from ._gateway_auth import NoAuth, TokenAuth
+    from .gateway_auth import NoAuth, TokenAuth
 
     kind = spec.get("auth")
     if kind is None:
@@ -334,7 +334,7 @@ def gateway_connect_code(spec: dict[str, Any], cluster_name: str) -> str:
     lines = [f"from dask_gateway import {', '.join(imports)}", "from distributed import Client"]
     if kind in ("none", "token"):
         own = "NoAuth" if kind == "none" else "TokenAuth"
-        lines.append(f"from workbench.clusters._gateway_auth import {own}")
+        lines.append(f"from workbench.clusters.gateway_auth import {own}")
     if resolve_needed:
         lines.append("from workbench.credentials import resolve")
     lines += ["", "gateway = Gateway(", f"    address={spec['address']!r},"]
