@@ -64,7 +64,7 @@ def test_unknown_backend_lists_choices_and_suggests() -> None:
     with pytest.raises(UnknownBackendError) as exc:
         registry.get_backend_class("locall")
     assert "Did you mean 'local'?" in str(exc.value)
-    assert "Available backends: local" in str(exc.value)
+    assert "Available backends: " in str(exc.value) and "local" in str(exc.value)
 
 
 def test_entry_point_backend_is_found_and_used_by_profiles(

@@ -85,7 +85,7 @@ def test_doctor_reports_gpus_and_profiles() -> None:
         assert checks["GPUs"]["status"] == "warn"
         assert inventory.reason and inventory.reason in checks["GPUs"]["summary"]
     code, out, _ = run("doctor")
-    assert "NVML" in out and "backends: registered: local" in out
+    assert "NVML" in out and "backends: registered: " in out
 
 
 def test_clusters_commands_with_nothing_running() -> None:

@@ -318,15 +318,9 @@ def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
 @click.argument("n", type=click.IntRange(min=0))
 def clusters_scale(cluster_id: str, n: int) -> None:
     """Ask cluster CLUSTER_ID for N workers."""
-    from .clusters.running import ClusterRegistry, scheduler_call
+    from .clusters.running import ClusterRegistry
 
-    record = ClusterRegistry().get(cluster_id)
-    try:
-        scheduler_call(record.scheduler_address, "workbench_scale", n=n)
-    except OSError as exc:
-        raise WorkbenchError(
-            f"cluster {record.id} is not reachable at {record.scheduler_address}: {exc}"
-        ) from exc
+    record = ClusterRegistry().scale(cluster_id, n)
     click.echo(f"scaled {record.id} to {n} workers")
 
 

@@ -50,3 +50,11 @@ class ClusterNotFoundError(WorkbenchError, LookupError):
 
 class CredentialError(WorkbenchError):
     """A credential reference cannot be resolved."""
+
+
+class ServiceUnreachableError(BackendError, ConnectionError):
+    """A service a backend needs (a gateway, an API server) refused, failed or timed out."""
+
+
+class AuthenticationError(BackendError, PermissionError):
+    """A service rejected the credentials a profile references."""

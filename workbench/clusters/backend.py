@@ -13,11 +13,12 @@ import importlib.util
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import MissingDependencyError
 
 if TYPE_CHECKING:
+    from distributed import Client
     from distributed.deploy.cluster import Cluster
 
     from .running import ClusterRecord
@@ -27,6 +28,13 @@ class BackendOptions(BaseModel):
     """Options shared by every backend. Backends subclass this; unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    price_per_worker_hour: float | None = Field(
+        None,
+        ge=0,
+        description="What one worker costs per hour (any currency); the handle then reports "
+        "a running cost estimate from the actual worker count over time.",
+    )
 
 
 class Backend(ABC):
@@ -75,6 +83,34 @@ class Backend(ABC):
     @classmethod
     def cleanup_orphans(cls, record: ClusterRecord) -> None:
         """Release what a dead owner left behind (e.g. cancel batch jobs named in record.extra)."""
+
+    def get_client(self, cluster: Cluster) -> Client:
+        """A ``distributed.Client`` for the cluster (backends with TLS add their security)."""
+        from distributed import Client
+
+        return Client(cluster, set_as_default=True)
+
+    def close_cluster(self, cluster: Cluster, timeout: float) -> None:
+        """Shut the cluster down."""
+        cluster.close(timeout=timeout)
+
+    @classmethod
+    def control(cls, record: ClusterRecord, op: str, timeout: float = 10.0, **kwargs: Any) -> Any:
+        """Serve ``op`` (``close``, ``scale``, ``adapt``, ``info``) from another process.
+
+        Backends whose scheduler runs elsewhere (a gateway, Kubernetes) answer from the facts
+        in ``record.extra``. The default, NotImplemented, sends the request to the owning
+        process through the handlers workbench installs on an in-process scheduler.
+        """
+        return NotImplemented
+
+    @classmethod
+    def connect_code(cls, record: ClusterRecord) -> str:
+        """Python code another kernel runs to connect a client (never with secret values)."""
+        return (
+            "from distributed import Client\n\n"
+            f"client = Client({record.scheduler_address!r})  # workbench cluster {record.id}\n"
+        )
 
     def record_extra(self, cluster: Cluster) -> dict[str, Any]:
         """Facts to keep in the registry record so cleanup works without the owner."""

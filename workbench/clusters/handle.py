@@ -12,12 +12,13 @@ import threading
 import time
 import uuid
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
 
 from ..errors import WorkbenchError
 from .backend import Backend
+from .cost import CostEstimate, CostMeter
 from .profiles import Profile, get_profile
 from .registry import get_backend_class
 from .running import ClusterRecord, ClusterRegistry
@@ -48,6 +49,9 @@ class ClusterHandle:
     in ``workbench clusters list`` until then.
     """
 
+    #: Seconds between two samples of the worker count for :meth:`cost`.
+    cost_interval: ClassVar[float] = 1.0
+
     def __init__(
         self,
         cluster: Cluster,
@@ -66,6 +70,11 @@ class ClusterHandle:
         self._client: Client | None = None
         self._closed = False
         self._lock = threading.RLock()
+        self._cost = CostMeter(
+            self.n_workers,
+            getattr(backend.options, "price_per_worker_hour", None),
+            interval=self.cost_interval,
+        ).start()
         self._install_control_handlers()
         me = psutil.Process()
         self.record = ClusterRecord(
@@ -109,7 +118,10 @@ class ClusterHandle:
 
     @property
     def status(self) -> str:
-        return "closed" if self._closed else str(getattr(self.cluster.status, "name", "unknown"))
+        if self._closed:
+            return "closed"
+        status = getattr(self.cluster, "status", "unknown")  # an enum, or a str (gateway)
+        return str(getattr(status, "name", status))
 
     @property
     def client(self) -> Client:
@@ -118,13 +130,26 @@ class ClusterHandle:
             if self._closed:
                 raise WorkbenchError(f"cluster {self.id} is closed")
             if self._client is None:
-                from distributed import Client
-
-                self._client = Client(self.cluster, set_as_default=True)
+                self._client = self._backend.get_client(self.cluster)
             return self._client
 
     def n_workers(self) -> int:
         return len(self.cluster.scheduler_info.get("workers", {}))
+
+    def cost(self) -> CostEstimate:
+        """Worker-hours so far and their cost at the profile's ``price_per_worker_hour``.
+
+        Integrated from the actual number of connected workers over time (sampled every
+        ``cost_interval`` seconds), so scaling and adaptive scaling are accounted for.
+        """
+        return self._cost.estimate()
+
+    def connect_code(self) -> str:
+        """Python code that connects a client to this cluster from another kernel.
+
+        Credentials appear only as references (``env:NAME``...), resolved where the code runs.
+        """
+        return self._backend.connect_code(self.record)
 
     # -- lifecycle ----------------------------------------------------------------------
     def wait_for_workers(self, n: int = 1, timeout: float | None = 60) -> ClusterHandle:
@@ -142,6 +167,7 @@ class ClusterHandle:
         """Ask for ``n`` workers (stops adaptive scaling)."""
         if n < 0:
             raise ValueError(f"cannot scale to {n} workers")
+        self._cost.sample()
         self.cluster.scale(n)
         self._refresh_record()
         return self
@@ -165,8 +191,10 @@ class ClusterHandle:
             if self._client is not None:
                 with contextlib.suppress(Exception):
                     self._client.close()
-            self.cluster.close(timeout=timeout)
+            self._cost.stop()
+            self._backend.close_cluster(self.cluster, timeout=timeout)
         finally:
+            self._cost.stop()
             self.registry.remove(self.id)
             _open_handles.discard(self)
 
@@ -220,6 +248,7 @@ class ClusterHandle:
                     "profile": handle.profile,
                     "backend": handle.backend,
                     "gpus": handle.gpus,
+                    "cost": handle.cost().to_dict(),
                 }
             )
 
@@ -253,6 +282,7 @@ class ClusterHandle:
         ]
         if info.get("cpu_fallback_reason"):
             rows.append(("CPU fallback", str(info["cpu_fallback_reason"])))
+        rows.append(("Cost so far", str(self.cost())))
         link = self.dashboard_link
         dash = (
             f'<a href="{html.escape(link)}" target="_blank">{html.escape(link)}</a>'

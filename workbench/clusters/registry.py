@@ -33,6 +33,14 @@ known_backends: dict[str, _Known] = {
         "path": "workbench.clusters.local:LocalBackend",
         "hint": "pip install workbench (GPU workers: pip install 'workbench[gpu]')",
     },
+    "gateway": {
+        "path": "workbench.clusters.gateway:GatewayBackend",
+        "hint": "pip install 'workbench[cloud]'",
+    },
+    "kubernetes": {
+        "path": "workbench.clusters.kubernetes:KubernetesBackend",
+        "hint": "pip install 'workbench[cloud]'",
+    },
 }
 
 _registry: dict[str, type[Backend]] = {}

@@ -4,9 +4,11 @@ Each cluster launched through workbench (in any kernel, the CLI or the server)
 writes one JSON record under ``<state dir>/clusters/``. Any other process of the
 same user can then list, scale and stop it: requests go to the owning process
 through handlers workbench installs on the cluster's scheduler, so the owner
-cleans up exactly as if the user had called ``close()``. When the owner died
-(a killed kernel), the record is *stale*: ``cleanup`` removes it and terminates
-any worker processes it left behind.
+cleans up exactly as if the user had called ``close()``. Backends whose scheduler
+runs elsewhere (dask-gateway, Kubernetes) serve these requests themselves from the
+facts in the record (``Backend.control``). When the owner died (a killed kernel), the
+record is *stale*: ``cleanup`` removes it and terminates any worker processes it left
+behind, and the backend releases what it holds (``Backend.cleanup_orphans``).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def _process_alive(pid: int, create_time: float) -> bool:
 
 def _port_open(address: str, timeout: float = 1.0) -> bool:
     parsed = urlparse(address)
-    if parsed.scheme not in ("tcp", "tls", "ucx", "ws", "wss") or not parsed.port:
+    if parsed.scheme not in ("tcp", "tls", "ucx", "ws", "wss", "gateway") or not parsed.port:
         return False
     try:
         with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port), timeout):
@@ -95,6 +97,17 @@ def scheduler_call(address: str, op: str, timeout: float = 10.0, **kwargs: Any) 
             return await asyncio.wait_for(getattr(r, op)(**kwargs), timeout)
 
     return asyncio.run(call())
+
+
+def _control(record: ClusterRecord, op: str, timeout: float, **kwargs: Any) -> Any:
+    """The backend's own answer to ``op`` for this record, or NotImplemented."""
+    from .registry import get_backend_class
+
+    try:
+        cls = get_backend_class(record.backend)
+    except WorkbenchError:
+        return NotImplemented
+    return cls.control(record, op, timeout=timeout, **kwargs)
 
 
 class ClusterRegistry:
@@ -167,6 +180,12 @@ class ClusterRegistry:
     def info(self, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:
         """Live facts from the scheduler: workers, threads, memory, GPUs (empty if unreachable)."""
         try:
+            own = _control(record, "info", timeout=timeout)
+        except Exception:
+            return {}
+        if own is not NotImplemented:
+            return dict(own)
+        try:
             ident = scheduler_call(record.scheduler_address, "identity", timeout=timeout)
         except (OSError, asyncio.TimeoutError, ValueError):
             return {}
@@ -199,6 +218,9 @@ class ClusterRegistry:
         if self.status(record) == "stale":
             self._cleanup_stale(record)
             return record
+        if _control(record, "close", timeout=timeout) is not NotImplemented:
+            self.remove(record.id)
+            return record
         try:
             scheduler_call(record.scheduler_address, "workbench_close", timeout=min(timeout, 10))
         except Exception as exc:
@@ -228,6 +250,18 @@ class ClusterRegistry:
                 f"{record.owner_pid} is still running"
             )
         self._cleanup_stale(record)
+        return record
+
+    def scale(self, cluster_id: str, n: int, timeout: float = 10.0) -> ClusterRecord:
+        """Ask the cluster for ``n`` workers, through its backend or its owner process."""
+        record = self.get(cluster_id)
+        if _control(record, "scale", timeout=timeout, n=n) is NotImplemented:
+            try:
+                scheduler_call(record.scheduler_address, "workbench_scale", timeout=timeout, n=n)
+            except OSError as exc:
+                raise WorkbenchError(
+                    f"cluster {record.id} is not reachable at {record.scheduler_address}: {exc}"
+                ) from exc
         return record
 
     def _cleanup_stale(self, record: ClusterRecord) -> None:

@@ -1,0 +1,536 @@
+"""The ``kubernetes`` backend: a ``DaskCluster`` resource for the dask-kubernetes operator.
+
+The profile describes the scheduler pod, the default worker group and any further worker
+groups (a GPU pool beside a CPU pool, say)::
+
+    profiles:
+      kube-gpu:
+        backend: kubernetes
+        options:
+          namespace: dask
+          n_workers: 2
+          worker:
+            gpus: 1                  # nvidia.com/gpu limit, NoSchedule taint tolerated
+            cores: 8
+            memory: 48GiB
+            node_selector: {cloud.google.com/gke-accelerator: nvidia-l4}
+          scheduler: {cores: 1, memory: 4GiB}
+          price_per_worker_hour: 1.2
+
+:meth:`KubernetesBackend.cluster_spec` builds the ``DaskCluster`` with the operator's own
+helpers (``make_cluster_spec``, ``make_worker_spec``, ``make_scheduler_spec``) and adds
+what they cannot express: GPU limits, node selectors, tolerations, and for clusters with
+GPU workers a scheduler kept off GPU nodes and a RAPIDS image by default. ``create_cluster``
+passes exactly that resource to ``KubeCluster(custom_cluster_spec=...)``.
+
+Before creating anything it asks the Kubernetes API server for its version with a
+timeout (``connect_timeout``), in the event loop KubeCluster then uses, so that a missing
+kubeconfig or an unreachable API server is a clear error rather than a hang; the operator
+must then act on the resource within ``resource_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from dask.utils import parse_bytes
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import (
+    AuthenticationError,
+    BackendError,
+    ProfileError,
+    ServiceUnreachableError,
+    WorkbenchError,
+)
+from .backend import Backend, BackendOptions
+
+if TYPE_CHECKING:
+    from distributed.deploy.cluster import Cluster
+
+    from .running import ClusterRecord
+
+CLOUD_HINT = "pip install 'workbench[cloud]'"
+#: Image for clusters without GPUs (the operator's default).
+DASK_IMAGE = "ghcr.io/dask/dask:latest"
+#: Image for clusters with GPU workers: RAPIDS (cuDF, dask-cuda) on CUDA 12. Pin your own
+#: with ``image:`` so that scheduler, workers and notebook run the same versions.
+RAPIDS_IMAGE = "nvcr.io/nvidia/rapidsai/base:26.02-cuda12-py3.13"
+GPU_RESOURCE = "nvidia.com/gpu"
+#: GPU node pools are tainted so that only pods asking for GPUs land there.
+GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+#: Label NVIDIA GPU feature discovery puts on GPU nodes.
+GPU_NODE_LABEL = "nvidia.com/gpu.present"
+#: The ``dask`` command line (``dask-scheduler``/``dask-worker`` left distributed in 2026).
+SCHEDULER_COMMAND = ["dask", "scheduler"]
+WORKER_COMMAND = "dask worker"
+GPU_WORKER_COMMAND = "dask cuda worker"
+NAME_RE = re.compile(r"^(?=.{1,53}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def quantity(value: str | int | float) -> str:
+    """A memory size ('16GiB', 2**30, '1.5GB') as a Kubernetes quantity ('16Gi')."""
+    n = int(parse_bytes(value) if isinstance(value, str) else value)
+    for suffix, unit in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if n % unit == 0:
+            return f"{n // unit}{suffix}"
+    return str(n)
+
+
+class Toleration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+    def to_k8s(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class PodOptions(BaseModel):
+    """Resources and placement of one kind of pod."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cores: int | float | None = Field(None, gt=0, description="CPU request and limit.")
+    memory: str | int | None = Field(None, description="Memory request and limit, e.g. 16GiB.")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            try:
+                quantity(v)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"not a memory size like '16GiB': {exc}") from None
+        return v
+
+    def resources(self, gpus: int = 0) -> dict[str, dict[str, str | int]] | None:
+        """The container's ``resources``: requests = limits (guaranteed), GPUs as limits."""
+        amounts: dict[str, str | int] = {}
+        if self.cores is not None:
+            amounts["cpu"] = str(self.cores)
+        if self.memory is not None:
+            amounts["memory"] = quantity(self.memory)
+        if not amounts and not gpus:
+            return None
+        limits: dict[str, str | int] = {**amounts, **({GPU_RESOURCE: gpus} if gpus else {})}
+        return {"limits": limits, **({"requests": dict(amounts)} if amounts else {})}
+
+
+class WorkerOptions(PodOptions):
+    gpus: int = Field(0, ge=0, description="GPUs per worker (nvidia.com/gpu).")
+    image: str | None = Field(None, description="Worker image (default: the cluster's).")
+    worker_command: str | list[str] | None = Field(
+        None, description=f"Default: '{WORKER_COMMAND}', with GPUs '{GPU_WORKER_COMMAND}'."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Worker environment.")
+
+
+class WorkerGroupOptions(WorkerOptions):
+    n_workers: int = Field(1, ge=0, description="Workers in this group.")
+
+
+class KubernetesOptions(BackendOptions):
+    name: str = Field(
+        "workbench-{user}-{uuid}",
+        description="DaskCluster name; {user} and {uuid} are filled in.",
+    )
+    namespace: str | None = Field(None, description="Default: the kubeconfig context's.")
+    kubeconfig: str | None = Field(None, description="Default: $KUBECONFIG or ~/.kube/config.")
+    context: str | None = Field(None, description="kubeconfig context (default: current).")
+    image: str | None = Field(
+        None,
+        description=f"Image of scheduler and workers (default: {DASK_IMAGE}, or "
+        "gpu_image when any worker has GPUs).",
+    )
+    gpu_image: str = Field(RAPIDS_IMAGE, description="Default image of clusters with GPUs.")
+    n_workers: int = Field(1, ge=0, description="Workers in the default group.")
+    worker: WorkerOptions = Field(default_factory=lambda: WorkerOptions.model_validate({}))
+    worker_groups: dict[str, WorkerGroupOptions] = Field(
+        default_factory=dict, description="More worker groups, by name (e.g. a CPU pool)."
+    )
+    scheduler: PodOptions = Field(default_factory=lambda: PodOptions.model_validate({}))
+    env: dict[str, str] = Field(default_factory=dict, description="Environment of all pods.")
+    scheduler_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    port_forward_cluster_ip: bool | None = Field(
+        None, description="Reach a ClusterIP scheduler through a port-forward."
+    )
+    idle_timeout: int = Field(0, ge=0, description="Delete the cluster after idle seconds.")
+    connect_timeout: float = Field(
+        10.0, gt=0, description="Seconds the Kubernetes API server has to answer."
+    )
+    resource_timeout: int = Field(
+        60, gt=0, description="Seconds the operator has to act on the DaskCluster."
+    )
+    shutdown_on_close: bool = True
+
+    @field_validator("worker_groups")
+    @classmethod
+    def _group_names(cls, v: dict[str, WorkerGroupOptions]) -> dict[str, WorkerGroupOptions]:
+        for name in v:
+            if name == "default" or not NAME_RE.match(name):
+                raise ValueError(
+                    f"worker group name {name!r} must be lower-case letters, digits and '-', "
+                    "and not 'default'"
+                )
+        return v
+
+
+class KubernetesBackend(Backend):
+    name = "kubernetes"
+    Options = KubernetesOptions
+    options: KubernetesOptions
+    requires = {"dask_kubernetes": CLOUD_HINT, "kr8s": CLOUD_HINT}
+
+    def __init__(self, options: BackendOptions, profile: str = "") -> None:
+        super().__init__(options, profile)
+        self._cluster_name: str | None = None
+        self._loop_runner: Any = None
+        self._api: Any = None
+
+    # -- the DaskCluster resource ----------------------------------------------------------
+    @property
+    def has_gpus(self) -> bool:
+        o = self.options
+        return bool(o.worker.gpus or any(g.gpus for g in o.worker_groups.values()))
+
+    @property
+    def image(self) -> str:
+        o = self.options
+        return o.image or (o.gpu_image if self.has_gpus else DASK_IMAGE)
+
+    @property
+    def cluster_name(self) -> str:
+        if self._cluster_name is None:
+            user = re.sub(r"[^a-z0-9-]+", "-", getpass.getuser().lower()).strip("-") or "user"
+            name = self.options.name.format(user=user, uuid=uuid.uuid4().hex[:10])
+            if not NAME_RE.match(name):
+                raise ProfileError(
+                    f"profile {self.profile!r}: cluster name {name!r} is not valid for "
+                    "Kubernetes: at most 53 lower-case letters, digits and '-', starting and "
+                    "ending with a letter or digit"
+                )
+            self._cluster_name = name
+        return self._cluster_name
+
+    def worker_spec(self, worker: WorkerOptions, n_workers: int) -> dict[str, Any]:
+        """A DaskWorkerGroup's ``worker`` spec: the operator's helper plus GPUs and placement."""
+        from dask_kubernetes.operator import make_worker_spec
+
+        command = worker.worker_command or (GPU_WORKER_COMMAND if worker.gpus else WORKER_COMMAND)
+        spec: dict[str, Any] = make_worker_spec(
+            image=worker.image or self.image,
+            n_workers=n_workers,
+            resources=worker.resources(worker.gpus),
+            env={**self.options.env, **worker.env},
+            worker_command=command,
+        )
+        pod = spec["spec"]
+        if worker.node_selector:
+            pod["nodeSelector"] = dict(worker.node_selector)
+        tolerations = [t.to_k8s() for t in worker.tolerations]
+        if worker.gpus and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
+            tolerations.append(dict(GPU_TOLERATION))
+        if tolerations:
+            pod["tolerations"] = tolerations
+        return spec
+
+    def scheduler_spec(self) -> dict[str, Any]:
+        """The scheduler: the operator's helper, the ``dask`` CLI, kept off GPU nodes."""
+        from dask_kubernetes.operator import make_scheduler_spec
+
+        o = self.options
+        spec: dict[str, Any] = make_scheduler_spec(
+            cluster_name=self.cluster_name,
+            env=o.env,
+            resources=o.scheduler.resources(),
+            image=self.image,
+            scheduler_service_type=o.scheduler_service_type,
+        )
+        pod = spec["spec"]
+        container = pod["containers"][0]
+        container["args"] = [*SCHEDULER_COMMAND, *container["args"][1:]]
+        if o.scheduler.node_selector:
+            pod["nodeSelector"] = dict(o.scheduler.node_selector)
+        if o.scheduler.tolerations:
+            pod["tolerations"] = [t.to_k8s() for t in o.scheduler.tolerations]
+        if self.has_gpus:
+            # No GPU limit and no GPU toleration keep it off tainted GPU nodes; where GPU
+            # nodes are not tainted, prefer nodes without GPUs.
+            pod["affinity"] = {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "preference": {
+                                "matchExpressions": [
+                                    {"key": GPU_NODE_LABEL, "operator": "DoesNotExist"}
+                                ]
+                            },
+                        }
+                    ]
+                }
+            }
+        return spec
+
+    def cluster_spec(self) -> dict[str, Any]:
+        """The ``DaskCluster`` resource ``create_cluster`` hands to ``KubeCluster``."""
+        from dask_kubernetes.operator import make_cluster_spec
+
+        o = self.options
+        spec: dict[str, Any] = make_cluster_spec(
+            name=self.cluster_name,
+            image=self.image,
+            n_workers=o.n_workers,
+            env=o.env,
+            scheduler_service_type=o.scheduler_service_type,
+            idle_timeout=o.idle_timeout,
+        )
+        spec["spec"]["worker"] = self.worker_spec(o.worker, o.n_workers)
+        spec["spec"]["scheduler"] = self.scheduler_spec()
+        return spec
+
+    def worker_group_specs(self) -> dict[str, dict[str, Any]]:
+        """The ``worker`` spec of each extra group, added with ``add_worker_group``."""
+        return {
+            name: self.worker_spec(group, group.n_workers)
+            for name, group in self.options.worker_groups.items()
+        }
+
+    # -- talking to Kubernetes ---------------------------------------------------------------
+    def _where(self) -> str:
+        o = self.options
+        path = o.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        server = _kubeconfig_server(path, o.context)
+        parts = [f"kubeconfig {path}"]
+        if o.context:
+            parts.append(f"context {o.context}")
+        return f"the Kubernetes API server{f' at {server}' if server else ''} ({', '.join(parts)})"
+
+    def check(self) -> None:
+        self.require()
+        self.cluster_name  # noqa: B018  (validates the name before anything is created)
+
+    def connect(self) -> Any:
+        """Start the event loop KubeCluster will use and check the API server answers in it."""
+        from distributed.utils import LoopRunner, sync
+
+        o = self.options
+        if self._loop_runner is None:
+            self._loop_runner = LoopRunner(asynchronous=False)
+            self._loop_runner.start()
+
+        async def probe() -> Any:
+            from kr8s.asyncio import Api
+
+            # As kr8s.asyncio.api() does, but with the HTTP timeout set before the first
+            # request (awaiting the Api loads credentials and asks for the server version).
+            # It registers itself for this thread and loop, where KubeCluster finds it.
+            api = Api(
+                kubeconfig=o.kubeconfig,
+                context=o.context,
+                namespace=o.namespace,
+                bypass_factory=True,
+            )
+            api.timeout = o.connect_timeout
+            return await api
+
+        async def bounded() -> Any:
+            # httpx's own timeouts close their connections; this one is only a backstop.
+            return await asyncio.wait_for(probe(), 2 * o.connect_timeout + 5)
+
+        try:
+            # Later kr8s calls without arguments in this loop (KubeCluster's) reuse this api.
+            self._api = sync(self._loop_runner.loop, bounded)
+        except BaseException as exc:
+            self._stop_loop()
+            raise self._translate(exc) from exc
+        return self._api
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        import httpx
+        import kr8s
+
+        where = self._where()
+        if isinstance(exc, WorkbenchError):
+            return exc
+        timeouts = (
+            asyncio.TimeoutError,
+            TimeoutError,
+            httpx.TimeoutException,
+            kr8s.APITimeoutError,
+        )
+        if isinstance(exc, timeouts):
+            return ServiceUnreachableError(
+                f"{where} did not answer within {self.options.connect_timeout:g}s. Check that "
+                "the cluster is up and reachable from here (VPN, proxy), or raise "
+                "connect_timeout."
+            )
+        if isinstance(exc, httpx.HTTPError | OSError) and not isinstance(exc, FileNotFoundError):
+            return ServiceUnreachableError(f"cannot reach {where}: {exc}")
+        if isinstance(exc, kr8s.ServerError):
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403):
+                return AuthenticationError(
+                    f"{where} rejected the credentials (HTTP {status}): {exc}. Refresh them "
+                    "(e.g. your cloud CLI's get-credentials) or pick another context."
+                )
+            return BackendError(f"{where} answered with an error: {exc}")
+        if isinstance(exc, ValueError | FileNotFoundError | KeyError):
+            path = self.options.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            return BackendError(
+                f"no usable Kubernetes configuration in {path} and no in-cluster service "
+                f"account ({exc}). Set options.kubeconfig (or $KUBECONFIG) to a kubeconfig "
+                "file, or run inside a pod with a service account."
+            )
+        return exc
+
+    def _stop_loop(self) -> None:
+        runner, self._loop_runner, self._api = self._loop_runner, None, None
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                runner.stop()
+
+    def create_cluster(self) -> Cluster:
+        self.check()
+        from dask_kubernetes.operator import KubeCluster
+
+        self.connect()
+        o = self.options
+        spec = self.cluster_spec()
+        try:
+            cluster = KubeCluster(
+                custom_cluster_spec=spec,
+                namespace=o.namespace,
+                loop=self._loop_runner.loop,
+                resource_timeout=o.resource_timeout,
+                port_forward_cluster_ip=o.port_forward_cluster_ip,
+                shutdown_on_close=o.shutdown_on_close,
+                quiet=True,
+            )
+        except BaseException as exc:
+            self._stop_loop()
+            if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+                raise ServiceUnreachableError(
+                    f"the dask-kubernetes operator did not act on DaskCluster "
+                    f"{spec['metadata']['name']} within {o.resource_timeout}s ({exc}). Check "
+                    "that the operator "
+                    "is installed and running (kubectl get pods -A -l "
+                    "app.kubernetes.io/name=dask-kubernetes-operator)."
+                ) from exc
+            raise self._translate(exc) from exc
+        try:
+            for name, group in self.worker_group_specs().items():
+                cluster.add_worker_group(name, custom_spec=group)
+        except BaseException:
+            self.close_cluster(cluster, timeout=60)
+            raise
+        return cluster  # type: ignore[no-any-return]
+
+    def close_cluster(self, cluster: Cluster, timeout: float) -> None:
+        try:
+            cluster.close(timeout=timeout)
+        finally:
+            self._stop_loop()
+
+    def record_extra(self, cluster: Cluster) -> dict[str, Any]:
+        o = self.options
+        return {
+            "cluster_name": getattr(cluster, "name", self._cluster_name),
+            "namespace": getattr(cluster, "namespace", o.namespace),
+            "kubeconfig": o.kubeconfig,
+            "context": o.context,
+            "connect_timeout": o.connect_timeout,
+            "image": self.image,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        o = self.options
+        gpus = [f"{o.worker.gpus} x {GPU_RESOURCE} per worker"] if o.worker.gpus else []
+        gpus += [
+            f"{g.gpus} x {GPU_RESOURCE} per worker in group {n}"
+            for n, g in o.worker_groups.items()
+            if g.gpus
+        ]
+        return {"kind": f"KubeCluster ({self.image})", "gpu_names": gpus}
+
+    # -- other processes ------------------------------------------------------------------
+    @classmethod
+    def control(cls, record: ClusterRecord, op: str, timeout: float = 10.0, **kwargs: Any) -> Any:
+        """close: delete the DaskCluster resource (the operator removes its pods)."""
+        name, namespace = record.extra.get("cluster_name"), record.extra.get("namespace")
+        if op != "close" or not name:
+            return NotImplemented
+        options = KubernetesOptions.model_validate(
+            {
+                "kubeconfig": record.extra.get("kubeconfig"),
+                "context": record.extra.get("context"),
+                "namespace": namespace,
+                "connect_timeout": float(record.extra.get("connect_timeout") or timeout),
+            }
+        )
+        backend = cls(options, profile=record.profile)
+        backend.connect()
+        try:
+            from distributed.utils import sync
+
+            async def delete() -> None:
+                from dask_kubernetes.operator._objects import DaskCluster
+
+                cluster = await DaskCluster.get(name, namespace=namespace)
+                await cluster.delete()
+
+            async def bounded() -> None:
+                await asyncio.wait_for(delete(), options.connect_timeout)
+
+            try:
+                sync(backend._loop_runner.loop, bounded)
+            except BaseException as exc:
+                raise backend._translate(exc) from exc
+        finally:
+            backend._stop_loop()
+        return "deleted"
+
+    @classmethod
+    def cleanup_orphans(cls, record: ClusterRecord) -> None:
+        """The owner died without closing: delete its DaskCluster."""
+        cls.control(record, "close")
+
+    @classmethod
+    def connect_code(cls, record: ClusterRecord) -> str:
+        extra = record.extra
+        args = [repr(extra["cluster_name"])]
+        if extra.get("namespace"):
+            args.append(f"namespace={extra['namespace']!r}")
+        return (
+            "from dask_kubernetes.operator import KubeCluster\n"
+            "from distributed import Client\n\n"
+            f"cluster = KubeCluster.from_name({', '.join(args)})\n"
+            "client = Client(cluster)\n"
+        )
+
+
+def _kubeconfig_server(path: str, context: str | None) -> str | None:
+    """The API server URL a kubeconfig's (current) context points at, for messages."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path.split(os.pathsep)[0]).expanduser().read_text())
+        name = context or config.get("current-context")
+        ctx = next(c["context"] for c in config.get("contexts", []) if c["name"] == name)
+        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
+        return str(cluster["server"])
+    except Exception:
+        return None
