@@ -124,14 +124,26 @@ def test_doctor_explains_missing_object_store_credentials(
     assert checks["Azure credentials"].status == "ok"
 
 
-def test_doctor_slurm_check_reflects_the_machine() -> None:
+def test_doctor_slurm_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import shutil
 
+    sinfo = shutil.which("sinfo")
+    monkeypatch.setenv("PATH", str(tmp_path))
     check = check_slurm()
-    if shutil.which("sinfo") is None:
-        assert check.status == "ok" and "not installed" in check.summary
-    else:
-        assert check.status in ("ok", "fail")
+    assert check.status == "ok" and "not installed" in check.summary
+    if sinfo is None:
+        return
+    monkeypatch.setenv("PATH", str(Path(sinfo).parent))
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing.conf"))
+    check = check_slurm()
+    assert check.status == "warn" and "no configuration" in check.summary
+    bogus = tmp_path / "slurm.conf"
+    bogus.write_text(
+        "ClusterName=nowhere\nSlurmctldHost=nohost-wb-test(127.0.0.1)\nSlurmctldPort=9\n"
+    )
+    monkeypatch.setenv("SLURM_CONF", str(bogus))
+    check = check_slurm()
+    assert check.status == "fail" and check.advice
 
 
 def test_doctor_lists_fabric_checks() -> None:

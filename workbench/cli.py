@@ -346,6 +346,8 @@ def doctor(as_json: bool) -> None:
     checks = run_checks()
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in checks], indent=1))
+        if any(c.status == "fail" for c in checks):
+            raise click.exceptions.Exit(1)
         return
     marks = {"ok": ("ok", "green"), "warn": ("--", "yellow"), "fail": ("!!", "red")}
     for c in checks:

@@ -239,6 +239,15 @@ def check_slurm() -> Check:
     sinfo = shutil.which("sinfo")
     if sinfo is None:
         return Check("SLURM", "ok", "not installed (only needed for the slurm backend)")
+    conf = os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf"
+    if not Path(conf).is_file():
+        return Check(
+            "SLURM",
+            "warn",
+            f"client installed but no configuration at {conf}",
+            "Set SLURM_CONF to your site's slurm.conf to use the slurm backend "
+            "(scripts/slurm-up starts a single-node SLURM for trying it).",
+        )
     try:
         out = subprocess.run(
             [sinfo, "-h", "-o", "%P %a %D %t"], capture_output=True, text=True, timeout=10
