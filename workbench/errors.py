@@ -50,3 +50,7 @@ class ClusterNotFoundError(WorkbenchError, LookupError):
 
 class CredentialError(WorkbenchError):
     """A credential reference cannot be resolved."""
+
+
+class WorkersTimeoutError(WorkbenchError, TimeoutError):
+    """Workers did not connect in time; the message says what they were waiting for."""

@@ -33,6 +33,10 @@ known_backends: dict[str, _Known] = {
         "path": "workbench.clusters.local:LocalBackend",
         "hint": "pip install workbench (GPU workers: pip install 'workbench[gpu]')",
     },
+    "slurm": {
+        "path": "workbench.clusters.slurm:SLURMBackend",
+        "hint": "pip install 'workbench[slurm]'",
+    },
 }
 
 _registry: dict[str, type[Backend]] = {}
