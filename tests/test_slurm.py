@@ -269,8 +269,9 @@ def _run_owner(tmp_path: Path, subprocess_env: dict[str, str], name: str) -> dic
 
 
 @pytest.mark.slow
-def test_killed_kernel_leaves_no_job_after_cleanup(
-    slurm: SlurmInstance, unique_name, tmp_path: Path, subprocess_env
+@pytest.mark.parametrize("command", ["cleanup", "stop"])
+def test_killed_kernel_leaves_no_job_after_cleanup_or_stop(
+    slurm: SlurmInstance, unique_name, tmp_path: Path, subprocess_env, command: str
 ) -> None:
     name = unique_name("wb-orphan")
     env = {**subprocess_env, "SLURM_CONF": slurm.conf}
@@ -281,17 +282,115 @@ def test_killed_kernel_leaves_no_job_after_cleanup(
     assert len(slurm.jobs_named(name)) >= 2  # the dead kernel's jobs still hold the node
     # Even from a shell without SLURM_CONF: the record remembers which SLURM it was.
     env_without = {k: v for k, v in env.items() if k != "SLURM_CONF"}
+    args = ["cleanup"] if command == "cleanup" else ["stop", record.id[:5]]
     cleaned = subprocess.run(
-        [*WORKBENCH, "clusters", "cleanup"],
+        [*WORKBENCH, "clusters", *args],
         env=env_without,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert cleaned.returncode == 0, cleaned.stderr
-    assert f"removed stale cluster {record.id}" in cleaned.stdout
+    said = f"removed stale cluster {record.id}" if command == "cleanup" else f"stopped {record.id}"
+    assert said in cleaned.stdout
     slurm.wait_no_jobs(name)  # the pending job too, though no record listed it
     assert registry.list() == []
+
+
+def test_kernel_exit_cancels_its_jobs(
+    slurm: SlurmInstance, unique_name, tmp_path: Path, subprocess_env
+) -> None:
+    name = unique_name("wb-exit")
+    script = tmp_path / "kernel.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import workbench
+            if __name__ == "__main__":
+                h = workbench.launch("slurm", wait=True, timeout=120, job_name={name!r},
+                                     cores=1, memory="1GiB", walltime="00:10:00",
+                                     dashboard_address=":0")
+                print(h.client.submit(sum, [1, 2]).result(), flush=True)
+                # no close(): the interpreter's exit cancels the job
+            """
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        env={**subprocess_env, "SLURM_CONF": slurm.conf},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "3"
+    slurm.wait_no_jobs(name)
+    assert ClusterRegistry().list() == []
+
+
+def test_notebook_shows_the_queue_state_in_a_live_display(
+    slurm: SlurmInstance, unique_name
+) -> None:
+    """In a real Jupyter kernel the wait is one display, updated in place."""
+    from jupyter_client.manager import start_new_kernel
+
+    name = unique_name("wb-nb")
+    total = subprocess.run(
+        ["sinfo", "-h", "-o", "%c"], env=slurm.env(), capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    blocker = slurm.sbatch(
+        "-J", f"{name}-blocker", "-c", total, "--mem=64M", "-o", "/dev/null", "--wrap", "sleep 300"
+    )
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    try:
+        wait_until(lambda: slurm.squeue("-j", blocker, "-o", "%T") == ["RUNNING"], 30)
+        code = textwrap.dedent(
+            f"""
+            import workbench
+            try:
+                workbench.launch("slurm", wait=True, timeout=5, job_name={name!r},
+                                 cores=1, memory="1GiB", dashboard_address=":0")
+            except workbench.errors.WorkersTimeoutError as exc:
+                print("timed out:", "Resources" in str(exc))
+            """
+        )
+        shown: list[str] = []
+        kinds: list[str] = []
+        stdout: list[str] = []
+
+        def collect(msg: dict) -> None:  # type: ignore[type-arg]
+            kind = msg["header"]["msg_type"]
+            if kind in ("display_data", "update_display_data"):
+                kinds.append(kind)
+                shown.append(msg["content"]["data"].get("text/html", ""))
+            elif kind == "stream":
+                stdout.append(msg["content"]["text"])
+
+        reply = kc.execute_interactive(code, timeout=120, output_hook=collect)
+        assert reply["content"]["status"] == "ok"
+        assert "timed out: True" in "".join(stdout)
+        assert kinds[0] == "display_data" and "update_display_data" in kinds
+        assert any("PENDING (Resources" in html for html in shown)
+        assert "0/1 workers" in shown[-1]
+        slurm.wait_no_jobs(name)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        slurm.scancel(blocker)
+
+
+def test_doctor_sees_the_slurm_cluster(slurm: SlurmInstance, subprocess_env) -> None:
+    out = subprocess.run(
+        [*WORKBENCH, "doctor", "--json"],
+        env={**subprocess_env, "SLURM_CONF": slurm.conf},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    checks = {c["name"]: c for c in json.loads(out.stdout)}
+    assert checks["SLURM"]["status"] == "ok"
+    assert "debug*" in checks["SLURM"]["summary"]
+    assert f"gpu:{slurm.gpus}" in checks["SLURM"]["summary"]
 
 
 def test_cleanup_that_cannot_cancel_keeps_the_record(slurm: SlurmInstance, tmp_path: Path) -> None:

@@ -159,6 +159,59 @@ def check_backends() -> Check:
     )
 
 
+def check_slurm() -> Check | None:
+    """SLURM's commands and controller, when this looks like a SLURM login node."""
+    import shutil
+
+    if shutil.which("sbatch") is None and not os.environ.get("SLURM_CONF"):
+        return None
+    from .clusters import slurm_commands as sc
+    from .errors import WorkbenchError
+
+    conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf (default)")
+    missing = sc.missing_commands()
+    if missing:
+        return Check(
+            "SLURM",
+            "warn",
+            f"SLURM_CONF is set but {', '.join(missing)} is not on PATH",
+            "Install SLURM's client commands (Debian: slurm-client).",
+        )
+    if not os.environ.get("SLURM_CONF") and not any(os.path.isfile(p) for p in sc.DEFAULT_CONFS):
+        return Check(
+            "SLURM",
+            "warn",
+            "SLURM's commands are installed, but SLURM_CONF is unset and there is no "
+            f"{sc.DEFAULT_CONFS[0]}",
+            "Export SLURM_CONF for the slurm backend (`sudo scripts/slurm-up` prints it for "
+            "a local SLURM).",
+        )
+    try:
+        partitions = sc.partitions()
+        gres = sorted({g for p in partitions for n in sc.nodes(p) for g in _gres_names(n.gpus)})
+    except WorkbenchError as exc:
+        return Check(
+            "SLURM",
+            "fail",
+            f"the controller does not answer (SLURM_CONF {conf}): {exc}",
+            "Check SLURM_CONF, or start a local SLURM with `sudo scripts/slurm-up`.",
+        )
+    parts = ", ".join(
+        f"{p.name}{'*' if p.default else ''} ({p.available}, max {sc.format_time(p.max_time)})"
+        for p in partitions.values()
+    )
+    return Check(
+        "SLURM",
+        "ok",
+        f"controller answers (SLURM_CONF {conf}); partitions: {parts or 'none'}; "
+        f"GPUs in GRES: {', '.join(gres) or 'none'}",
+    )
+
+
+def _gres_names(gpus: dict[str, int]) -> list[str]:
+    return [f"gpu:{kind + ':' if kind else ''}{count}" for kind, count in gpus.items()]
+
+
 def check_state() -> Check:
     from .clusters.running import ClusterRegistry
 
@@ -189,4 +242,12 @@ def check_state() -> Check:
 
 
 def run_checks() -> list[Check]:
-    return [check_python(), *check_gpus(), check_backends(), check_profiles(), check_state()]
+    slurm = check_slurm()
+    return [
+        check_python(),
+        *check_gpus(),
+        check_backends(),
+        *([slurm] if slurm else []),
+        check_profiles(),
+        check_state(),
+    ]

@@ -18,6 +18,12 @@ from dataclasses import dataclass, field
 from ..errors import BackendError
 
 COMMANDS = ("sbatch", "squeue", "scancel", "sinfo")
+#: Where SLURM looks for its configuration when SLURM_CONF is unset (Debian, configless).
+DEFAULT_CONFS = (
+    "/etc/slurm/slurm.conf",
+    "/etc/slurm-llnl/slurm.conf",
+    "/run/slurm/conf/slurm.conf",
+)
 
 #: Job states after which a job holds no resources any more.
 ENDED_STATES = frozenset(
@@ -120,6 +126,11 @@ def run(
             f"SLURM_CONF is {conf}, which does not exist: export the SLURM_CONF of your "
             "cluster (scripts/slurm-up prints it for the local one)."
         )
+    no_file = not conf and not any(os.path.isfile(p) for p in DEFAULT_CONFS)
+    if no_file:
+        # Only a configless cluster (DNS SRV record) can answer now, and it answers fast;
+        # otherwise SLURM would retry for a minute looking for slurm.conf.
+        timeout = min(timeout, 5)
     try:
         proc = subprocess.run(
             args,
@@ -136,6 +147,12 @@ def run(
             "login node of your cluster, or start a local SLURM with scripts/slurm-up."
         ) from None
     except subprocess.TimeoutExpired:
+        if no_file:
+            raise BackendError(
+                f"SLURM has no configuration here: SLURM_CONF is unset and "
+                f"{DEFAULT_CONFS[0]} does not exist. Export SLURM_CONF (scripts/slurm-up "
+                "prints it for the local SLURM)."
+            ) from None
         raise BackendError(
             f"{' '.join(args)} did not answer within {timeout:.0f}s: is slurmctld reachable?"
         ) from None
