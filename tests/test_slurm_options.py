@@ -66,6 +66,13 @@ def test_slurm_backend_is_registered_and_imports_without_dask_jobqueue(subproces
         ({"walltime": "00:10:00", "lifetime_margin": "20 minutes"}, "not shorter than", ""),
         ({"job_name": "my job"}, "job_name", "letters, digits"),
         ({"partition_name": "x"}, "partition_name", "unknown option"),
+        (
+            {"job_script_prologue": ["export AWS_SECRET_ACCESS_KEY=abc123"]},
+            "AWS_SECRET_ACCESS_KEY",
+            "literal credential",
+        ),
+        ({"worker_extra_args": ["--api-key=abc123"]}, "'api-key' looks like", "credential"),
+        ({"worker_extra_args": ["--api-key", "abc123"]}, "'api-key' looks like", "credential"),
     ],
 )
 def test_bad_options_are_named_with_what_to_do(
@@ -75,6 +82,18 @@ def test_bad_options_are_named_with_what_to_do(
         get_profile("slurm").resolve(**overrides)
     assert key in str(info.value)
     assert words in str(info.value)
+
+
+def test_credentials_read_on_the_node_are_accepted() -> None:
+    b = backend(
+        job_script_prologue=[
+            "export HF_TOKEN=$(cat ~/.secrets/hf)",
+            'export WANDB_API_KEY="$WANDB_API_KEY"',
+            "export TOKEN_FILE=~/.secrets/token",
+            "module load cuda/12.4",
+        ]
+    )
+    assert "export HF_TOKEN=$(cat ~/.secrets/hf)" in b.job_script()
 
 
 def test_sbatch_prefix_in_directives_is_accepted() -> None:

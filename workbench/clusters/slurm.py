@@ -30,6 +30,7 @@ from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from pydantic import Field, field_validator, model_validator
 
 from .. import config
+from ..credentials import POINTER_KEY, SECRET_KEY
 from ..errors import BackendError, ResourceError
 from . import slurm_commands as sc
 from .backend import Backend, BackendOptions, WaitState
@@ -63,6 +64,28 @@ def _directive(line: str) -> str:
     if not text.startswith("-"):
         raise ValueError(f"an sbatch option starts with '-' like '--exclusive' (got {line!r})")
     return text
+
+
+_ASSIGNMENT = re.compile(r"(?:^|\s)(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+_FLAG = re.compile(r"--?([A-Za-z][\w-]*)[= ](?!-)(\S+)")
+
+
+def _no_literal_secret(line: str) -> str:
+    """Job scripts are written to disk and logs: no literal credential may go in one."""
+    for pattern in (_ASSIGNMENT, _FLAG):
+        for name, value in pattern.findall(line):
+            if (
+                SECRET_KEY.search(name)
+                and not POINTER_KEY.search(name)
+                and not value.startswith(("$", '"$', "'$"))
+            ):
+                raise ValueError(
+                    f"{name!r} looks like a literal credential; it would be written into "
+                    "every job script. Jobs inherit the launching environment "
+                    "(sbatch --export=ALL): set it there, or read it on the node, e.g. "
+                    f"export {name}=$(cat ~/.secrets/{name.lower()})"
+                )
+    return line
 
 
 class SLURMOptions(BackendOptions):
@@ -168,7 +191,18 @@ class SLURMOptions(BackendOptions):
     @field_validator("job_extra_directives")
     @classmethod
     def _directives(cls, v: list[str]) -> list[str]:
-        return [_directive(line) for line in v]
+        return [_no_literal_secret(_directive(line)) for line in v]
+
+    @field_validator("job_script_prologue")
+    @classmethod
+    def _lines(cls, v: list[str]) -> list[str]:
+        return [_no_literal_secret(line) for line in v]
+
+    @field_validator("worker_extra_args")
+    @classmethod
+    def _args(cls, v: list[str]) -> list[str]:
+        _no_literal_secret(" ".join(v))  # "--api-key", "abc" may come as two items
+        return v
 
     @field_validator("lifetime_margin")
     @classmethod
