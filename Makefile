@@ -12,7 +12,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Extras the test suite needs. Each feature adds its extra here.
 TEST_EXTRAS ?= test,lab,slurm
 
-.PHONY: lab test install-lab install-test system-deps lint typecheck pytest bench clean
+.PHONY: lab test install-lab install-test system-deps lint typecheck pytest bench bench-slurm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ test: lint typecheck pytest
 
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
+
+# Needs a SLURM: `sudo scripts/slurm-up` and the SLURM_CONF it prints (docs/slurm.md).
+bench-slurm: install-test
+	$(BIN)/python benchmarks/slurm_launch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -543,8 +543,11 @@ class SLURMBackend(Backend):
         if ended:
 
             async def forget() -> None:
+                # Out of the plan too: replacements get new names, so the delayed clean-up
+                # distributed schedules for a lost worker cannot cancel a replacement job.
                 for name in ended:
                     cluster.workers.pop(name, None)  # type: ignore[attr-defined]
+                    cluster.worker_spec.pop(name, None)  # type: ignore[attr-defined]
 
             cluster.sync(forget)
         return list(ended.values())
