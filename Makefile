@@ -10,9 +10,9 @@ LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Extras the test suite needs. Each feature adds its extra here.
-TEST_EXTRAS ?= test,lab,cloud,cloud-test
+TEST_EXTRAS ?= test,lab,cloud,cloud-test,slurm
 
-.PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench clean
+.PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench bench-slurm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ test: lint typecheck pytest notebooks
 
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
+
+# Needs a SLURM: `sudo scripts/slurm-up` and the SLURM_CONF it prints (docs/slurm.md).
+bench-slurm: install-test
+	$(BIN)/python benchmarks/slurm_launch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

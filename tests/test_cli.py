@@ -24,7 +24,10 @@ def test_profiles_list_shows_sources_and_files(user_profiles) -> None:
     assert f"user      {path}" in out
     code, out, _ = run("profiles", "list", "--json")
     data = json.loads(out)
-    assert {p["name"] for p in data["profiles"]} == {"local", "local-cpu", "mine"}
+    scopes = {p["name"]: p["scope"] for p in data["profiles"]}
+    assert {"local", "local-cpu", "mine"} <= set(scopes)
+    # Besides the user's one, only built-ins (each backend may ship some).
+    assert {n for n, scope in scopes.items() if scope != "built-in"} == {"mine"}
     assert data["problems"] == []
 
 

@@ -157,9 +157,26 @@ def profiles_validate(files: tuple[Path, ...]) -> None:
     "--detach", is_flag=True, help="Run the cluster in a background process and return its id."
 )
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for workers.")
-def launch(profile: str, options: tuple[str, ...], detach: bool, timeout: float) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Start nothing: print the batch job script PROFILE would submit, then check it "
+    "against the live cluster (SLURM: sinfo, sbatch --test-only).",
+)
+@click.option("--no-check", is_flag=True, help="With --dry-run: only print the script.")
+def launch(
+    profile: str,
+    options: tuple[str, ...],
+    detach: bool,
+    timeout: float,
+    dry_run: bool,
+    no_check: bool,
+) -> None:
     """Start a cluster from PROFILE (default: local) and keep it running until Ctrl-C."""
     overrides = _parse_overrides(options)
+    if dry_run:
+        _dry_run(profile, overrides, check=not no_check)
+        return
     if detach:
         _launch_detached(profile, overrides, timeout)
         return
@@ -189,6 +206,31 @@ def launch(profile: str, options: tuple[str, ...], detach: bool, timeout: float)
     finally:
         handle.close()
     click.echo(f"cluster {handle.id} stopped")
+
+
+def _dry_run(profile: str, overrides: dict[str, Any], check: bool) -> None:
+    from .clusters.profiles import get_profile
+    from .clusters.registry import get_backend_class
+
+    prof = get_profile(profile)
+    backend = get_backend_class(prof.backend)(prof.resolve(**overrides), profile=prof.name)
+    script = backend.job_script()
+    if script is None:
+        kind = backend.describe().get("kind") or prof.backend
+        click.echo(
+            f"profile {prof.name!r} (backend {prof.backend}) submits no batch jobs: "
+            f"it starts a {kind} in the launching process."
+        )
+    else:
+        click.echo(script.rstrip("\n"))
+    if check:
+        backend.check()
+        verdict = getattr(backend, "test_only_message", "")
+        click.secho(
+            f"ok: profile {prof.name!r} passed the checks against the live cluster"
+            + (f" ({verdict})" if verdict else ""),
+            err=True,
+        )
 
 
 def _launch_detached(profile: str, overrides: dict[str, Any], timeout: float) -> None:
@@ -316,12 +358,13 @@ def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
 @clusters.command("scale")
 @click.argument("cluster_id")
 @click.argument("n", type=click.IntRange(min=0))
-def clusters_scale(cluster_id: str, n: int) -> None:
-    """Ask cluster CLUSTER_ID for N workers."""
+@click.option("--jobs", "in_jobs", is_flag=True, help="N counts batch jobs, not workers.")
+def clusters_scale(cluster_id: str, n: int, in_jobs: bool) -> None:
+    """Ask cluster CLUSTER_ID for N workers (or N batch jobs with --jobs)."""
     from .clusters.running import ClusterRegistry
 
-    record = ClusterRegistry().scale(cluster_id, n)
-    click.echo(f"scaled {record.id} to {n} workers")
+    record = ClusterRegistry().scale(cluster_id, n, jobs=in_jobs)
+    click.echo(f"scaled {record.id} to {n} {'jobs' if in_jobs else 'workers'}")
 
 
 @clusters.command("cleanup")

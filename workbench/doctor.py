@@ -9,7 +9,6 @@ import importlib.util
 import os
 import platform
 import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -163,6 +162,57 @@ def check_backends() -> Check:
     )
 
 
+def check_slurm() -> Check:
+    """SLURM's commands and controller, for the slurm backend."""
+    if shutil.which("sbatch") is None and not os.environ.get("SLURM_CONF"):
+        return Check("SLURM", "ok", "not installed (only needed for the slurm backend)")
+    from .clusters import slurm_commands as sc
+    from .errors import WorkbenchError
+
+    conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf (default)")
+    missing = sc.missing_commands()
+    if missing:
+        return Check(
+            "SLURM",
+            "warn",
+            f"SLURM_CONF is set but {', '.join(missing)} is not on PATH",
+            "Install SLURM's client commands (Debian: slurm-client).",
+        )
+    if not os.environ.get("SLURM_CONF") and not any(os.path.isfile(p) for p in sc.DEFAULT_CONFS):
+        return Check(
+            "SLURM",
+            "warn",
+            "SLURM's commands are installed, but SLURM_CONF is unset and there is no "
+            f"{sc.DEFAULT_CONFS[0]}",
+            "Export SLURM_CONF for the slurm backend (`sudo scripts/slurm-up` prints it for "
+            "a local SLURM).",
+        )
+    try:
+        partitions = sc.partitions()
+        gres = sorted({g for p in partitions for n in sc.nodes(p) for g in _gres_names(n.gpus)})
+    except WorkbenchError as exc:
+        return Check(
+            "SLURM",
+            "fail",
+            f"the controller does not answer (SLURM_CONF {conf}): {exc}",
+            "Check SLURM_CONF, or start a local SLURM with `sudo scripts/slurm-up`.",
+        )
+    parts = ", ".join(
+        f"{p.name}{'*' if p.default else ''} ({p.available}, max {sc.format_time(p.max_time)})"
+        for p in partitions.values()
+    )
+    return Check(
+        "SLURM",
+        "ok",
+        f"controller answers (SLURM_CONF {conf}); partitions: {parts or 'none'}; "
+        f"GPUs in GRES: {', '.join(gres) or 'none'}",
+    )
+
+
+def _gres_names(gpus: dict[str, int]) -> list[str]:
+    return [f"gpu:{kind + ':' if kind else ''}{count}" for kind, count in gpus.items()]
+
+
 def check_state() -> Check:
     from .clusters.running import ClusterRegistry
 
@@ -232,42 +282,6 @@ def check_network_fabric() -> list[Check]:
     else:
         checks.append(Check("InfiniBand", "ok", "no InfiniBand devices (not needed on one node)"))
     return checks
-
-
-def check_slurm() -> Check:
-    """Whether a SLURM controller answers, for the slurm backend."""
-    sinfo = shutil.which("sinfo")
-    if sinfo is None:
-        return Check("SLURM", "ok", "not installed (only needed for the slurm backend)")
-    conf = os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf"
-    if not Path(conf).is_file():
-        return Check(
-            "SLURM",
-            "warn",
-            f"client installed but no configuration at {conf}",
-            "Set SLURM_CONF to your site's slurm.conf to use the slurm backend "
-            "(scripts/slurm-up starts a single-node SLURM for trying it).",
-        )
-    try:
-        out = subprocess.run(
-            [sinfo, "-h", "-o", "%P %a %D %t"], capture_output=True, text=True, timeout=10
-        )
-    except subprocess.TimeoutExpired:
-        return Check(
-            "SLURM",
-            "fail",
-            "sinfo did not answer within 10 s",
-            "The controller (slurmctld) is unreachable: check SLURM_CONF and the network.",
-        )
-    if out.returncode != 0:
-        return Check(
-            "SLURM",
-            "fail",
-            f"sinfo failed: {out.stderr.strip()[:200]}",
-            "Check that slurmctld runs and that SLURM_CONF points at its slurm.conf.",
-        )
-    parts = [line for line in out.stdout.splitlines() if line.strip()]
-    return Check("SLURM", "ok", f"controller answers; partitions: {'; '.join(parts)[:300]}")
 
 
 def check_object_store_credentials() -> list[Check]:

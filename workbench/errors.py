@@ -58,3 +58,7 @@ class ServiceUnreachableError(BackendError, ConnectionError):
 
 class AuthenticationError(BackendError, PermissionError):
     """A service rejected the credentials a profile references."""
+
+
+class WorkersTimeoutError(WorkbenchError, TimeoutError):
+    """Workers did not connect in time; the message says what they were waiting for."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import importlib.util
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import MissingDependencyError
+from ..errors import BackendError, MissingDependencyError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -37,6 +38,19 @@ class BackendOptions(BaseModel):
     )
 
 
+@dataclass
+class WaitState:
+    """What a cluster's missing workers wait for, as the backend sees it.
+
+    ``summary`` is one line shown while waiting (e.g. the batch queue's state). ``error``
+    says why waiting longer is pointless (a job failed before its worker started); the
+    handle then stops waiting and raises it.
+    """
+
+    summary: str = ""
+    error: str | None = None
+
+
 class Backend(ABC):
     #: Name used in profiles (``backend: local``).
     name: ClassVar[str]
@@ -44,6 +58,8 @@ class Backend(ABC):
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     #: Importable modules this backend always needs, mapped to the install hint.
     requires: ClassVar[dict[str, str]] = {}
+    #: Seconds between two calls of :meth:`wait_state` while waiting for workers.
+    wait_poll_interval: ClassVar[float] = 1.0
 
     def __init__(self, options: BackendOptions, profile: str = "") -> None:
         self.options = options
@@ -76,6 +92,29 @@ class Backend(ABC):
     def create_cluster(self) -> Cluster:
         """Start and return the cluster (a ``distributed.deploy.Cluster``)."""
 
+    def job_script(self, cluster: Cluster | None = None) -> str | None:
+        """The batch script each job runs, for backends that submit jobs (else None).
+
+        Without a cluster it is the preview of what would be submitted.
+        """
+        return None
+
+    def scale(self, cluster: Cluster, n: int | None = None, jobs: int | None = None) -> None:
+        """Ask for ``n`` workers, or ``jobs`` batch jobs where the backend has jobs."""
+        if jobs is not None:
+            raise BackendError(
+                f"backend {self.name!r} runs no batch jobs: scale it in workers, e.g. scale(4)"
+            )
+        cluster.scale(n or 0)
+
+    def wait_state(self, cluster: Cluster) -> WaitState:
+        """What workers that have not connected yet are waiting for (queue state)."""
+        return WaitState()
+
+    def cancel_pending(self, cluster: Cluster) -> list[str]:
+        """Give up on workers that have not started (e.g. cancel queued jobs); say which."""
+        return []
+
     def worker_processes(self, cluster: Cluster) -> list[tuple[int, float]]:
         """(pid, create_time) of local worker processes, so orphans can be reaped."""
         return []
@@ -90,8 +129,8 @@ class Backend(ABC):
 
         return Client(cluster, set_as_default=True)
 
-    def close_cluster(self, cluster: Cluster, timeout: float) -> None:
-        """Shut the cluster down."""
+    def close_cluster(self, cluster: Cluster, timeout: float = 30) -> None:
+        """Stop the cluster and release everything it holds."""
         cluster.close(timeout=timeout)
 
     @classmethod
@@ -117,5 +156,9 @@ class Backend(ABC):
         return {}
 
     def describe(self) -> dict[str, Any]:
-        """What the notebook repr and the registry show about this backend."""
+        """What the notebook repr and the registry show about this backend.
+
+        Known keys: ``kind``, ``gpu_names``, ``cpu_fallback_reason`` and ``details``
+        (more (label, value) rows for the notebook repr).
+        """
         return {}

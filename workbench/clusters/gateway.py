@@ -498,7 +498,7 @@ class GatewayBackend(Backend):
         get_client: Any = cluster.get_client  # GatewayCluster's: passes cluster.security
         return get_client(set_as_default=True)  # type: ignore[no-any-return]
 
-    def close_cluster(self, cluster: Cluster, timeout: float) -> None:
+    def close_cluster(self, cluster: Cluster, timeout: float = 30) -> None:
         spec = self.connect_spec()
         name = getattr(cluster, "name", "?")
         with gateway_errors(f"stop cluster {name}", spec):

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
 
-from ..errors import WorkbenchError
-from .backend import Backend
+from ..errors import WorkbenchError, WorkersTimeoutError
+from .backend import Backend, WaitState
 from .cost import CostEstimate, CostMeter
 from .profiles import Profile, get_profile
 from .registry import get_backend_class
@@ -152,25 +152,94 @@ class ClusterHandle:
         return self._backend.connect_code(self.record)
 
     # -- lifecycle ----------------------------------------------------------------------
-    def wait_for_workers(self, n: int = 1, timeout: float | None = 60) -> ClusterHandle:
-        """Block until ``n`` workers are connected; returns the handle."""
-        self.client.wait_for_workers(n, timeout=timeout)
+    def wait_for_workers(
+        self, n: int = 1, timeout: float | None = 60, progress: str = "auto"
+    ) -> ClusterHandle:
+        """Block until ``n`` workers are connected; returns the handle.
+
+        While waiting, a status line shows how many workers are connected and what the
+        others wait for (for batch backends, the queue state and PENDING reason) in the
+        notebook or terminal (``progress``: "auto", "notebook", "terminal" or "off").
+        On timeout, workers that have not started are given up (queued jobs are
+        cancelled) and WorkersTimeoutError says what they were waiting for.
+        """
+        from .progress import WaitDisplay
+
+        display = WaitDisplay(progress)
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        state = WaitState()
+        next_poll = start + min(0.5, self._backend.wait_poll_interval)
+        try:
+            while True:
+                have = self.n_workers()
+                if have >= n:
+                    break
+                now = time.monotonic()
+                if now >= next_poll:
+                    state = self._backend.wait_state(self.cluster)
+                    next_poll = now + self._backend.wait_poll_interval
+                    if state.error:
+                        cancelled = self._backend.cancel_pending(self.cluster)
+                        note = f" Cancelled: {', '.join(cancelled)}." if cancelled else ""
+                        raise WorkersTimeoutError(
+                            f"cluster {self.id} ({self.profile}): {have} of {n} workers "
+                            f"connected, and waiting longer will not help.{note}\n{state.error}"
+                        )
+                status = f"; {state.summary}" if state.summary else ""
+                display.update(
+                    f"workbench {self.id}: {have}/{n} workers after {now - start:.0f}s{status}"
+                )
+                if deadline is not None and now >= deadline:
+                    state = self._backend.wait_state(self.cluster)
+                    cancelled = self._backend.cancel_pending(self.cluster)
+                    note = (
+                        f" Cancelled what had not started: {', '.join(cancelled)}."
+                        if cancelled
+                        else ""
+                    )
+                    waiting = f" Still waiting on: {state.summary}." if state.summary else ""
+                    raise WorkersTimeoutError(
+                        f"cluster {self.id} ({self.profile}): only {have} of {n} workers "
+                        f"connected within {timeout:g}s.{waiting}{note} "
+                        "Wait longer (timeout=...), or ask for fewer resources."
+                    )
+                time.sleep(0.1)
+        finally:
+            have = self.n_workers()
+            display.close(
+                f"workbench {self.id}: {have}/{n} workers after {time.monotonic() - start:.1f}s"
+            )
         # The cluster object learns of a started worker just after the scheduler does.
-        deadline = time.monotonic() + 5
-        spec = getattr(self.cluster, "workers", None)
-        while isinstance(spec, dict) and len(spec) < n and time.monotonic() < deadline:
+        spec_deadline = time.monotonic() + 5
+        while self._started_workers() < n and time.monotonic() < spec_deadline:
             time.sleep(0.05)
         self._refresh_record()
         return self
 
-    def scale(self, n: int) -> ClusterHandle:
-        """Ask for ``n`` workers (stops adaptive scaling)."""
-        if n < 0:
-            raise ValueError(f"cannot scale to {n} workers")
+    def _started_workers(self) -> int:
+        """Workers the cluster object has started (a batch job's group counts each)."""
+        started = getattr(self.cluster, "workers", None)
+        if not isinstance(started, dict):
+            return 1 << 30
+        spec = getattr(self.cluster, "worker_spec", {}) or {}
+        return sum(len(spec.get(name, {}).get("group") or [name]) for name in started)
+
+    def scale(self, n: int | None = None, *, jobs: int | None = None) -> ClusterHandle:
+        """Ask for ``n`` workers, or for ``jobs`` batch jobs (stops adaptive scaling)."""
+        if (n is None) == (jobs is None):
+            raise ValueError("scale: pass a number of workers, or jobs=N (not both)")
+        for value, what in ((n, "workers"), (jobs, "jobs")):
+            if value is not None and value < 0:
+                raise ValueError(f"cannot scale to {value} {what}")
         self._cost.sample()
-        self.cluster.scale(n)
+        self._backend.scale(self.cluster, n=n, jobs=jobs)
         self._refresh_record()
         return self
+
+    def job_script(self) -> str | None:
+        """The batch script each job of this cluster runs (None for backends without jobs)."""
+        return self._backend.job_script(self.cluster)
 
     def adapt(self, minimum: int = 0, maximum: int | None = None, **kwargs: Any) -> Adaptive:
         """Scale between ``minimum`` and ``maximum`` workers with the load."""
@@ -226,10 +295,13 @@ class ClusterHandle:
                 threading.Thread(target=handle.close, name="workbench-close", daemon=True).start()
             return "closing"
 
-        async def workbench_scale(n: int) -> str:
+        async def workbench_scale(n: int | None = None, jobs: int | None = None) -> str:
             handle = ref()
             if handle is not None:
-                await asyncio.to_thread(handle.scale, int(n))
+                if jobs is not None:
+                    await asyncio.to_thread(handle.scale, jobs=int(jobs))
+                else:
+                    await asyncio.to_thread(handle.scale, int(n or 0))
             return "ok"
 
         async def workbench_adapt(minimum: int = 0, maximum: int | None = None) -> str:
@@ -282,6 +354,7 @@ class ClusterHandle:
         ]
         if info.get("cpu_fallback_reason"):
             rows.append(("CPU fallback", str(info["cpu_fallback_reason"])))
+        rows += [(str(k), str(v)) for k, v in info.get("details") or []]
         rows.append(("Cost so far", str(self.cost())))
         link = self.dashboard_link
         dash = (
@@ -309,11 +382,15 @@ def launch(
     timeout: float = 120,
     registry: ClusterRegistry | None = None,
     detached: bool = False,
+    progress: str = "auto",
     **overrides: Any,
 ) -> ClusterHandle:
     """Start a cluster from a named profile; keyword arguments override its options.
 
-    ``wait=True`` (or a number of workers) blocks until the workers are connected.
+    ``wait=True`` (or a number of workers) blocks until the workers are connected,
+    showing what they wait for; if they do not connect within ``timeout`` seconds the
+    cluster is closed and WorkersTimeoutError says why. ``progress`` is where that wait
+    is shown: "auto" (notebook or terminal), "notebook", "terminal" or "off".
     """
     prof = get_profile(profile)
     options = prof.resolve(**overrides)
@@ -330,10 +407,12 @@ def launch(
         raise
     logger.info("cluster %s (%s) started in %.1fs", handle.id, profile, time.perf_counter() - start)
     if wait:
-        n = (
-            wait
-            if isinstance(wait, int) and not isinstance(wait, bool)
-            else max(1, len(getattr(cluster, "worker_spec", {}) or {}))
-        )
-        handle.wait_for_workers(n, timeout=timeout)
+        # SpecCluster's plan counts workers (a batch job may run several).
+        planned = getattr(cluster, "plan", None) or getattr(cluster, "worker_spec", None) or ()
+        n = wait if isinstance(wait, int) and not isinstance(wait, bool) else max(1, len(planned))
+        try:
+            handle.wait_for_workers(n, timeout=timeout, progress=progress)
+        except BaseException:
+            handle.close()  # nothing half-started is left behind (queued jobs included)
+            raise
     return handle

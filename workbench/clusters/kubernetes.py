@@ -439,7 +439,7 @@ class KubernetesBackend(Backend):
             raise
         return cluster  # type: ignore[no-any-return]
 
-    def close_cluster(self, cluster: Cluster, timeout: float) -> None:
+    def close_cluster(self, cluster: Cluster, timeout: float = 30) -> None:
         try:
             cluster.close(timeout=timeout)
         finally:

@@ -41,6 +41,10 @@ known_backends: dict[str, _Known] = {
         "path": "workbench.clusters.kubernetes:KubernetesBackend",
         "hint": "pip install 'workbench[cloud]'",
     },
+    "slurm": {
+        "path": "workbench.clusters.slurm:SLURMBackend",
+        "hint": "pip install 'workbench[slurm]'",
+    },
 }
 
 _registry: dict[str, type[Backend]] = {}

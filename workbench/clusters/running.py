@@ -252,12 +252,22 @@ class ClusterRegistry:
         self._cleanup_stale(record)
         return record
 
-    def scale(self, cluster_id: str, n: int, timeout: float = 10.0) -> ClusterRecord:
-        """Ask the cluster for ``n`` workers, through its backend or its owner process."""
+    def scale(
+        self, cluster_id: str, n: int, jobs: bool = False, timeout: float = 10.0
+    ) -> ClusterRecord:
+        """Ask the cluster for ``n`` workers (``n`` batch jobs with ``jobs=True``), through
+        its backend or its owner process."""
         record = self.get(cluster_id)
-        if _control(record, "scale", timeout=timeout, n=n) is NotImplemented:
+        kwargs = {"jobs": n} if jobs else {"n": n}
+        if jobs and record.extra.get("cluster_name"):
+            raise WorkbenchError(
+                f"cluster {record.id} ({record.backend}) runs no batch jobs: scale it in workers"
+            )
+        if _control(record, "scale", timeout=timeout, **kwargs) is NotImplemented:
             try:
-                scheduler_call(record.scheduler_address, "workbench_scale", timeout=timeout, n=n)
+                scheduler_call(
+                    record.scheduler_address, "workbench_scale", timeout=timeout, **kwargs
+                )
             except OSError as exc:
                 raise WorkbenchError(
                     f"cluster {record.id} is not reachable at {record.scheduler_address}: {exc}"
@@ -268,15 +278,39 @@ class ClusterRegistry:
         from .registry import get_backend_class
 
         self._reap(record)
-        with contextlib.suppress(Exception):
-            get_backend_class(record.backend).cleanup_orphans(record)
+        try:
+            backend = get_backend_class(record.backend)
+        except WorkbenchError:
+            backend = None  # a plugin backend that is gone: nothing more can be released
+        if backend is not None:
+            try:
+                backend.cleanup_orphans(record)
+            except WorkbenchError as exc:
+                # Keep the record: it is the only trace of what is still running (batch jobs).
+                raise WorkbenchError(
+                    f"cluster {record.id} ({record.backend}): could not release what its dead "
+                    f"owner left: {exc} The record is kept; fix this and run "
+                    "'workbench clusters cleanup' again."
+                ) from exc
         self.remove(record.id)
 
     def cleanup(self) -> builtins.list[ClusterRecord]:
-        """Remove every stale record (dead owner), reaping what it left. Returns them."""
+        """Remove every stale record (dead owner), reaping what it left. Returns them.
+
+        A record whose leftovers cannot be released is kept, and after the others are
+        cleaned a WorkbenchError says why.
+        """
         cleaned = []
+        errors = []
         for record in self.list():
             if self.status(record) == "stale":
-                self._cleanup_stale(record)
+                try:
+                    self._cleanup_stale(record)
+                except WorkbenchError as exc:
+                    errors.append(str(exc))
+                    continue
                 cleaned.append(record)
+        if errors:
+            done = f"cleaned {len(cleaned)} cluster(s); " if cleaned else ""
+            raise WorkbenchError(done + "\n".join(errors))
         return cleaned

@@ -1,0 +1,697 @@
+"""The ``slurm`` backend: Dask workers in SLURM batch jobs, through dask-jobqueue.
+
+A profile says what one job looks like (partition, account, walltime, cores, memory,
+GPUs, directives, a prologue that loads modules or activates an environment); the
+scheduler runs in the launching process, each job runs ``processes`` Dask workers. With
+``gpus_per_job: N`` a job asks for ``--gres=gpu:N`` and starts ``dask cuda worker``
+(dask-cuda), which runs one worker per GPU SLURM gives the job; the job's ``memory`` and
+``cores`` are split evenly between those workers. With a walltime, workers retire
+gracefully (``--lifetime`` with a stagger) a margin before SLURM would kill the job.
+
+Before anything is submitted, :meth:`SLURMBackend.check` asks the live cluster
+(``sinfo``, ``sbatch --test-only``) whether the job can run: the partition exists and
+is up, its nodes have the CPUs, memory and GPUs, and the walltime fits its limit.
+
+dask-jobqueue is imported only when a cluster starts, so profiles validate everywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import logging
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dask.utils import format_bytes, parse_bytes, parse_timedelta
+from pydantic import Field, field_validator, model_validator
+
+from .. import config
+from ..credentials import POINTER_KEY, SECRET_KEY
+from ..errors import BackendError, ResourceError
+from . import slurm_commands as sc
+from .backend import Backend, BackendOptions, WaitState
+
+if TYPE_CHECKING:
+    from distributed.deploy.cluster import Cluster
+
+    from .running import ClusterRecord
+
+logger = logging.getLogger(__name__)
+
+SLURM_HINT = "pip install 'workbench[slurm]'"
+Memory = str | int
+
+
+def _memory(value: Memory, what: str) -> int:
+    try:
+        n = parse_bytes(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"not a {what} like '16GiB' (got {value!r})") from None
+    if n <= 0:
+        raise ValueError(f"must be more than 0 (got {value!r})")
+    return n
+
+
+def _directive(line: str) -> str:
+    """One sbatch option per line; a leading '#SBATCH' is accepted and dropped."""
+    if "\n" in line or "\r" in line:
+        raise ValueError(f"one directive per list item, without newlines (got {line!r})")
+    text = line.strip().removeprefix("#SBATCH").strip()
+    if not text.startswith("-"):
+        raise ValueError(f"an sbatch option starts with '-' like '--exclusive' (got {line!r})")
+    return text
+
+
+_ASSIGNMENT = re.compile(r"(?:^|\s)(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+_FLAG = re.compile(r"--?([A-Za-z][\w-]*)[= ](?!-)(\S+)")
+
+
+def _no_literal_secret(line: str) -> str:
+    """Job scripts are written to disk and logs: no literal credential may go in one."""
+    for pattern in (_ASSIGNMENT, _FLAG):
+        for name, value in pattern.findall(line):
+            if (
+                SECRET_KEY.search(name)
+                and not POINTER_KEY.search(name)
+                and not value.startswith(("$", '"$', "'$"))
+            ):
+                raise ValueError(
+                    f"{name!r} looks like a literal credential; it would be written into "
+                    "every job script. Jobs inherit the launching environment "
+                    "(sbatch --export=ALL): set it there, or read it on the node, e.g. "
+                    f"export {name}=$(cat ~/.secrets/{name.lower()})"
+                )
+    return line
+
+
+class SLURMOptions(BackendOptions):
+    # What one job asks SLURM for.
+    partition: str | None = Field(None, description="Partition (-p); default: the cluster's.")
+    account: str | None = Field(None, description="Account to charge (-A).")
+    qos: str | None = Field(None, description="Quality of service (--qos).")
+    walltime: str | None = Field(
+        "01:00:00",
+        description="Time limit of each job (-t), e.g. '02:00:00' or '1-00:00:00'; "
+        "null: the partition's default.",
+    )
+    cores: int = Field(1, ge=1, description="CPU cores per job (--cpus-per-task).")
+    memory: Memory = Field(
+        "4GiB", description="Host memory per job (--mem), split between its workers."
+    )
+    gpus_per_job: int = Field(
+        0, ge=0, description="GPUs per job (--gres=gpu:N); each GPU gets its own dask-cuda worker."
+    )
+    gpu_type: str | None = Field(None, description="GPU type in the GRES, e.g. 'a100'.")
+    processes: int | None = Field(
+        None,
+        ge=1,
+        description="Dask worker processes per CPU job (default: about sqrt(cores)). "
+        "GPU jobs run one per GPU.",
+    )
+    jobs: int = Field(1, ge=0, description="Jobs to submit at launch.")
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="More sbatch options, e.g. ['--exclusive']."
+    )
+    job_directives_skip: list[str] = Field(
+        default_factory=list, description="Generated '#SBATCH' lines containing these are dropped."
+    )
+    job_script_prologue: list[str] = Field(
+        default_factory=list,
+        description="Shell lines run before the workers start (module load, conda activate).",
+    )
+    # How the workers run.
+    python: str | None = Field(
+        None, description="Python on the compute nodes (default: this kernel's interpreter)."
+    )
+    interface: str | None = Field(
+        None, description="Network interface of workers and scheduler, e.g. 'ib0' or 'eth0'."
+    )
+    scheduler_host: str | None = Field(
+        None, description="Address the scheduler listens on, reachable from compute nodes."
+    )
+    dashboard_address: str | None = Field(":8787", description="Dask dashboard address.")
+    local_directory: str | None = Field(
+        None, description="Fast node-local scratch for spilling, e.g. '$TMPDIR'."
+    )
+    log_directory: str | None = Field(
+        None, description="Where job logs go (default: workbench's state directory)."
+    )
+    death_timeout: float = Field(
+        60, gt=0, description="Seconds a worker waits for a lost scheduler before exiting."
+    )
+    lifetime_margin: str | None = Field(
+        "auto",
+        description="Workers retire this long before the walltime ends ('10 minutes'); "
+        "'auto': 10% of it, 1 to 15 minutes; null: no lifetime.",
+    )
+    worker_extra_args: list[str] = Field(
+        default_factory=list, description="More arguments for the worker command."
+    )
+    job_name: str | None = Field(
+        None, description="SLURM job name (default: unique per cluster, 'wb-<profile>-<id>')."
+    )
+    # dask-cuda, for GPU jobs.
+    device_memory_limit: Memory | None = Field(
+        None, description="GPU memory at which a worker spills to host (dask-cuda default)."
+    )
+    rmm_pool_size: Memory | None = Field(None, description="RMM pool per GPU, e.g. '20GB'.")
+    rmm_async: bool = Field(False, description="Use the CUDA async allocator.")
+    enable_cudf_spill: bool = Field(False, description="cuDF native spilling to host memory.")
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        seconds = sc.parse_time(v)
+        if seconds is not None and seconds <= 0:
+            raise ValueError("must be more than 0")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _job_memory(cls, v: Memory) -> Memory:
+        _memory(v, "memory size")
+        return v
+
+    @field_validator("device_memory_limit", "rmm_pool_size")
+    @classmethod
+    def _gpu_memory(cls, v: Memory | None) -> Memory | None:
+        if v is None or v in ("auto", "default"):
+            return v
+        if isinstance(v, int | float) and not isinstance(v, bool) and 0 < v <= 1:
+            return v  # a fraction of the GPU's memory
+        _memory(v, "memory size")
+        return v
+
+    @field_validator("job_extra_directives")
+    @classmethod
+    def _directives(cls, v: list[str]) -> list[str]:
+        return [_no_literal_secret(_directive(line)) for line in v]
+
+    @field_validator("job_script_prologue")
+    @classmethod
+    def _lines(cls, v: list[str]) -> list[str]:
+        return [_no_literal_secret(line) for line in v]
+
+    @field_validator("worker_extra_args")
+    @classmethod
+    def _args(cls, v: list[str]) -> list[str]:
+        _no_literal_secret(" ".join(v))  # "--api-key", "abc" may come as two items
+        return v
+
+    @field_validator("lifetime_margin")
+    @classmethod
+    def _margin(cls, v: str | None) -> str | None:
+        if v is None or v == "auto":
+            return v
+        try:
+            seconds = parse_timedelta(v)
+        except (ValueError, KeyError):
+            raise ValueError(f"not a duration like '10 minutes' or 'auto' (got {v!r})") from None
+        if not seconds or seconds <= 0:
+            raise ValueError("must be more than 0, or null for no lifetime")
+        return v
+
+    @field_validator("job_name")
+    @classmethod
+    def _job_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", v):
+            raise ValueError("use letters, digits and '_.+-' only (at most 100)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SLURMOptions:
+        g = self.gpus_per_job
+        if g:
+            if self.processes not in (None, g):
+                raise ValueError(
+                    f"processes: GPU jobs run one worker per GPU; with gpus_per_job: {g} leave "
+                    f"processes unset (or set it to {g}), not {self.processes}"
+                )
+            if self.cores < g or self.cores % g:
+                raise ValueError(
+                    f"cores: each of the {g} GPU workers of a job gets cores/gpus_per_job "
+                    f"threads, so cores must be a multiple of {g} (got {self.cores})"
+                )
+        elif self.gpu_type:
+            raise ValueError("gpu_type: set gpus_per_job too")
+        if self.processes and self.processes > self.cores:
+            raise ValueError(
+                f"processes: {self.processes} worker processes need at least as many cores "
+                f"(got cores: {self.cores})"
+            )
+        per_worker = parse_bytes(self.memory) / (g or self.processes or 1)
+        if per_worker < 2**27:
+            raise ValueError(
+                f"memory: {format_bytes(int(per_worker))} per worker is too little for a Dask "
+                "worker; ask for more memory or fewer workers per job"
+            )
+        if self.walltime is not None and self.lifetime_margin not in (None, "auto"):
+            total = sc.parse_time(self.walltime)
+            margin = parse_timedelta(self.lifetime_margin)
+            if total is not None and margin is not None and margin >= total:
+                raise ValueError(
+                    f"lifetime_margin: {self.lifetime_margin} is not shorter than the "
+                    f"walltime {self.walltime}"
+                )
+        return self
+
+
+def lifetime(walltime: str | None, margin: str | None) -> tuple[int, int] | None:
+    """(lifetime, stagger) in seconds for workers of jobs with this walltime, or None.
+
+    Workers retire between walltime - 1.5*margin and walltime - 0.5*margin: staggered so
+    they do not all leave at once, and always before SLURM kills the job.
+    """
+    if walltime is None or margin is None:
+        return None
+    total = sc.parse_time(walltime)
+    if total is None:
+        return None
+    if margin == "auto":
+        gap = max(60.0, min(0.1 * total, 900.0))
+        if gap >= total / 2:
+            gap = total / 4
+    else:
+        gap = float(parse_timedelta(margin) or 0)
+    life, stagger = int(total - gap), int(gap / 2)
+    return (life, stagger) if life > 0 else None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "cluster"
+
+
+class SLURMBackend(Backend):
+    name = "slurm"
+    Options = SLURMOptions
+    options: SLURMOptions
+    requires: ClassVar[dict[str, str]] = {"dask_jobqueue": SLURM_HINT}
+    #: squeue is asked at most this often while waiting for workers (be kind to slurmctld).
+    wait_poll_interval = 2.0
+
+    def __init__(self, options: BackendOptions, profile: str = "") -> None:
+        super().__init__(options, profile)
+        o = self.options
+        self.job_name = o.job_name or f"wb-{_slug(profile or 'slurm')}-{secrets.token_hex(3)}"
+        self._cluster: Cluster | None = None
+        self._checked = False
+        #: What ``sbatch --test-only`` said about the job script (set by check()).
+        self.test_only_message = ""
+
+    # -- what a job looks like ------------------------------------------------------------
+    @property
+    def processes(self) -> int | None:
+        """Dask workers per job: one per GPU, else the profile's (None: jobqueue's default)."""
+        return self.options.gpus_per_job or self.options.processes
+
+    @property
+    def log_directory(self) -> str:
+        return self.options.log_directory or str(config.state_dir() / "slurm-logs")
+
+    @property
+    def gres(self) -> str | None:
+        o = self.options
+        if not o.gpus_per_job:
+            return None
+        kind = f"{o.gpu_type}:" if o.gpu_type else ""
+        return f"gpu:{kind}{o.gpus_per_job}"
+
+    def job_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for dask-jobqueue's SLURMJob/SLURMCluster (the job part)."""
+        o = self.options
+        directives = []
+        if self.gres:
+            directives.append(f"--gres={self.gres}")
+        if o.qos:
+            directives.append(f"--qos={o.qos}")
+        directives += o.job_extra_directives
+        skip = list(o.job_directives_skip)
+        if o.walltime is None:
+            skip.append("#SBATCH -t ")  # jobqueue would put its own default walltime
+        prologue = list(o.job_script_prologue)
+        args = list(o.worker_extra_args)
+        life = lifetime(o.walltime, o.lifetime_margin)
+        if o.gpus_per_job:
+            worker_command = "dask_cuda.cli"  # python -m dask_cuda.cli == dask cuda worker
+            if o.device_memory_limit is not None:
+                args += ["--device-memory-limit", str(o.device_memory_limit)]
+            if o.rmm_pool_size is not None:
+                args += ["--rmm-pool-size", str(o.rmm_pool_size)]
+            if o.rmm_async:
+                args.append("--rmm-async")
+            if o.enable_cudf_spill:
+                args.append("--enable-cudf-spill")
+            if life:
+                # dask cuda worker has no --lifetime option (it would swallow it silently as
+                # preload arguments): the same setting reaches its workers through Dask's config.
+                prologue += [
+                    f"export DASK_DISTRIBUTED__WORKER__LIFETIME__DURATION={life[0]}s",
+                    f"export DASK_DISTRIBUTED__WORKER__LIFETIME__STAGGER={life[1]}s",
+                ]
+        else:
+            worker_command = "distributed.cli.dask_worker"
+            if life:
+                args += ["--lifetime", f"{life[0]}s", "--lifetime-stagger", f"{life[1]}s"]
+        kw: dict[str, Any] = {
+            "queue": o.partition,
+            "account": o.account,
+            "walltime": o.walltime,
+            "cores": o.cores,
+            "memory": o.memory,
+            "processes": self.processes,
+            "interface": o.interface,
+            "job_name": self.job_name,
+            "job_extra_directives": directives,
+            "job_directives_skip": skip,
+            "job_script_prologue": prologue,
+            "worker_command": worker_command,
+            "worker_extra_args": args,
+            "python": o.python,
+            "local_directory": o.local_directory,
+            "log_directory": self.log_directory,
+            "death_timeout": o.death_timeout,
+        }
+        return {k: v for k, v in kw.items() if v is not None}
+
+    def cluster_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for dask_jobqueue.SLURMCluster."""
+        scheduler: dict[str, Any] = {"dashboard_address": self.options.dashboard_address}
+        if self.options.scheduler_host:
+            scheduler["host"] = self.options.scheduler_host
+        return {**self.job_kwargs(), "scheduler_options": scheduler}
+
+    def job_script(self, cluster: Cluster | None = None) -> str:
+        """The batch script each job runs. Without a cluster, the scheduler address is a
+        placeholder: this is the preview shown before anything is started or submitted."""
+        cluster = cluster or self._cluster
+        if cluster is not None and hasattr(cluster, "job_script"):
+            return str(cluster.job_script())
+        self.require()
+        from dask_jobqueue.slurm import SLURMJob
+
+        job = SLURMJob("tcp://<scheduler-address>:8786", name="<worker-name>", **self.job_kwargs())
+        return str(job.job_script())
+
+    # -- validation against the live cluster ----------------------------------------------
+    def check(self) -> None:
+        """Ask the live SLURM whether these jobs can run; ResourceError saying why not."""
+        if self._checked:
+            return
+        self.require()
+        missing = sc.missing_commands()
+        if missing:
+            raise BackendError(
+                f"profile {self.profile!r} submits SLURM jobs, but {', '.join(missing)} "
+                "is not on PATH. Run it on a login node of your cluster, or start a local "
+                "SLURM with scripts/slurm-up and export the SLURM_CONF it prints."
+            )
+        o = self.options
+        what = f"profile {self.profile!r}"
+        partitions = sc.partitions()
+        if o.partition is None:
+            default = next((p for p in partitions.values() if p.default), None)
+            if default is None:
+                raise ResourceError(
+                    f"{what} names no partition and this cluster has no default one. "
+                    f"Set partition: to one of {', '.join(sorted(partitions)) or '(none)'}."
+                )
+            part = default
+        elif o.partition not in partitions:
+            import difflib
+
+            close = difflib.get_close_matches(o.partition, list(partitions), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ResourceError(
+                f"{what} asks for partition {o.partition!r}, which this SLURM cluster does "
+                f"not have.{hint} Partitions: {', '.join(sorted(partitions)) or '(none)'} "
+                "(see `sinfo -s`)."
+            )
+        else:
+            part = partitions[o.partition]
+        if part.available.lower() not in ("up",):
+            raise ResourceError(
+                f"{what}: partition {part.name!r} is {part.available}, so jobs would not "
+                "start. Pick another partition (see `sinfo -s`)."
+            )
+        wall = sc.parse_time(o.walltime) if o.walltime else None
+        if wall is not None and part.max_time is not None and wall > part.max_time:
+            raise ResourceError(
+                f"{what} asks for walltime {o.walltime}, above the limit of partition "
+                f"{part.name!r} ({sc.format_time(part.max_time)}): the jobs would wait forever "
+                "(PartitionTimeLimit). Lower walltime or pick another partition."
+            )
+        nodes = sc.nodes(part.name)
+        if o.gpus_per_job:
+            have = max((n.gpu_count(o.gpu_type) for n in nodes), default=0)
+            if have < o.gpus_per_job:
+                kind = f" of type {o.gpu_type!r}" if o.gpu_type else ""
+                offered = sorted(
+                    {f"gpu:{t + ':' if t else ''}{c}" for n in nodes for t, c in n.gpus.items()}
+                )
+                raise ResourceError(
+                    f"{what} asks for {o.gpus_per_job} GPU(s){kind} per job (--gres={self.gres}),"
+                    f" but the nodes of partition {part.name!r} have at most {have} "
+                    f"(GRES: {', '.join(offered) or 'no GPUs'}). Lower gpus_per_job or "
+                    "pick a GPU partition."
+                )
+        max_cpus = max((n.cpus for n in nodes), default=0)
+        if nodes and o.cores > max_cpus:
+            raise ResourceError(
+                f"{what} asks for {o.cores} cores per job, but the nodes of partition "
+                f"{part.name!r} have at most {max_cpus}."
+            )
+        max_mem = max((n.memory_mb for n in nodes), default=0) * 2**20
+        if nodes and parse_bytes(o.memory) > max_mem:
+            raise ResourceError(
+                f"{what} asks for {o.memory} of memory per job, but the nodes of partition "
+                f"{part.name!r} have at most {format_bytes(max_mem)}."
+            )
+        # SLURM's own verdict on the exact script (account, QOS, directives, limits).
+        try:
+            verdict = sc.test_submit(self.job_script())
+            verdict = verdict.removeprefix("sbatch: ").strip()
+            self.test_only_message = re.sub(r"^Job \d+ to start", "SLURM: would start", verdict)
+        except BackendError as exc:
+            raise ResourceError(f"SLURM would reject the jobs of {what}: {exc}") from None
+        self._checked = True
+
+    # -- running ----------------------------------------------------------------------------
+    def create_cluster(self) -> Cluster:
+        self.check()
+        from dask_jobqueue.slurm import SLURMCluster, SLURMJob
+
+        class Job(SLURMJob):
+            """Keeps sbatch's error message so waiting can report it."""
+
+            submit_error: str | None = None
+
+            async def _submit_job(self, script_filename: str) -> Any:
+                try:
+                    return await super()._submit_job(script_filename)
+                except RuntimeError as exc:
+                    self.submit_error = str(exc)
+                    raise
+
+        cluster = SLURMCluster(job_cls=Job, **self.cluster_kwargs())  # type: ignore[arg-type]
+        self._cluster = cluster
+        if self.options.jobs:
+            cluster.scale(jobs=self.options.jobs)
+        return cluster
+
+    def scale(self, cluster: Cluster, n: int | None = None, jobs: int | None = None) -> None:
+        self.forget_ended_jobs(cluster)
+        if jobs is not None:
+            cluster.scale(jobs=jobs)  # type: ignore[call-arg]
+        else:
+            cluster.scale(n or 0)
+
+    def close_cluster(self, cluster: Cluster, timeout: float = 30) -> None:
+        """Close the cluster (dask-jobqueue scancels its jobs), then make sure: scancel
+        whatever still carries this cluster's job name (e.g. submitted while closing)."""
+        try:
+            cluster.close(timeout=timeout)
+        finally:
+            try:
+                sc.cancel(name=self.job_name, user=getpass.getuser())
+            except BackendError as exc:
+                logger.warning(
+                    "could not make sure the jobs of %s are cancelled (%s); check with "
+                    "`squeue -n %s` and cancel them with `scancel -n %s`",
+                    self.job_name,
+                    exc,
+                    self.job_name,
+                    self.job_name,
+                )
+
+    def forget_ended_jobs(self, cluster: Cluster) -> list[str]:
+        """Drop jobs SLURM has ended (cancelled, timed out, failed) whose workers are gone,
+        so that scaling submits new jobs in their place. Returns their ids."""
+        jobs, states, names = self._states(cluster)
+        ended = {
+            name: str(job.job_id)
+            for name, job in jobs.items()
+            if getattr(job, "job_id", None)
+            and (states.get(str(job.job_id)) is None or states[str(job.job_id)].ended)
+            and not self._connected(str(name), names)
+        }
+        if ended:
+
+            async def forget() -> None:
+                # Out of the plan too: replacements get new names, so the delayed clean-up
+                # distributed schedules for a lost worker cannot cancel a replacement job.
+                for name in ended:
+                    cluster.workers.pop(name, None)  # type: ignore[attr-defined]
+                    cluster.worker_spec.pop(name, None)  # type: ignore[attr-defined]
+
+            cluster.sync(forget)
+        return list(ended.values())
+
+    def _jobs(self, cluster: Cluster) -> dict[str, Any]:
+        """Spec name -> dask-jobqueue Job object of every job the cluster holds."""
+        return dict(getattr(cluster, "workers", {}) or {})
+
+    def job_ids(self, cluster: Cluster | None = None) -> list[str]:
+        cluster = cluster or self._cluster
+        if cluster is None:
+            return []
+        return [str(j.job_id) for j in self._jobs(cluster).values() if getattr(j, "job_id", None)]
+
+    @property
+    def gpus(self) -> list[str]:
+        """One identifier per GPU the jobs were given ('<job id>:gpu<k>')."""
+        g = self.options.gpus_per_job
+        return [f"{job}:gpu{k}" for job in self.job_ids() for k in range(g)]
+
+    def record_extra(self, cluster: Cluster) -> dict[str, Any]:
+        return {
+            "job_name": self.job_name,
+            "job_ids": self.job_ids(cluster),
+            "slurm_conf": os.environ.get("SLURM_CONF"),
+            "log_directory": self.log_directory,
+        }
+
+    @classmethod
+    def cleanup_orphans(cls, record: ClusterRecord) -> None:
+        """scancel every job of a cluster whose owner died: by id, and by its unique name
+        (which also catches jobs submitted after the record was last written)."""
+        extra = record.extra or {}
+        env = {"SLURM_CONF": extra["slurm_conf"]} if extra.get("slurm_conf") else None
+        sc.cancel(
+            extra.get("job_ids") or [],
+            name=extra.get("job_name"),
+            user=record.user or getpass.getuser(),
+            env=env,
+        )
+
+    # -- waiting for workers --------------------------------------------------------------
+    def _log_tail(self, job_id: str, lines: int = 12) -> str:
+        out = []
+        for suffix in ("err", "out"):
+            path = Path(self.log_directory) / f"{self.job_name}-{job_id}.{suffix}"
+            with contextlib.suppress(OSError):
+                text = path.read_text(errors="replace").strip().splitlines()[-lines:]
+                if text:
+                    out.append(f"--- {path} (last lines)\n" + "\n".join(text))
+        return "\n".join(out) or f"(no log in {self.log_directory})"
+
+    def _states(self, cluster: Cluster) -> tuple[dict[str, Any], dict[str, sc.JobState], set[str]]:
+        jobs = self._jobs(cluster)
+        states = sc.job_states(str(j.job_id) for j in jobs.values() if getattr(j, "job_id", None))
+        info = getattr(cluster, "scheduler_info", {}) or {}
+        names = {str(w.get("name")) for w in info.get("workers", {}).values()}
+        return jobs, states, names
+
+    @staticmethod
+    def _connected(name: str, names: set[str]) -> bool:
+        return name in names or any(n.startswith(f"{name}-") for n in names)
+
+    def wait_state(self, cluster: Cluster) -> WaitState:
+        jobs, states, names = self._states(cluster)
+        parts: dict[str, int] = {}
+        for name, job in jobs.items():
+            job_id = getattr(job, "job_id", None)
+            if not job_id:
+                error = getattr(job, "submit_error", None)
+                if error:
+                    return WaitState(
+                        "sbatch failed", f"SLURM rejected a job of cluster {self.job_name}: {error}"
+                    )
+                parts["submitting"] = parts.get("submitting", 0) + 1
+                continue
+            state = states.get(str(job_id))
+            connected = self._connected(str(name), names)
+            if (state is None or state.ended) and not connected:
+                how = state.state if state else "left the queue"
+                log = self._log_tail(str(job_id))
+                if "Registered to:" in log:
+                    why = (
+                        f"SLURM job {job_id} ended ({how}) after its worker had run (cancelled, "
+                        "out of walltime or preempted). Call scale() to submit a job in its "
+                        "place, or adapt() to replace lost jobs automatically."
+                    )
+                else:
+                    why = (
+                        f"SLURM job {job_id} ended ({how}) before its Dask worker connected to "
+                        "the scheduler. Common causes: the prologue or python failed on the "
+                        "node, or workers cannot reach the scheduler (set interface or "
+                        "scheduler_host)."
+                    )
+                return WaitState(f"job {job_id} {how}", f"{why}\n{log}")
+            if state is None:
+                continue
+            if state.state == "PENDING":
+                words = sc.PENDING_REASONS.get(state.reason)
+                key = f"PENDING ({state.reason}{': ' + words if words else ''})"
+            elif state.state == "RUNNING" and not connected:
+                key = "RUNNING, worker starting"
+            else:
+                key = state.state
+            parts[key] = parts.get(key, 0) + 1
+        if not jobs:
+            return WaitState("no jobs submitted yet")
+        summary = ", ".join(f"{n} {key}" for key, n in parts.items())
+        return WaitState(f"SLURM jobs: {summary}")
+
+    def cancel_pending(self, cluster: Cluster) -> list[str]:
+        """Cancel the jobs that have not started: they are taken out of the cluster's plan."""
+        jobs, states, _ = self._states(cluster)
+        pending = [
+            name
+            for name, job in jobs.items()
+            if getattr(job, "job_id", None)
+            and states.get(str(job.job_id), sc.JobState("", "PENDING", "")).state == "PENDING"
+        ]
+        spec = getattr(cluster, "worker_spec", {})
+        for name in pending:
+            spec.pop(name, None)
+        if pending:
+            cluster.sync(cluster._correct_state)  # type: ignore[attr-defined]
+        return [f"job {jobs[name].job_id}" for name in pending]
+
+    def describe(self) -> dict[str, Any]:
+        o = self.options
+        per_job = f"{o.cores} cores, {o.memory}"
+        if o.gpus_per_job:
+            per_job += f", {o.gpus_per_job} GPU(s) (--gres={self.gres}), one dask-cuda worker each"
+        details = [
+            ("Partition", o.partition or "(default)"),
+            ("Per job", per_job),
+            ("Walltime", o.walltime or "(partition default)"),
+            ("Job name", self.job_name),
+        ]
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                details.append(("Jobs", self.wait_state(self._cluster).summary))
+        return {
+            "kind": "SLURMCluster",
+            "gpu_names": [f"{o.gpus_per_job} x {o.gpu_type or 'GPU'} per job"]
+            if o.gpus_per_job
+            else [],
+            "details": details,
+        }
