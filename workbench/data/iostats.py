@@ -20,9 +20,11 @@ What is measured, honestly:
   its numbers cover the whole cluster. Until a frame is computed only the client-side
   reads done while planning the load (listing, Parquet/ORC footers) are counted:
   ``bytes_planned`` is the size of the files, not what will be read.
-* ``throughput_mb_s`` is ``bytes_read`` (10^6 bytes per MB) over the wall-clock span from
-  the first file opened to the last file closed for that load, across all workers: a
-  read-phase rate that includes decoding time interleaved with IO.
+* ``throughput_mb_s`` is the bytes read while computing the frame (``bytes_read`` less
+  ``plan_bytes_read``, 10^6 bytes per MB) over ``busy_seconds``: the wall-clock time
+  during which at least one of its files was open on some worker (the union of the
+  open-to-close intervals, so idle time between two computations does not count). It is
+  a read-phase rate that includes decoding interleaved with IO.
 """
 
 from __future__ import annotations
@@ -66,16 +68,42 @@ class LoadStats:
     last_read: float | None = None
     workers: list[str] = field(default_factory=list)
     _paths: set[str] = field(default_factory=set, repr=False)
+    _busy: list[list[float]] = field(default_factory=list, repr=False)
+
+    @property
+    def busy_seconds(self) -> float:
+        return sum(end - start for start, end in self._busy)
 
     @property
     def throughput_mb_s(self) -> float | None:
-        if self.first_read is None or self.last_read is None or not self.bytes_read:
-            return None
-        span = self.last_read - self.first_read
-        return self.bytes_read / 1e6 / span if span > 0 else None
+        busy = self.busy_seconds
+        nbytes = self.bytes_read - self.plan_bytes_read
+        return nbytes / 1e6 / busy if busy > 0 and nbytes > 0 else None
+
+    def add_interval(self, start: float, end: float) -> None:
+        """Merge [start, end] into the union of busy intervals (kept sorted, disjoint)."""
+        if end < start:
+            start, end = end, start
+        merged: list[list[float]] = []
+        placed = False
+        for a, b in self._busy:
+            if b < start:
+                merged.append([a, b])
+            elif end < a:
+                if not placed:
+                    merged.append([start, end])
+                    placed = True
+                merged.append([a, b])
+            else:
+                start, end = min(a, start), max(b, end)
+        if not placed:
+            merged.append([start, end])
+        merged.sort()
+        self._busy = merged
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        data["busy_seconds"] = self.busy_seconds
         data["throughput_mb_s"] = self.throughput_mb_s
         return data
 
@@ -123,6 +151,7 @@ def start_load(
                 setattr(stats, name, getattr(previous, name))
             stats.first_read, stats.last_read = previous.first_read, previous.last_read
             stats._paths = previous._paths
+            stats._busy = previous._busy
             stats.workers = previous.workers
         else:
             _totals["loads"] += 1
@@ -169,15 +198,15 @@ def record_read(record: dict[str, Any]) -> None:
                 _totals["files_read"] += 1
             stats.bytes_read += nbytes
             stats.read_seconds += seconds
+            started, ended = record.get("started"), record.get("ended")
             if record.get("phase") == "plan":
                 stats.plan_bytes_read += nbytes
-            started, ended = record.get("started"), record.get("ended")
-            if isinstance(started, int | float):
+            elif isinstance(started, int | float) and isinstance(ended, int | float):
                 stats.first_read = (
                     started if stats.first_read is None else min(stats.first_read, started)
                 )
-            if isinstance(ended, int | float):
                 stats.last_read = ended if stats.last_read is None else max(stats.last_read, ended)
+                stats.add_interval(float(started), float(ended))
             worker = record.get("worker")
             if worker and worker not in stats.workers:
                 stats.workers.append(str(worker))
