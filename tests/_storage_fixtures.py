@@ -184,6 +184,16 @@ class AzuriteServer:
             connection_string=self.connection_string(), skip_instance_cache=True
         )
 
+    def put(self, local: Path, remote: str) -> None:
+        """Upload with the Azure SDK (adlfs's put sends large raw bodies through aiohttp,
+        which warns)."""
+        from azure.storage.blob import BlobServiceClient
+
+        container, _, blob = remote.partition("/")
+        service = BlobServiceClient.from_connection_string(self.connection_string())
+        with open(local, "rb") as f:
+            service.get_blob_client(container, blob).upload_blob(f, overwrite=True)
+
     def create_container(self, name: str) -> None:
         if name not in self.containers:
             from azure.storage.blob import BlobServiceClient

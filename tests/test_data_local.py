@@ -48,7 +48,9 @@ def settled(load_id: str, files: int, timeout: float = 20.0) -> dict[str, Any]:
 
 def read_bytes(load_id: str) -> int:
     return sum(
-        r["bytes"] for r in iostats.recent_reads() if r["load_id"] == load_id and r["phase"] == "read"
+        r["bytes"]
+        for r in iostats.recent_reads()
+        if r["load_id"] == load_id and r["phase"] == "read"
     )
 
 
@@ -144,7 +146,9 @@ def test_count_rows_after_filters(cpu_cluster, datasets: LocalDatasets) -> None:
 @pytest.mark.parametrize(
     ("kind", "pattern"), [("csv", "*.csv"), ("jsonl", "*.jsonl"), ("orc", "*.orc")]
 )
-def test_text_and_orc_formats(cpu_cluster, datasets: LocalDatasets, kind: str, pattern: str) -> None:
+def test_text_and_orc_formats(
+    cpu_cluster, datasets: LocalDatasets, kind: str, pattern: str
+) -> None:
     directory = getattr(datasets, kind)
     df, manifest = wd.load(
         f"{directory}/{pattern}",
@@ -220,7 +224,7 @@ def test_format_cannot_be_told_or_is_mixed(tmp_path: Path, datasets: LocalDatase
 
 
 def test_missing_path(tmp_path: Path) -> None:
-    with pytest.raises(DataNotFoundError, match="no such file or directory: .*nothing-here"):
+    with pytest.raises(DataNotFoundError, match=r"no such file or directory: .*nothing-here"):
         wd.load(tmp_path / "nothing-here.parquet")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match="holds no data files"):
@@ -285,7 +289,9 @@ def test_cudf_backend_needs_dask_cudf(datasets: LocalDatasets) -> None:
 
     if importlib.util.find_spec("dask_cudf") is not None:
         pytest.skip("dask_cudf is installed here")
-    with pytest.raises(StorageDependencyError, match=r"backend='cudf' needs dask-cudf.*workbench\[gpu\]"):
+    with pytest.raises(
+        StorageDependencyError, match=r"backend='cudf' needs dask-cudf.*workbench\[gpu\]"
+    ):
         wd.load(datasets.parquet, backend="cudf")
 
 

@@ -53,7 +53,7 @@ class DatasetSpec(BaseModel):
     columns: list[str] | None = None
     filters: list[Any] | None = None
     read_options: dict[str, Any] = Field(default_factory=dict)
-    cache: bool | Literal["file", "simple"] = False
+    cache: bool = False
     tags: list[str] = Field(default_factory=list)
 
     @field_validator("format")

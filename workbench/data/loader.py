@@ -36,7 +36,7 @@ from ..errors import (
     DataFormatError,
     DataNotFoundError,
 )
-from . import dataframe_backend, formats, iostats, lineage, metering, storage
+from . import caching, dataframe_backend, formats, iostats, lineage, metering, storage
 from .catalog import Dataset, get_dataset
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class _Request:
     columns: list[str] | None
     filters: Any
     read_options: dict[str, Any]
-    cache: bool | str
+    cache: bool
 
 
 def _request(
@@ -65,7 +65,7 @@ def _request(
     filters: Any,
     format: str,
     storage_options: dict[str, Any] | None,
-    cache: bool | str | None,
+    cache: bool | None,
     read_options: dict[str, Any],
 ) -> _Request:
     """Merge a catalog entry (if ``source`` names one) with the arguments given."""
@@ -104,26 +104,21 @@ def _request(
     )
 
 
-def _cache_mode(cache: bool | str, protocol: str) -> str | None:
-    if cache in (False, None, "none"):
+def _cache_mode(cache: bool, protocol: str) -> str | None:
+    if cache in (False, None):
         return None
-    if cache not in (True, "file", "simple"):
-        raise DataError(f"cache must be False, True, 'file' or 'simple', got {cache!r}")
+    if cache is not True:
+        raise DataError(f"cache must be True or False, got {cache!r}")
     if protocol in ("file", "local"):
-        logger.debug("cache=%r ignored for local files", cache)
+        logger.debug("cache=True ignored for local files")
         return None
-    return "simple" if cache == "simple" else "file"
-
-
-def _cache_options(mode: str) -> dict[str, Any]:
-    directory = config.data_cache_dir()
-    if mode == "file":
-        return {"cache_storage": str(directory / "files"), "check_files": True}
-    return {"cache_storage": str(directory / "simple")}
+    return str(config.data_cache_dir())
 
 
 # -- footers -------------------------------------------------------------------------------
-def _parquet_rows(fs: Any, infos: list[dict[str, Any]], uri: str) -> tuple[list[int], Any]:
+def _parquet_rows(
+    fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str
+) -> tuple[list[int], Any]:
     """Row count of every Parquet file (footers read in one batch), and the first schema."""
     import pyarrow.parquet as pq
 
@@ -137,7 +132,7 @@ def _parquet_rows(fs: Any, infos: list[dict[str, Any]], uri: str) -> tuple[list[
     rows: list[int] = []
     schema = None
     for path, size, tail in zip(paths, sizes, tails, strict=True):
-        where = fs.unstrip_protocol(path)
+        where = _url(fs, protocol, path)
         if isinstance(tail, BaseException):
             raise storage.translate_error(tail, where, *storage.split_uri(where), {})
         if size < 12 or tail[-4:] != b"PAR1":
@@ -158,7 +153,9 @@ def _parquet_rows(fs: Any, infos: list[dict[str, Any]], uri: str) -> tuple[list[
     return rows, schema
 
 
-def _orc_rows(fs: Any, infos: list[dict[str, Any]], uri: str) -> tuple[list[int], Any]:
+def _orc_rows(
+    fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str
+) -> tuple[list[int], Any]:
     from pyarrow import orc
 
     def one(info: dict[str, Any]) -> tuple[int, Any]:
@@ -170,11 +167,11 @@ def _orc_rows(fs: Any, infos: list[dict[str, Any]], uri: str) -> tuple[list[int]
         except DataError:
             raise
         except (FileNotFoundError, PermissionError) as exc:
-            where = fs.unstrip_protocol(path)
+            where = _url(fs, protocol, path)
             raise storage.translate_error(exc, where, *storage.split_uri(where), {}) from exc
         except Exception as exc:
             raise CorruptDataError(
-                f"{fs.unstrip_protocol(path)} is not a valid ORC file: {exc}"
+                f"{_url(fs, protocol, path)} is not a valid ORC file: {exc}"
             ) from exc
 
     with ThreadPoolExecutor(max_workers=min(16, len(infos))) as pool:
@@ -187,13 +184,12 @@ def _chained(
     urls: list[str], protocol: str, options: dict[str, Any], load_id: str, cache: str | None
 ) -> tuple[list[str], dict[str, Any]]:
     """URLs and storage options that route a URL-taking dask reader through the meter
-    (and the cache): ``[filecache::]wbmeter::PROTOCOL://...``."""
+    (and the cache): ``[wbcache::]wbmeter::PROTOCOL://...``."""
     prefix = f"{metering.PROTOCOL}::"
     so: dict[str, Any] = {metering.PROTOCOL: {"load_id": load_id}, protocol: options}
     if cache is not None:
-        layer = "filecache" if cache == "file" else "simplecache"
-        prefix = f"{layer}::{prefix}"
-        so[layer] = _cache_options(cache)
+        prefix = f"{caching.PROTOCOL}::{prefix}"
+        so[caching.PROTOCOL] = {"cache_dir": cache}
     return [prefix + u for u in urls], so
 
 
@@ -235,6 +231,21 @@ def _read(
     return dd.read_orc(chained, storage_options=so, **kw)
 
 
+def _url(fs: Any, protocol: str, path: str) -> str:
+    """A file's URL in the scheme the user wrote (``az://`` stays ``az://``)."""
+    if protocol in ("file", "local"):
+        return str(fs.unstrip_protocol(path))
+    return f"{protocol}://{path.lstrip('/')}" if "://" not in path else path
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's type and first line (dask wraps reader errors)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+
+
 def _check_columns(wanted: list[str], available: list[str], uri: str, what: str) -> None:
     missing = [c for c in wanted if c not in available]
     if missing:
@@ -251,7 +262,7 @@ def load(
     filters: Any = None,
     format: str = "auto",
     storage_options: dict[str, Any] | None = None,
-    cache: bool | str | None = None,
+    cache: bool | None = None,
     *,
     backend: str = "auto",
     client: Any = None,
@@ -271,8 +282,8 @@ def load(
     after reading. ``format``: ``auto`` (from the file names), ``parquet``, ``csv``,
     ``json`` (JSON lines) or ``orc``. ``storage_options`` go to the fsspec filesystem;
     secrets must be references (``env:NAME``, ``keyring:SERVICE/USER``, ``file:PATH``).
-    ``cache``: ``True``/``"file"`` keeps checked local copies of remote files in
-    ``WORKBENCH_DATA_CACHE``; ``"simple"`` a per-process copy.
+    ``cache=True`` keeps local copies of remote files in ``WORKBENCH_DATA_CACHE``,
+    checked against the remote file's version on every read.
 
     ``backend``: ``auto`` (cuDF when the cluster's workers have GPUs), ``pandas`` or
     ``cudf``; ``client``: the ClusterHandle or Client that decides ``auto`` and whose
@@ -348,15 +359,14 @@ def load(
         planner = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id, phase="plan")
         rows: list[int] | None = None
         if validate and fmt == "parquet":
-            rows, _ = _parquet_rows(planner, infos, req.uri)
+            rows, _ = _parquet_rows(planner, infos, req.uri, protocol)
         elif validate and fmt == "orc":
-            rows, _ = _orc_rows(planner, infos, req.uri)
+            rows, _ = _orc_rows(planner, infos, req.uri, protocol)
 
         read_fs: Any = metered
         if cache_mode is not None and fmt == "parquet":
-            layer = "filecache" if cache_mode == "file" else "simplecache"
-            read_fs = fsspec.filesystem(layer, fs=metered, **_cache_options(cache_mode))
-        urls = [raw_fs.unstrip_protocol(p) for p in file_paths]
+            read_fs = caching.LocalCopyFileSystem(fs=metered, cache_dir=cache_mode)
+        urls = [_url(raw_fs, protocol, p) for p in file_paths]
         uncompressed = all(
             formats.format_of(p) and not p.lower().endswith(formats.COMPRESSION_SUFFIXES)
             for p in file_paths
@@ -439,9 +449,8 @@ def _build(
     except Exception as exc:
         first = read_args["urls"][0]
         raise CorruptDataError(
-            f"cannot read {req.uri} as {fmt} (schema from {first}): {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}. Check that "
-            f"the files are {fmt} and that the read options match them."
+            f"cannot read {req.uri} as {fmt} (schema from {first}): {_root_cause(exc)}. "
+            f"Check that the files are {fmt} and that the read options match them."
         ) from exc
     available = [str(c) for c in full.columns]
     if req.columns is not None:

@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import fsspec
-from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from . import iostats
+from .fslayer import DelegatingFileSystem
 
 PROTOCOL = "wbmeter"
 
@@ -37,6 +37,8 @@ planning: contextvars.ContextVar[bool] = contextvars.ContextVar("wb_planning", d
 
 _OWN_METHODS = frozenset(
     {
+        "load_id",
+        "phase",
         "open",
         "_open",
         "cat_file",
@@ -51,9 +53,6 @@ _OWN_METHODS = frozenset(
         "_fs_token",
         "fsid",
     }
-)
-_OWN_ATTRS = frozenset(
-    {"fs", "load_id", "phase", "_fs_token_", "storage_args", "storage_options", "_intrans"}
 )
 
 
@@ -154,11 +153,12 @@ class MeteredFile:
         return f"<MeteredFile {self._path!r} wrapping {self._f!r}>"
 
 
-class MeteredFileSystem(ChainedFileSystem):  # type: ignore[misc]
+class MeteredFileSystem(DelegatingFileSystem):
     """Delegates to ``fs`` (or ``target_protocol`` + ``target_options``) and counts reads
     against ``load_id``."""
 
     protocol = PROTOCOL
+    own_methods = _OWN_METHODS
 
     def __init__(
         self,
@@ -178,18 +178,6 @@ class MeteredFileSystem(ChainedFileSystem):  # type: ignore[misc]
         self.fs = fs
         self.load_id = load_id
         self.phase = phase
-
-    # Everything not metered is the wrapped filesystem's (listing, info, protocol ...).
-    def __getattribute__(self, item: str) -> Any:
-        if item in _OWN_METHODS or item.startswith("__"):
-            return object.__getattribute__(self, item)
-        d = object.__getattribute__(self, "__dict__")
-        if item in _OWN_ATTRS and item in d:
-            return d[item]
-        fs = d.get("fs")
-        if fs is None:  # still being constructed
-            return object.__getattribute__(self, item)
-        return getattr(fs, item)
 
     # -- identity ---------------------------------------------------------------------
     @property
