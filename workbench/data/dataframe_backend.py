@@ -85,7 +85,7 @@ def choose(requested: str = "auto", client: Any = None) -> Choice:
             f"no cluster; this machine has {inventory.count} GPU(s)", _cudf_importable()
         )
     try:
-        probes: dict[str, dict[str, Any]] = dclient.run(probe_worker)
+        probes = _probe(dclient)
     except Exception as exc:
         logger.warning("could not ask the workers whether they have GPUs (%s); using pandas", exc)
         return Choice("pandas", f"could not probe the workers for GPUs: {exc}")
@@ -102,6 +102,20 @@ def choose(requested: str = "auto", client: Any = None) -> Choice:
     return _gpu_choice(
         f"all {len(probes)} worker(s) have a GPU", all(p.get("cudf") for p in probes.values())
     )
+
+
+_probes: dict[tuple[int, tuple[str, ...]], dict[str, dict[str, Any]]] = {}
+
+
+def _probe(dclient: Any) -> dict[str, dict[str, Any]]:
+    """``probe_worker`` on every worker, asked once per client and set of workers."""
+    workers = tuple(sorted(dclient.scheduler_info().get("workers", {})))
+    key = (id(dclient), workers)
+    if key not in _probes or not workers:
+        if len(_probes) > 64:
+            _probes.clear()
+        _probes[key] = dclient.run(probe_worker)
+    return _probes[key]
 
 
 def _gpu_choice(why: str, cudf_ok: bool) -> Choice:

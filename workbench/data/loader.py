@@ -25,7 +25,7 @@ import logging
 import os
 import re
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -357,11 +357,13 @@ def load(
         )
         metered = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id)
         planner = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id, phase="plan")
-        rows: list[int] | None = None
-        if validate and fmt == "parquet":
-            rows, _ = _parquet_rows(planner, infos, req.uri, protocol)
-        elif validate and fmt == "orc":
-            rows, _ = _orc_rows(planner, infos, req.uri, protocol)
+        # Footers are read in a thread while dask plans the frame (both wait on IO).
+        footers: Future[tuple[list[int], Any]] | None = None
+        pool: ThreadPoolExecutor | None = None
+        if validate and fmt in ("parquet", "orc"):
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-footers")
+            reader = _parquet_rows if fmt == "parquet" else _orc_rows
+            footers = pool.submit(reader, planner, infos, req.uri, protocol)
 
         read_fs: Any = metered
         if cache_mode is not None and fmt == "parquet":
@@ -385,8 +387,20 @@ def load(
         )
         import dask
 
-        with dask.config.set({"dataframe.backend": choice.backend}):
-            df = _build(fmt, target, dnf, req, read_args)
+        rows: list[int] | None = None
+        try:
+            with dask.config.set({"dataframe.backend": choice.backend}):
+                df = _build(fmt, target, dnf, req, read_args)
+        except BaseException:
+            footer_error = footers.exception() if footers is not None else None
+            if footer_error is not None:
+                raise footer_error from None  # names the bad file precisely
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if footers is not None:
+            rows, _ = footers.result()
     finally:
         metering.planning.reset(token)
 
