@@ -277,6 +277,23 @@ def test_literal_secrets_are_refused_and_references_resolved(
         )
 
 
+def test_resolved_secrets_never_show_in_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.data.storage import redact_storage_options, resolve_storage_options
+
+    monkeypatch.setenv("WB_SECRET", "s3cr3t-value")
+    opts = {"key": "env:WB_SECRET", "client_kwargs": {"region_name": "x"}, "anon": False}
+    resolved = resolve_storage_options(opts)
+    assert resolved["key"] == "s3cr3t-value" and isinstance(resolved["key"], str)
+    assert "s3cr3t-value" not in repr(resolved) and "<secret sha256:" in repr(resolved)
+    assert redact_storage_options(opts) == opts  # references are kept as written
+    literal = {"key": "AKIA123", "token": "anon", "connection_string": "AccountKey=abc"}
+    assert redact_storage_options(literal) == {
+        "key": "<redacted>",
+        "token": "anon",
+        "connection_string": "<redacted>",
+    }
+
+
 def test_unknown_protocol() -> None:
     from workbench.errors import DataError
 

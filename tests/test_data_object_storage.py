@@ -140,6 +140,9 @@ def test_s3_csv_through_cluster(
     assert manifest.format == "csv" and len(manifest.files) == 3
     exp = datasets.expected
     same_ids_and_values(df.compute(), exp[exp["id"] < 1000][["id", "text"]])  # type: ignore[index]
+    # the resolved secret travels to the workers but never shows in a repr
+    graph = repr(dict(df.__dask_graph__()))  # the tasks, with the filesystems they carry
+    assert s3.secret not in graph and s3.secret not in repr(df.expr)
     records = read_phase(manifest.load_id, files=3)
     assert {r["worker"] for r in records} <= set(cpu_cluster.client.scheduler_info()["workers"])
 

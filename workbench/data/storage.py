@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import hashlib
 import posixpath
 import re
 from typing import Any
@@ -116,8 +117,23 @@ def check_no_literal_secrets(options: dict[str, Any], where: str = "storage_opti
         )
 
 
+class Secret(str):
+    """A resolved credential: a ``str`` everywhere it is used, but its ``repr`` (what
+    dict reprs, dask expression reprs, tracebacks and logs show) is a short hash, never
+    the value. The hash keeps different secrets apart in fsspec's instance cache."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<secret sha256:{hashlib.sha256(self.encode()).hexdigest()[:12]}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Secret, (str(self),)
+
+
 def resolve_storage_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """A copy of ``options`` with every ``env:``/``keyring:``/``file:`` reference resolved.
+    """A copy of ``options`` with every ``env:``/``keyring:``/``file:`` reference resolved
+    (to :class:`Secret` values, which do not show in reprs).
 
     Raises CredentialError naming the option whose reference cannot be resolved.
     """
@@ -129,7 +145,7 @@ def resolve_storage_options(options: dict[str, Any] | None) -> dict[str, Any]:
             return [walk(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, str) and REFERENCE.match(value):
             try:
-                return resolve(value)
+                return Secret(resolve(value))
             except CredentialError as exc:
                 raise CredentialError(f"storage option {where!r}: {exc}") from None
         return value
