@@ -223,6 +223,18 @@ def test_format_cannot_be_told_or_is_mixed(tmp_path: Path, datasets: LocalDatase
     assert len(wd.load(tmp_path / "*.csv").compute(scheduler="sync")) == 1
 
 
+def test_missing_file_name_is_not_mistaken_for_a_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.errors import UnknownDatasetError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataNotFoundError, match=r"no such file or directory: .*trips\.parquet"):
+        wd.load("trips.parquet")
+    with pytest.raises(UnknownDatasetError, match="no file or directory named 'trips' either"):
+        wd.load("trips")
+
+
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match=r"no such file or directory: .*nothing-here"):
         wd.load(tmp_path / "nothing-here.parquet")

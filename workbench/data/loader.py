@@ -35,9 +35,10 @@ from ..errors import (
     DataError,
     DataFormatError,
     DataNotFoundError,
+    UnknownDatasetError,
 )
 from . import caching, dataframe_backend, formats, iostats, lineage, metering, storage
-from .catalog import Dataset, get_dataset
+from .catalog import Dataset, load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,16 @@ def _request(
             f"load() takes a path, a URL or a catalog dataset name, got {type(source).__name__}"
         )
     if dataset is None and _NAME.match(source) and not os.path.exists(source):
-        dataset = get_dataset(source)
+        catalog = load_catalog()
+        named = source in catalog.datasets or any(p.dataset == source for p in catalog.problems)
+        if named or formats.format_of(source) is None:
+            try:
+                dataset = catalog.get(source)
+            except UnknownDatasetError as exc:
+                raise UnknownDatasetError(
+                    f"{exc} (there is no file or directory named {source!r} either)"
+                ) from None
+        # else: a file name that does not exist, reported as such below
     if dataset is None:
         return _Request(
             source,
