@@ -241,6 +241,8 @@ def test_missing_path(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match="holds no data files"):
         wd.load(tmp_path / "empty")
+    failed = iostats.loads()[-1]  # dashboards see the failed load and why
+    assert failed["error"].startswith("DataNotFoundError") and failed["files_read"] == 0
 
 
 def test_corrupt_parquet_is_named(tmp_path: Path, datasets: LocalDatasets) -> None:

@@ -67,6 +67,7 @@ class LoadStats:
     first_read: float | None = None
     last_read: float | None = None
     workers: list[str] = field(default_factory=list)
+    error: str | None = None
     _paths: set[str] = field(default_factory=set, repr=False)
     _busy: list[list[float]] = field(default_factory=list, repr=False)
 

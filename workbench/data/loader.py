@@ -411,6 +411,9 @@ def load(
                 pool.shutdown(wait=True)
         if footers is not None:
             rows, _ = footers.result()
+    except BaseException as exc:
+        iostats.update_load(load_id, error=f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         metering.planning.reset(token)
 
