@@ -7,9 +7,10 @@ LocalCluster (2 workers x 1 thread by default) and materialise every column of e
 partition; pyarrow reads the whole dataset in this process (its own threads), from
 local disk and through pyarrow's native S3 filesystem. Runs alternate between the three
 readers to cancel drift; the median of ``--repeats`` timed runs after one warm-up is
-reported (and the ratio of the best runs, steadier on a busy machine). Throughput is the dataset's size on storage over the wall time of
-"build the frame + compute it" (for workbench that includes listing, reading every
-Parquet footer for the lineage manifest, and the IO metering).
+reported, and the ratio of the best runs (steadier on a busy machine). Throughput is
+the dataset's size on storage over the wall time of "build the frame + compute it" (for
+workbench that includes listing, reading every Parquet footer for the lineage manifest,
+and the IO metering).
 
     python benchmarks/load.py [--files 8] [--rows-per-file 500000] [--repeats 5]
 """
