@@ -1,16 +1,16 @@
 """Parquet read throughput: workbench.data.load vs raw dask.dataframe.read_parquet vs
 pyarrow.parquet.read_table, on local disk and on a moto S3 server, in the same run.
 
-The dataset (default 8 files, ~160 MB) is written once to a temporary directory and
+The dataset (default 8 files, ~120 MB) is written once to a temporary directory and
 uploaded to a moto S3 server started for the run. Both dask paths run on the same
 LocalCluster (2 workers x 1 thread by default) and materialise every column of every
 partition; pyarrow reads the whole dataset in this process (its own threads), from
-local disk and through pyarrow's native S3 filesystem. Runs alternate between the three
-readers to cancel drift; the median of ``--repeats`` timed runs after one warm-up is
-reported, and the ratio of the best runs (steadier on a busy machine). Throughput is
-the dataset's size on storage over the wall time of "build the frame + compute it" (for
-workbench that includes listing, reading every Parquet footer for the lineage manifest,
-and the IO metering).
+local disk and through pyarrow's native S3 filesystem. Runs alternate between the
+three readers, in a rotating order, to cancel drift; the median of ``--repeats`` timed
+runs after one warm-up is reported, and the ratio of the best runs (steadier on a busy
+machine). Throughput is the dataset's size on storage over the wall time of "build the
+frame + compute it" (for workbench that includes listing, reading every Parquet footer
+for the lineage manifest, and the IO metering).
 
     python benchmarks/load.py [--files 8] [--rows-per-file 500000] [--repeats 5]
 """
@@ -170,8 +170,11 @@ def main() -> None:
             )
         for where, readers in targets:
             times: dict[str, list[float]] = {name: [] for name in readers}
+            names = list(readers)
             for run in range(args.repeats + 1):
-                for name, read in readers.items():
+                # rotate the order each round so no reader always follows the same one
+                for name in names[run % 3 :] + names[: run % 3]:
+                    read = readers[name]
                     start = time.perf_counter()
                     read()
                     elapsed = time.perf_counter() - start
