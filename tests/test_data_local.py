@@ -135,9 +135,11 @@ def test_count_rows_after_filters(cpu_cluster, datasets: LocalDatasets) -> None:
         datasets.parquet,
         filters=[[("group", "==", 1)], [("id", ">=", 89_990)]],
         count_rows=True,
-        client=cpu_cluster,
+        client=cpu_cluster.client,  # a plain distributed Client: its workers are asked
         return_manifest=True,
     )
+    assert manifest.dataframe_backend == "pandas"
+    assert manifest.backend_reason == "none of the 2 worker(s) has a GPU"
     exp = datasets.expected
     want = int(((exp["group"] == 1) | (exp["id"] >= 89_990)).sum())  # type: ignore[index]
     assert manifest.row_count == want and manifest.row_count_source == "computed"
@@ -203,6 +205,16 @@ def test_listener_sees_loads_and_reads(datasets: LocalDatasets) -> None:
     assert stats["files_read"] == 3 and stats["workers"] == []
     totals = iostats.totals()
     assert totals["bytes_read"] >= stats["bytes_read"] and totals["loads"] >= 1
+
+
+def test_throughput_counts_busy_time_not_idle_gaps() -> None:
+    stats = iostats.LoadStats("x", "src", "parquet", "file", started=0.0)
+    for start, end in [(10, 12), (11, 13), (20, 21), (5, 6), (12.5, 14)]:
+        stats.add_interval(start, end)
+    assert stats._busy == [[5, 6], [10, 14], [20, 21]]
+    assert stats.busy_seconds == 6
+    stats.bytes_read, stats.plan_bytes_read = 13_000_000, 1_000_000
+    assert stats.throughput_mb_s == 2.0
 
 
 # -- bad input ----------------------------------------------------------------------------
