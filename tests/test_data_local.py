@@ -207,6 +207,35 @@ def test_listener_sees_loads_and_reads(datasets: LocalDatasets) -> None:
     assert totals["bytes_read"] >= stats["bytes_read"] and totals["loads"] >= 1
 
 
+def test_metering_counts_exact_bytes(tmp_path: Path) -> None:
+    import pickle
+
+    from fsspec.implementations.local import LocalFileSystem
+
+    from workbench.data.metering import MeteredFileSystem
+
+    path = tmp_path / "blob.bin"
+    path.write_bytes(bytes(range(256)) * 400)  # 102400 bytes
+    fs = MeteredFileSystem(fs=LocalFileSystem(), load_id="meter-test")
+    with fs.open(str(path), "rb") as f:
+        assert len(f.read(1000)) == 1000
+        f.seek(50_000)
+        f.read(24)
+    assert fs.cat_ranges([str(path)] * 2, [0, 100], [10, 110]) == [
+        bytes(range(10)),
+        bytes(range(100, 110)),
+    ]
+    text = fs.open(str(path).replace("blob.bin", "lines.txt"), "wb")
+    text.write(b"a\nbb\nccc\n")
+    text.close()
+    with fs.open(str(tmp_path / "lines.txt"), "rt") as t:
+        assert t.read() == "a\nbb\nccc\n"
+    records = [r for r in iostats.recent_reads() if r["load_id"] == "meter-test"]
+    assert [r["bytes"] for r in records] == [1024, 20, 9]
+    clone = pickle.loads(pickle.dumps(fs))  # travels to workers with what it wraps
+    assert clone == fs and clone.load_id == "meter-test" and clone.ls(str(tmp_path))
+
+
 def test_throughput_counts_busy_time_not_idle_gaps() -> None:
     stats = iostats.LoadStats("x", "src", "parquet", "file", started=0.0)
     for start, end in [(10, 12), (11, 13), (20, 21), (5, 6), (12.5, 14)]:

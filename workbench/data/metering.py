@@ -117,8 +117,15 @@ class MeteredFile:
         self._bytes += len(line)
         return line
 
-    def readlines(self, *args: Any) -> list[Any]:
-        return list(iter(self.readline, b""))[: args[0] if args and args[0] > 0 else None]
+    def readlines(self, hint: int = -1) -> list[Any]:
+        lines: list[Any] = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.readline, b"")
