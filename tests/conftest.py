@@ -12,7 +12,11 @@ import pytest
 from workbench.gpus import detect_gpus
 
 # Fixture modules of each feature (servers the tests start, and so on).
-pytest_plugins: list[str] = ["tests._gateway_fixtures", "tests._slurm_fixtures"]
+pytest_plugins: list[str] = [
+    "tests._gateway_fixtures",
+    "tests._slurm_fixtures",
+    "tests._storage_fixtures",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKBENCH = [sys.executable, "-m", "workbench"]

@@ -40,7 +40,7 @@ def test_meter_integrates_the_worker_count_as_a_step_function() -> None:
     assert est.cost == pytest.approx(5.0)
     assert est.elapsed_s == pytest.approx(7200) and est.workers == 1
     assert meter.timeline == [(0.0, 0), (1800.0, 2), (5400.0, 1)]
-    assert "5 (2.5 worker-hours" in str(est)
+    assert "5 (2.5000 worker-hours" in str(est)
     meter.stop()
     clock.t += 3600  # stopped: nothing more accrues
     assert meter.estimate().worker_hours == pytest.approx(2.5)
@@ -54,7 +54,7 @@ def test_without_a_price_only_worker_hours_are_reported() -> None:
     clock.t += 360
     est = meter.estimate()
     assert est.worker_hours == pytest.approx(0.3) and est.cost is None
-    assert "no price_per_worker_hour" in str(est)
+    assert "0.3000 worker-hours in 6.0 min (set price_per_worker_hour" in str(est)
     assert est.to_dict()["cost"] is None
 
 

@@ -379,6 +379,114 @@ def clusters_cleanup() -> None:
         click.echo("nothing to clean up")
 
 
+# -- data ---------------------------------------------------------------------------------
+@main.group(cls=_Group)
+def data() -> None:
+    """Datasets in the catalog (team catalogs and your catalog.yaml)."""
+
+
+@data.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def data_list(as_json: bool) -> None:
+    """Every dataset, where it is defined, and problems in catalog files."""
+    from .data.catalog import load_catalog
+
+    catalog = load_catalog()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "datasets": [d.to_dict() for d in catalog.datasets.values()],
+                    "problems": [str(p) for p in catalog.problems],
+                    "files": [f.__dict__ for f in catalog.files],
+                },
+                indent=1,
+            )
+        )
+        return
+    rows = [
+        [d.name, d.spec.format, d.uri, d.scope, d.description[:50]]
+        for d in sorted(catalog.datasets.values(), key=lambda d: d.name)
+    ]
+    if rows:
+        click.echo(_table(rows, ["NAME", "FORMAT", "URI", "FROM", "DESCRIPTION"]))
+    else:
+        click.echo("no datasets")
+    click.echo("\ncatalog files (later ones override earlier):")
+    for f in catalog.files:
+        click.echo(f"  {f.scope:5} {f.path}{'' if f.exists else '  (missing)'}")
+    if catalog.problems:
+        click.secho(f"\n{len(catalog.problems)} problem(s):", fg="red", err=True)
+        for problem in catalog.problems:
+            click.secho(f"  {problem}", fg="red", err=True)
+
+
+@data.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--inspect",
+    is_flag=True,
+    help="Also list the files, sizes, versions and schema (reads the storage).",
+)
+def data_show(name: str, as_json: bool, inspect: bool) -> None:
+    """A dataset's entry (credentials shown as the references the catalog holds)."""
+    from .data.catalog import get_dataset
+
+    dataset = get_dataset(name)
+    info: dict[str, Any] = dataset.to_dict()
+    if inspect:
+        from .data.loader import load
+
+        _, manifest = load(dataset, backend="pandas", return_manifest=True)
+        info["manifest"] = manifest.to_dict()
+    if as_json:
+        click.echo(json.dumps(info, indent=1, default=str))
+        return
+    where = f"{dataset.source}:{dataset.line}" if dataset.line else dataset.source
+    click.echo(f"{dataset.name}  ({dataset.spec.format}, from {where})")
+    if dataset.description:
+        click.echo(f"  {dataset.description}")
+    spec = {k: v for k, v in dataset.spec.model_dump().items() if v not in (None, {}, [], "")}
+    click.echo(yaml.safe_dump(spec, sort_keys=False).rstrip())
+    if inspect:
+        m = info["manifest"]
+        click.echo(f"\n{m['total_bytes']:,} bytes in {len(m['files'])} file(s)")
+        rows = [
+            [
+                f["uri"],
+                f"{f['size']:,}" if f["size"] is not None else "?",
+                f["etag"] or f["version"] or f["mtime"] or "",
+                "" if f["rows"] is None else str(f["rows"]),
+            ]
+            for f in m["files"]
+        ]
+        click.echo(_table(rows, ["FILE", "BYTES", "ETAG/VERSION/MTIME", "ROWS"]))
+        click.echo("schema:")
+        for col, dtype in m["schema"].items():
+            click.echo(f"  {col}: {dtype}")
+
+
+@data.command("validate")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+def data_validate(files: tuple[Path, ...]) -> None:
+    """Check catalog FILES (default: every configured catalog). Exit 1 on problems."""
+    from .data.catalog import load_catalog, validate_file
+
+    if files:
+        problems = [p for f in files for p in validate_file(f)]
+        checked = [str(f) for f in files]
+    else:
+        catalog = load_catalog()
+        problems = catalog.problems
+        checked = [f.path for f in catalog.files if f.exists]
+    for problem in problems:
+        click.secho(str(problem), fg="red", err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+    click.echo(f"ok: {', '.join(checked) or 'no catalog files'}")
+
+
 # -- doctor -------------------------------------------------------------------------------
 @main.command()
 @click.option("--json", "as_json", is_flag=True)

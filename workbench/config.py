@@ -11,6 +11,11 @@ shared installations keep users apart:
 ``WORKBENCH_TEAM_PROFILES``
     one or more team profile files or directories of ``*.yaml``, separated by ``os.pathsep``.
     Overrides ``team_profiles`` in ``config.yaml``.
+``WORKBENCH_CATALOG``
+    team dataset catalogs (files or directories of ``*.yaml``, separated by ``os.pathsep``).
+    Overrides ``catalog`` in ``config.yaml``. The user's own is ``catalog.yaml``.
+``WORKBENCH_DATA_CACHE``
+    local cache of remote files read with ``cache=True``; default ``~/.cache/workbench/data``.
 """
 
 from __future__ import annotations
@@ -91,3 +96,37 @@ def team_profile_files() -> list[Path]:
             f"{settings_file()}: key 'team_profiles': expected a path or a list of paths"
         )
     return _expand(value)
+
+
+# -- dataset catalog and data cache (workbench.data) ----------------------------------------
+def user_catalog_file() -> Path:
+    """The user's own dataset catalog, ``catalog.yaml`` in the config directory."""
+    return config_dir() / "catalog.yaml"
+
+
+def team_catalog_files() -> list[Path]:
+    """Team dataset catalogs, from ``WORKBENCH_CATALOG`` or ``catalog`` in config.yaml.
+
+    Like team profiles: files or directories of ``*.yaml`` separated by ``os.pathsep``; a
+    missing file is returned anyway so that loading reports it.
+    """
+    env = os.environ.get("WORKBENCH_CATALOG")
+    if env is not None:
+        return _expand(env.split(os.pathsep))
+    value = settings().get("catalog")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProfileError(f"{settings_file()}: key 'catalog': expected a path or a list of paths")
+    return _expand(value)
+
+
+def data_cache_dir() -> Path:
+    """Where remote files are cached for ``load(..., cache=True)``.
+
+    ``WORKBENCH_DATA_CACHE`` overrides the default, ``~/.cache/workbench/data``.
+    """
+    env = os.environ.get("WORKBENCH_DATA_CACHE")
+    return Path(env).expanduser() if env else platformdirs.user_cache_path("workbench") / "data"

@@ -62,3 +62,45 @@ class AuthenticationError(BackendError, PermissionError):
 
 class WorkersTimeoutError(WorkbenchError, TimeoutError):
     """Workers did not connect in time; the message says what they were waiting for."""
+
+
+# -- data loading (workbench.data) --------------------------------------------------------
+class DataError(WorkbenchError):
+    """A dataset cannot be found, opened, read or parsed."""
+
+
+class CatalogError(DataError, ValueError):
+    """A dataset catalog file or entry is malformed or invalid.
+
+    ``problems`` holds one line per problem, each naming file, line, dataset and key.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.problems = problems or []
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class UnknownDatasetError(CatalogError, LookupError):
+    """No catalog entry has the requested name."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """The bucket, container, directory or file does not exist, or holds no data files."""
+
+
+class StorageAccessError(DataError, PermissionError):
+    """The storage service refused the credentials, or they do not allow reading."""
+
+
+class DataFormatError(DataError, ValueError):
+    """The format is unknown, cannot be told from the file names, or a read option is wrong."""
+
+
+class CorruptDataError(DataError, ValueError):
+    """A file exists but is not valid in the format it is read as."""
+
+
+class StorageDependencyError(DataError, ImportError):
+    """A storage protocol or the cuDF backend needs an optional package that is missing."""

@@ -34,9 +34,9 @@ class CostEstimate:
         return {**asdict(self), "cost": self.cost}
 
     def __str__(self) -> str:
-        hours = f"{self.worker_hours:.4g} worker-hours over {self.elapsed_s / 3600:.3g} h"
+        hours = f"{self.worker_hours:.4f} worker-hours in {self.elapsed_s / 60:.1f} min"
         if self.cost is None:
-            return f"{hours} (no price_per_worker_hour in the profile)"
+            return f"{hours} (set price_per_worker_hour in the profile to see a cost)"
         return f"{self.cost:.4g} ({hours} at {self.price_per_worker_hour:g} per worker-hour)"
 
 

@@ -1,0 +1,290 @@
+"""The dataset catalog: named datasets in YAML files a team can share.
+
+A catalog file looks like::
+
+    datasets:
+      trips:
+        uri: s3://analytics/trips/          # file, directory, glob; any fsspec protocol
+        format: parquet                     # auto (from file names), parquet, csv, json, orc
+        description: NYC taxi trips, one file per month
+        storage_options:                    # passed to the filesystem; secrets by reference
+          endpoint_url: https://s3.internal:9000
+          key: env:TRIPS_KEY
+          secret: keyring:s3/trips
+        columns: [pickup, fare]             # optional defaults for load()
+        filters: [[year, ">=", 2023]]
+        read_options: {}                    # keyword arguments for the dask reader
+        cache: false                        # true: keep local copies of remote files
+        tags: [taxi]
+
+Files are layered like profiles: team catalogs (``WORKBENCH_CATALOG`` or ``catalog`` in
+config.yaml) < the user's ``catalog.yaml``; a later file's dataset replaces an earlier
+one of the same name. Every problem is reported with file, line, dataset and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .. import config
+from ..clusters.profiles import _errors, _line, _line_map  # shared YAML-location helpers
+from ..errors import CatalogError, DataError, UnknownDatasetError
+from . import formats, storage
+
+Scope = Literal["team", "user", "file"]
+Path_ = tuple[str | int, ...]
+
+
+class DatasetSpec(BaseModel):
+    """What a catalog entry may say (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str = Field(min_length=1, description="Where the data is: path, glob or URL.")
+    format: str = Field("auto", description="auto, parquet, csv, json (JSON lines) or orc.")
+    description: str = ""
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    columns: list[str] | None = None
+    filters: list[Any] | None = None
+    read_options: dict[str, Any] = Field(default_factory=dict)
+    cache: bool = False
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, v: str) -> str:
+        try:
+            return formats.normalize_format(v)
+        except DataError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("filters")
+    @classmethod
+    def _filters(cls, v: list[Any] | None) -> list[Any] | None:
+        try:
+            formats.normalize_filters(v)
+        except DataError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        protocol, _ = storage.split_uri(v)
+        from fsspec.registry import known_implementations, registry
+
+        if protocol not in known_implementations and protocol not in registry:
+            raise ValueError(f"unknown storage protocol {protocol!r} in {v!r}")
+        return v
+
+
+@dataclass
+class Dataset:
+    """A named catalog entry, with where it was defined."""
+
+    name: str
+    spec: DatasetSpec
+    source: str
+    scope: Scope
+    line: int | None = None
+
+    @property
+    def uri(self) -> str:
+        return self.spec.uri
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything the catalog says; storage options as written (references only)."""
+        return {
+            "name": self.name,
+            **self.spec.model_dump(),
+            "source": self.source,
+            "scope": self.scope,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True)
+class CatalogProblem:
+    file: str
+    line: int | None
+    dataset: str | None
+    key: str | None
+    message: str
+
+    def __str__(self) -> str:
+        parts = [f"{self.file}:{self.line}" if self.line else self.file]
+        if self.dataset is not None:
+            parts.append(f"dataset {self.dataset!r}")
+        if self.key:
+            parts.append(f"key {self.key!r}")
+        return ": ".join([*parts, self.message])
+
+
+@dataclass
+class CatalogFile:
+    path: str
+    scope: Scope
+    exists: bool
+
+
+@dataclass
+class DataCatalog:
+    datasets: dict[str, Dataset]
+    problems: list[CatalogProblem]
+    files: list[CatalogFile] = field(default_factory=list)
+
+    def get(self, name: str) -> Dataset:
+        """The named dataset, or a CatalogError / UnknownDatasetError saying why not."""
+        own = [p for p in self.problems if p.dataset == name]
+        if own:
+            raise CatalogError(f"dataset {name!r} is invalid", [str(p) for p in own])
+        if name in self.datasets:
+            return self.datasets[name]
+        close = difflib.get_close_matches(name, list(self.datasets), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(sorted(self.datasets)) or "none"
+        unreadable = [str(p) for p in self.problems if p.dataset is None]
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}.{hint} Known datasets: {known}. "
+            f"Add it to {config.user_catalog_file()} or a team catalog (WORKBENCH_CATALOG)"
+            + (" (these catalog files could not be read:)" if unreadable else ""),
+            unreadable,
+        )
+
+
+def _dotted(path: Path_) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def parse_catalog(text: str, file: str, scope: Scope) -> tuple[list[Dataset], list[CatalogProblem]]:
+    """Datasets in one catalog file's text, and every problem in it."""
+    problems: list[CatalogProblem] = []
+
+    def problem(line: int | None, dataset: str | None, key: str | None, message: str) -> None:
+        problems.append(CatalogProblem(file, line, dataset, key, message))
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        detail = getattr(exc, "problem", None) or str(exc)
+        problem(mark.line + 1 if mark is not None else None, None, None, f"invalid YAML: {detail}")
+        return [], problems
+    if node is None or data is None:
+        return [], problems
+    lines = _line_map(node)
+    if not isinstance(data, dict):
+        problem(
+            1, None, None, f"expected a mapping with a 'datasets' key, got {type(data).__name__}"
+        )
+        return [], problems
+    for key in data:
+        if key not in ("datasets", "version"):
+            problem(
+                _line(lines, (key,)), None, str(key), "unknown top-level key (expected 'datasets')"
+            )
+    entries = data.get("datasets") or {}
+    if not isinstance(entries, dict):
+        problem(
+            _line(lines, ("datasets",)), None, "datasets", "expected a mapping of dataset names"
+        )
+        return [], problems
+    out: list[Dataset] = []
+    for name, body in entries.items():
+        name_s = str(name)
+        base: Path_ = ("datasets", name)
+        if not isinstance(body, dict):
+            problem(_line(lines, base), name_s, None, "a dataset must be a mapping with 'uri'")
+            continue
+        ok = True
+        options = body.get("storage_options")
+        if isinstance(options, dict):
+            for dotted in storage.literal_secrets(options):
+                path = tuple(dotted.split("."))
+                problem(
+                    _line(lines, (*base, "storage_options", *path)),
+                    name_s,
+                    "storage_options." + dotted,
+                    "looks like a literal credential; catalogs may only reference credentials "
+                    "(env:NAME, keyring:SERVICE/USER or file:PATH)",
+                )
+                ok = False
+        try:
+            spec = DatasetSpec.model_validate(body)
+        except ValidationError as exc:
+            for loc, message in _errors(exc):
+                if loc and loc[0] not in DatasetSpec.model_fields:
+                    close = difflib.get_close_matches(
+                        str(loc[0]), list(DatasetSpec.model_fields), n=1
+                    )
+                    if close:
+                        message += f" (did you mean {close[0]!r}?)"
+                problem(_line(lines, (*base, *loc)), name_s, _dotted(loc) or None, message)
+            continue
+        if ok:
+            out.append(Dataset(name_s, spec, file, scope, _line(lines, base)))
+    return out, problems
+
+
+def _sources() -> list[tuple[str, Scope, str | None, bool]]:
+    out: list[tuple[str, Scope, str | None, bool]] = []
+    for path in config.team_catalog_files():
+        out.append((str(path), "team", path.read_text() if path.is_file() else None, True))
+    user = config.user_catalog_file()
+    out.append((str(user), "user", user.read_text() if user.is_file() else None, False))
+    return out
+
+
+def load_catalog(extra_files: list[Path] | None = None) -> DataCatalog:
+    """Read, merge and validate every catalog file. Never raises for bad content."""
+    datasets: dict[str, Dataset] = {}
+    problems: list[CatalogProblem] = []
+    files: list[CatalogFile] = []
+    sources = _sources() + [
+        (str(p), "file", p.read_text() if p.is_file() else None, True) for p in (extra_files or [])
+    ]
+    for label, scope, text, required in sources:
+        files.append(CatalogFile(label, scope, text is not None))
+        if text is None:
+            if required:
+                problems.append(
+                    CatalogProblem(label, None, None, None, f"{scope} catalog file not found")
+                )
+            continue
+        found, bad = parse_catalog(text, label, scope)
+        problems.extend(bad)
+        for ds in found:
+            datasets[ds.name] = ds
+    # A later file that fixes a dataset hides the problems an earlier one had with it.
+    problems = [
+        p
+        for p in problems
+        if p.dataset is None or p.dataset not in datasets or datasets[p.dataset].source == p.file
+    ]
+    return DataCatalog(datasets, problems, files)
+
+
+def validate_file(path: Path) -> list[CatalogProblem]:
+    """Problems in one catalog file on its own."""
+    if not path.is_file():
+        return [CatalogProblem(str(path), None, None, None, "file not found")]
+    return parse_catalog(path.read_text(), str(path), "file")[1]
+
+
+def get_dataset(name: str) -> Dataset:
+    return load_catalog().get(name)
+
+
+def list_datasets() -> list[Dataset]:
+    return sorted(load_catalog().datasets.values(), key=lambda d: d.name)

@@ -1,0 +1,320 @@
+"""An fsspec filesystem layer that counts the bytes readers take from storage.
+
+``MeteredFileSystem`` wraps any fsspec filesystem (local, s3fs, adlfs, gcsfs, ...) and
+delegates everything to it, except the calls that move file content (``open``,
+``cat_file``, ``cat_ranges``, ``get_file`` ...), which it times and counts. Each file a
+reader closes becomes one record, sent to the Dask scheduler as an event (topic
+``workbench.io``) when read on a worker, or counted directly in
+:mod:`workbench.data.iostats` when read in this process.
+
+It is registered with fsspec as protocol ``wbmeter`` so that chained URLs work where a
+reader takes a URL and storage options rather than a filesystem object
+(``wbmeter::s3://bucket/key`` with ``storage_options={"wbmeter": {...}, "s3": {...}}``),
+and it pickles to workers with the filesystem it wraps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import fsspec
+from fsspec.spec import AbstractFileSystem
+
+from . import iostats
+from .fslayer import DelegatingFileSystem
+
+PROTOCOL = "wbmeter"
+
+#: "plan" while ``load`` is working out what to read in this process, else "read".
+planning: contextvars.ContextVar[bool] = contextvars.ContextVar("wb_planning", default=False)
+
+_OWN_METHODS = frozenset(
+    {
+        "load_id",
+        "phase",
+        "open",
+        "_open",
+        "cat_file",
+        "cat_ranges",
+        "cat",
+        "get_file",
+        "get",
+        "read_block",
+        "head",
+        "tail",
+        "_emit",
+        "_fs_token",
+        "fsid",
+    }
+)
+
+
+def _current_worker() -> Any:
+    """The Dask worker running this code, or None (without importing distributed)."""
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        return distributed.get_worker()
+    except ValueError:
+        return None
+
+
+class MeteredFile:
+    """A read-only file object that counts bytes and time spent in reads."""
+
+    def __init__(self, f: Any, path: str, owner: MeteredFileSystem) -> None:
+        self._f = f
+        self._path = path
+        self._owner = owner
+        self._bytes = 0
+        self._seconds = 0.0
+        self._started = time.time()
+        self._reported = False
+
+    # -- counted reads ---------------------------------------------------------------
+    def read(self, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        data = self._f.read(*args)
+        self._seconds += time.perf_counter() - t0
+        self._bytes += len(data)
+        return data
+
+    def read1(self, *args: Any) -> Any:
+        reader = getattr(self._f, "read1", None) or self._f.read
+        t0 = time.perf_counter()
+        data = reader(*args)
+        self._seconds += time.perf_counter() - t0
+        self._bytes += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> Any:
+        t0 = time.perf_counter()
+        n = self._f.readinto(buffer)
+        self._seconds += time.perf_counter() - t0
+        self._bytes += n or 0
+        return n
+
+    def readinto1(self, buffer: Any) -> Any:
+        reader = getattr(self._f, "readinto1", None) or self._f.readinto
+        t0 = time.perf_counter()
+        n = reader(buffer)
+        self._seconds += time.perf_counter() - t0
+        self._bytes += n or 0
+        return n
+
+    def readline(self, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        line = self._f.readline(*args)
+        self._seconds += time.perf_counter() - t0
+        self._bytes += len(line)
+        return line
+
+    def readlines(self, hint: int = -1) -> list[Any]:
+        lines: list[Any] = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.readline, b"")
+
+    # -- lifecycle --------------------------------------------------------------------
+    def close(self) -> None:
+        try:
+            self._f.close()
+        finally:
+            self._report()
+
+    def _report(self) -> None:
+        if self._reported:
+            return
+        self._reported = True
+        self._owner._emit(self._path, self._bytes, self._seconds, self._started, time.time())
+
+    def __enter__(self) -> MeteredFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self._report()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def __repr__(self) -> str:
+        return f"<MeteredFile {self._path!r} wrapping {self._f!r}>"
+
+
+class MeteredFileSystem(DelegatingFileSystem):
+    """Delegates to ``fs`` (or ``target_protocol`` + ``target_options``) and counts reads
+    against ``load_id``."""
+
+    protocol = PROTOCOL
+    own_methods = _OWN_METHODS
+
+    def __init__(
+        self,
+        fs: AbstractFileSystem | None = None,
+        target_protocol: str | None = None,
+        target_options: dict[str, Any] | None = None,
+        load_id: str = "",
+        phase: str = "read",
+        fo: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if fs is None:
+            if target_protocol is None:
+                raise ValueError("MeteredFileSystem needs fs= or target_protocol=")
+            fs = fsspec.filesystem(target_protocol, **(target_options or {}))
+        self.fs = fs
+        self.load_id = load_id
+        self.phase = phase
+
+    # -- identity ---------------------------------------------------------------------
+    @property
+    def _fs_token(self) -> str:
+        inner = getattr(self.fs, "_fs_token", repr(self.fs))
+        return hashlib.md5(f"{inner}|{self.load_id}|{self.phase}".encode()).hexdigest()
+
+    @property
+    def fsid(self) -> str:
+        return f"{PROTOCOL}-{self._fs_token}"
+
+    def __dask_tokenize__(self) -> str:
+        return self._fs_token
+
+    def __hash__(self) -> int:
+        return int(self._fs_token, 16)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MeteredFileSystem) and self._fs_token == other._fs_token
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (self.fs, self.load_id, self.phase)
+
+    def __repr__(self) -> str:
+        return f"<MeteredFileSystem load={self.load_id} over {self.fs!r}>"
+
+    # -- metered content access ---------------------------------------------------------
+    open = AbstractFileSystem.open  # -> self._open, then compression / text on top
+    read_block = AbstractFileSystem.read_block
+    head = AbstractFileSystem.head
+    tail = AbstractFileSystem.tail
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        f = self.fs._open(path, mode=mode, **kwargs)
+        if "r" not in mode:
+            return f
+        return MeteredFile(f, self.fs.unstrip_protocol(path), self)
+
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kw: Any
+    ) -> Any:
+        started, t0 = time.time(), time.perf_counter()
+        data = self.fs.cat_file(path, start=start, end=end, **kw)
+        self._emit(
+            self.fs.unstrip_protocol(path),
+            len(data),
+            time.perf_counter() - t0,
+            started,
+            time.time(),
+        )
+        return data
+
+    def cat_ranges(
+        self, paths: list[str], starts: Any, ends: Any, *args: Any, **kwargs: Any
+    ) -> list[Any]:
+        started, t0 = time.time(), time.perf_counter()
+        out = list(self.fs.cat_ranges(paths, starts, ends, *args, **kwargs))
+        elapsed, ended = time.perf_counter() - t0, time.time()
+        per_path: dict[str, int] = {}
+        for path, data in zip(paths, out, strict=False):
+            if isinstance(data, bytes | bytearray | memoryview):
+                per_path[path] = per_path.get(path, 0) + len(data)
+        total = sum(per_path.values()) or 1
+        for path, n in per_path.items():
+            self._emit(self.fs.unstrip_protocol(path), n, elapsed * n / total, started, ended)
+        return out
+
+    def cat(self, path: Any, recursive: bool = False, on_error: str = "raise", **kw: Any) -> Any:
+        started, t0 = time.time(), time.perf_counter()
+        out = self.fs.cat(path, recursive=recursive, on_error=on_error, **kw)
+        elapsed, ended = time.perf_counter() - t0, time.time()
+        if isinstance(out, dict):
+            for p, data in out.items():
+                if isinstance(data, bytes | bytearray):
+                    self._emit(self.fs.unstrip_protocol(p), len(data), elapsed, started, ended)
+        elif isinstance(out, bytes | bytearray):
+            self._emit(self.fs.unstrip_protocol(str(path)), len(out), elapsed, started, ended)
+        return out
+
+    def get_file(self, rpath: str, lpath: str, **kwargs: Any) -> Any:
+        started, t0 = time.time(), time.perf_counter()
+        out = self.fs.get_file(rpath, lpath, **kwargs)
+        size = os.path.getsize(lpath) if os.path.isfile(lpath) else 0
+        self._emit(
+            self.fs.unstrip_protocol(rpath), size, time.perf_counter() - t0, started, time.time()
+        )
+        return out
+
+    def get(self, rpath: Any, lpath: Any, recursive: bool = False, **kwargs: Any) -> Any:
+        started, t0 = time.time(), time.perf_counter()
+        out = self.fs.get(rpath, lpath, recursive=recursive, **kwargs)
+        elapsed, ended = time.perf_counter() - t0, time.time()
+        if isinstance(rpath, list | tuple) and isinstance(lpath, list | tuple):
+            pairs = list(zip(rpath, lpath, strict=False))
+        elif isinstance(rpath, str) and isinstance(lpath, str) and os.path.isfile(lpath):
+            pairs = [(rpath, lpath)]
+        else:
+            pairs = []
+        for r, loc in pairs:
+            if os.path.isfile(loc):
+                size = os.path.getsize(loc)
+                self._emit(self.fs.unstrip_protocol(r), size, elapsed / len(pairs), started, ended)
+        return out
+
+    # -- reporting ------------------------------------------------------------------------
+    def _emit(self, path: str, nbytes: int, seconds: float, started: float, ended: float) -> None:
+        worker = _current_worker()
+        phase = "plan" if worker is None and planning.get() else self.phase
+        record = {
+            "load_id": self.load_id,
+            "path": path,
+            "bytes": int(nbytes),
+            "seconds": float(seconds),
+            "started": started,
+            "ended": ended,
+            "phase": phase,
+            "pid": os.getpid(),
+            "worker": getattr(worker, "address", None),
+        }
+        if worker is not None:
+            try:
+                worker.log_event(iostats.TOPIC, record)
+                return
+            except Exception:  # worker shutting down: count it here instead
+                pass
+        iostats.record_read(record)
+
+
+def _rebuild(fs: AbstractFileSystem, load_id: str, phase: str) -> MeteredFileSystem:
+    return MeteredFileSystem(fs=fs, load_id=load_id, phase=phase)
+
+
+fsspec.register_implementation(PROTOCOL, MeteredFileSystem, clobber=True)
