@@ -174,6 +174,10 @@ def lab_process(tmp_path: Path) -> Iterator[Callable[..., JupyterProcess]]:
             ]
         if os.getuid() == 0:
             args.append("--allow-root")
+        # No "get notified about Jupyter news?" prompt over the page.
+        news = jupyter / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        news.mkdir(parents=True, exist_ok=True)
+        (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
         log = tmp_path / f"jupyter-{app}-{port}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)

@@ -162,7 +162,7 @@ function ClusterCard(props: {
       </div>
       <div className="jp-workbench-actions">
         <button
-          className="jp-Button jp-mod-styled jp-mod-reject"
+          className="jp-Button jp-workbench-button"
           disabled={!running || !!busy}
           onClick={() =>
             void act('dashboard', () => context.openDashboard(cluster))
@@ -172,7 +172,7 @@ function ClusterCard(props: {
           Dashboard
         </button>
         <button
-          className="jp-Button jp-mod-styled jp-mod-reject"
+          className="jp-Button jp-workbench-button"
           disabled={!running || !!busy}
           onClick={() =>
             void act('connect', () => context.insertConnectCell(cluster))
@@ -183,7 +183,7 @@ function ClusterCard(props: {
           Connect cell
         </button>
         <button
-          className="jp-Button jp-mod-styled jp-mod-reject"
+          className="jp-Button jp-workbench-button"
           disabled={!!busy}
           onClick={() => void diagnose()}
           data-workbench-action="diagnose"
@@ -212,7 +212,7 @@ function ClusterCard(props: {
             />
           </label>
           <button
-            className="jp-Button jp-mod-styled jp-mod-accept"
+            className="jp-Button jp-workbench-button"
             disabled={!!busy}
             onClick={scale}
             data-workbench-action="scale"
@@ -238,7 +238,7 @@ function ClusterCard(props: {
             />
           </label>
           <button
-            className="jp-Button jp-mod-styled jp-mod-accept"
+            className="jp-Button jp-workbench-button"
             disabled={!!busy}
             onClick={adapt}
             data-workbench-action="adapt"

@@ -137,8 +137,9 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
   }, [reload]);
 
   useEffect(() => {
+    // Never show (or launch) the previous profile's form while this one loads.
+    setDetail(null);
     if (!selected) {
-      setDetail(null);
       return;
     }
     let cancelled = false;
@@ -147,6 +148,12 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
         if (cancelled) {
           return;
         }
+        // The inputs get their texts in the same render as the fields appear.
+        const t: Record<string, string> = {};
+        for (const f of fieldsFromSchema(d.schema)) {
+          t[f.name] = toText(f, (d.effective_options ?? {})[f.name]);
+        }
+        setTexts(t);
         setDetail(d);
         setError(null);
       })
@@ -167,21 +174,13 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
   );
   const effective = useMemo(() => detail?.effective_options ?? {}, [detail]);
 
-  useEffect(() => {
-    const t: Record<string, string> = {};
-    for (const f of fields) {
-      t[f.name] = toText(f, effective[f.name]);
-    }
-    setTexts(t);
-  }, [fields, effective]);
-
   const collected = useMemo(
     () => collectOverrides(fields, texts, effective),
     [fields, texts, effective]
   );
 
   const launch = async () => {
-    if (!detail || collected.errors.length) {
+    if (!detail || detail.name !== selected || collected.errors.length) {
       return;
     }
     setLaunching(true);
