@@ -137,6 +137,16 @@ def test_sidebar_launch_scale_connect_dashboard_stop(lab_process: Any) -> None:
             page.wait_for_timeout(1500)  # let bokeh draw before the picture
             page.screenshot(path=str(ARTIFACTS / "lab-workbench.png"))
 
+            # The same in the dark theme (the sidebar uses only JupyterLab's CSS variables).
+            page.locator('.lm-MenuBar-item:has-text("Settings")').click()
+            page.locator('.lm-Menu-item:has-text("Theme")').first.hover()
+            page.get_by_role("menuitem", name="JupyterLab Dark", exact=True).click()
+            expect(page.locator("body")).to_have_attribute(
+                "data-jp-theme-name", "JupyterLab Dark", timeout=30_000
+            )
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "lab-workbench-dark.png"))
+
             card.locator("[data-workbench-action=stop]").click()
             page.locator(".jp-Dialog button.jp-mod-warn").click()
             expect(sidebar.locator(".jp-workbench-cluster")).to_have_count(0, timeout=60_000)

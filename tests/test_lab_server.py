@@ -198,7 +198,17 @@ def _run_code(code: str, extra: str = "") -> subprocess.CompletedProcess[str]:
 async def test_launch_scale_adapt_connect_stop_a_detached_cluster(
     api: Any, jp_base_url: str
 ) -> None:
-    reply = await api("POST", "clusters", body={"profile": "local-cpu", "options": SMALL_CLUSTER})
+    launching = asyncio.ensure_future(
+        api("POST", "clusters", body={"profile": "local-cpu", "options": SMALL_CLUSTER})
+    )
+    # The launch runs in a thread: the server keeps answering while the cluster starts.
+    await asyncio.sleep(0.5)
+    assert not launching.done()
+    started = asyncio.get_running_loop().time()
+    assert (await api("GET", "profiles")).status == 200
+    assert asyncio.get_running_loop().time() - started < 3
+    assert not launching.done()
+    reply = await launching
     assert reply.status == 201, reply.data
     cluster = reply.data
     cid = cluster["id"]

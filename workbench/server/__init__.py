@@ -19,10 +19,6 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "workbench.server"}]
 
 
-def _jupyter_labextension_paths() -> list[dict[str, str]]:
-    return [{"src": "labextension", "dest": "workbench-lab"}]
-
-
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     setup_routes(serverapp.web_app)
     serverapp.log.info("workbench: REST API at %s%s/", serverapp.base_url, API_PREFIX)
