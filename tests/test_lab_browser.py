@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+import workbench
 from workbench.clusters.running import ClusterRegistry
 
-from ._lab_fixtures import JupyterProcess
+from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -153,6 +154,18 @@ def test_sidebar_launch_scale_connect_dashboard_stop(lab_process: Any) -> None:
             expect(sidebar.locator(".jp-workbench-empty")).to_be_visible()
             assert ClusterRegistry().list() == []
             page.screenshot(path=str(ARTIFACTS / "lab-workbench-stopped.png"))
+
+            # A cluster started elsewhere (here, as in a notebook kernel) shows up by polling.
+            handle = workbench.launch(
+                "local-cpu", wait=True, processes=False, protocol="tcp", **SMALL_CLUSTER
+            )
+            try:
+                other = sidebar.locator(f'.jp-workbench-cluster[data-cluster-id="{handle.id}"]')
+                expect(other).to_be_visible(timeout=30_000)
+                expect(other.locator(".jp-workbench-workers")).to_have_text("1 worker")
+            finally:
+                handle.close()
+            expect(sidebar.locator(".jp-workbench-cluster")).to_have_count(0, timeout=30_000)
         except Exception:
             (ARTIFACTS / "lab-browser-console.log").write_text("\n".join(console))
             page.screenshot(path=str(ARTIFACTS / "lab-workbench-failure.png"))
