@@ -282,8 +282,12 @@ class _HealthBase(WorkbenchHandler):
         return proxy_info(self.application, self._base_url)
 
     def _server_url(self) -> str:
-        # The server asks itself for proxied URLs, on the address it was reached at.
-        return f"{self.request.protocol}://{self.request.host}/"
+        """This server's own address (never the client-supplied Host header)."""
+        app = self.serverapp
+        if app is None:  # not run by a ServerApp (never the case in Jupyter)
+            return f"{self.request.protocol}://127.0.0.1/"
+        url = urlparse(str(app.connection_url))
+        return f"{url.scheme}://{url.netloc}/"
 
     def _auth_headers(self) -> dict[str, str]:
         """The caller's own credentials, so the proxy check runs with the caller's rights."""
