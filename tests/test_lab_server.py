@@ -113,7 +113,7 @@ async def test_profile_errors(api: Any, user_profiles: Any) -> None:
     assert any("options.gpus" in p for p in reply.data["problems"])
 
 
-async def test_launch_rejects_bad_input(api: Any) -> None:
+async def test_launch_rejects_bad_input(api: Any, caplog: pytest.LogCaptureFixture) -> None:
     cases: list[tuple[Any, int, str]] = [
         ({"profile": "nope"}, 404, "unknown profile 'nope'"),
         ({"profile": "local-cpu", "options": {"n_workers": -3}}, 400, "n_workers"),
@@ -137,6 +137,13 @@ async def test_launch_rejects_bad_input(api: Any) -> None:
         "POST", "clusters", body={"profile": "local-cpu", "options": {"token": "s3cr3t"}}
     )
     assert "s3cr3t" not in json.dumps(reply.data)
+    reply = await api("POST", "clusters", body={"profile": "local-cpu", "password": "s3cr3t"})
+    assert (
+        reply.status == 400 and "password: Extra inputs are not permitted" in reply.data["message"]
+    )
+    assert "s3cr3t" not in json.dumps(reply.data)
+    assert "s3cr3t" not in caplog.text and "hunter2" not in caplog.text
+    assert "workbench: POST" in caplog.text  # the errors were logged, without the secrets
     assert ClusterRegistry().list() == []  # nothing was started
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from tornado import web
 
 from ..clusters.detached import LaunchError
+from ..credentials import SECRET_KEY
 from ..errors import (
     ClusterNotFoundError,
     CredentialError,
@@ -39,6 +40,17 @@ class RequestError(WorkbenchError, ValueError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         self.problems = problems or []
         super().__init__(message)
+
+
+def _problem(err: Any) -> str:
+    """One validation problem; the offending value is shown unless it may be a secret."""
+    where = ".".join(str(p) for p in err["loc"]) or "body"
+    text = f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
+    secret = any(isinstance(p, str) and SECRET_KEY.search(p) for p in err["loc"])
+    if err.get("type") not in ("missing", "extra_forbidden") and not secret:
+        shown = repr(err.get("input"))
+        text += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
+    return text
 
 
 def status_for(exc: BaseException) -> int:
@@ -81,12 +93,7 @@ class WorkbenchHandler(APIHandler):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            problems = [
-                f"{'.'.join(str(p) for p in err['loc']) or 'body'}: "
-                f"{str(err['msg']).removeprefix('Value error, ')}"
-                + (f" (got {err['input']!r})" if err.get("type") != "missing" else "")
-                for err in exc.errors()
-            ]
+            problems = [_problem(err) for err in exc.errors()]
             raise RequestError("invalid request: " + "; ".join(problems), problems) from None
 
     def reply(self, data: Any, status: int = 200) -> None:
