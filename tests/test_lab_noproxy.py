@@ -72,4 +72,5 @@ async def test_without_the_proxy_a_remote_browser_is_told_why(api: Any) -> None:
         assert "jupyter server extension enable jupyter_server_proxy" in reach["advice"]
         assert health.data["ok"] is False
     finally:
+        ClusterRegistry().remove("noproxy001")
         await asyncio.to_thread(cluster.close)

@@ -367,6 +367,9 @@ async def test_health_explains_an_unreachable_dashboard_and_a_prefix_mismatch(
         )
         assert "distributed.dashboard.link" in prefix["advice"]
     finally:
+        # These records name this test process as owner: forget them, nothing to stop.
+        for cid in ("nodash0001", "prefix0001"):
+            ClusterRegistry().remove(cid)
         await asyncio.to_thread(cluster.close)
 
 
