@@ -152,6 +152,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(lab_process: Any) -> None:
             page.locator(".jp-Dialog button.jp-mod-warn").click()
             expect(sidebar.locator(".jp-workbench-cluster")).to_have_count(0, timeout=60_000)
             expect(sidebar.locator(".jp-workbench-empty")).to_be_visible()
+            expect(dash).to_have_count(0)  # the stopped cluster's dashboard tab closed
             assert ClusterRegistry().list() == []
             page.screenshot(path=str(ARTIFACTS / "lab-workbench-stopped.png"))
 

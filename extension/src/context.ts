@@ -16,6 +16,8 @@ export interface IWorkbenchContext {
   notifyClustersChanged(): void;
   /** Open the cluster's Dask dashboard in a main-area tab (or say why it cannot be). */
   openDashboard(cluster: ICluster): Promise<void>;
+  /** The clusters that exist now: dashboard tabs of clusters that are gone close. */
+  clustersListed(ids: string[]): void;
   /** Insert the code connecting to the cluster into the active notebook. */
   insertConnectCell(cluster: ICluster): Promise<void>;
 }

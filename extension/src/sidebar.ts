@@ -101,6 +101,16 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
     this.app.shell.activateById(id);
   }
 
+  clustersListed(ids: string[]): void {
+    const alive = new Set(ids.map(id => `workbench-dashboard-${id}`));
+    for (const [id, widget] of this._dashboards) {
+      if (!alive.has(id) || widget.isDisposed) {
+        this._dashboards.delete(id);
+        widget.dispose();
+      }
+    }
+  }
+
   async insertConnectCell(cluster: ICluster): Promise<void> {
     const panel = this.notebooks?.currentWidget;
     if (!panel) {

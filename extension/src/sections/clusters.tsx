@@ -273,8 +273,10 @@ function ClustersView(props: { context: IWorkbenchContext }) {
     const p = new Poll({
       factory: async () => {
         try {
-          setClusters(await listClusters(context.serverSettings));
+          const listed = await listClusters(context.serverSettings);
+          setClusters(listed);
           setError(null);
+          context.clustersListed(listed.map(c => c.id));
         } catch (e) {
           setError(e as WorkbenchAPIError);
           throw e; // back off while the server is away

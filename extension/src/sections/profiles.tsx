@@ -263,6 +263,19 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
           </ul>
         </details>
       )}
+      {list && (
+        <details className="jp-workbench-files">
+          <summary className="jp-workbench-dim">Profile files</summary>
+          <ul>
+            {list.files.map(f => (
+              <li key={f.path} className="jp-workbench-dim">
+                {f.scope}: <code>{f.path}</code>
+                {f.exists ? '' : ' (not created yet)'}
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
       {detail && (
         <form
           className="jp-workbench-form"
