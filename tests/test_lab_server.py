@@ -47,20 +47,16 @@ def _workbench_routes(serverapp: Any) -> list[tuple[str, type]]:
     return found
 
 
-async def test_every_route_refuses_unauthenticated_requests(
-    jp_serverapp: Any, http_server_client: Any
-) -> None:
-    routes = _workbench_routes(jp_serverapp)
-    # The routes of this issue at least; any route added later is checked the same way.
-    assert len(routes) >= 9, routes
-    checked = 0
-    for pattern, handler in routes:
+async def _open_routes(serverapp: Any, client: Any) -> tuple[list[str], int]:
+    """(what answered without valid credentials, how many requests were tried)."""
+    problems, tried = [], 0
+    for pattern, handler in _workbench_routes(serverapp):
         for method in METHODS:
             if getattr(handler, method) is getattr(web.RequestHandler, method):
                 continue  # not implemented: tornado answers 405 whoever asks
             body = b"{}" if method in ("post", "put", "patch") else None
             for headers in ({}, {"Authorization": "token wrong-token"}):
-                response = await http_server_client.fetch(
+                response = await client.fetch(
                     _sample_path(pattern),
                     method=method.upper(),
                     body=body,
@@ -68,12 +64,45 @@ async def test_every_route_refuses_unauthenticated_requests(
                     raise_error=False,
                     follow_redirects=False,
                 )
-                assert response.code in (401, 403), (
-                    f"{method.upper()} {pattern} ({handler.__name__}) answered "
-                    f"{response.code} without valid credentials"
-                )
-                checked += 1
-    assert checked >= 2 * 11  # 11 (route, method) pairs today
+                tried += 1
+                if response.code not in (401, 403):
+                    problems.append(
+                        f"{method.upper()} {pattern} ({handler.__name__}) answered "
+                        f"{response.code} without valid credentials"
+                    )
+    return problems, tried
+
+
+async def test_every_route_refuses_unauthenticated_requests(
+    jp_serverapp: Any, http_server_client: Any
+) -> None:
+    # The routes of this issue at least; any route added later is checked the same way.
+    assert len(_workbench_routes(jp_serverapp)) >= 9
+    problems, tried = await _open_routes(jp_serverapp, http_server_client)
+    assert problems == []
+    assert tried >= 2 * 11  # 11 (route, method) pairs today
+
+
+async def test_the_route_check_catches_an_unauthenticated_handler(
+    jp_serverapp: Any, http_server_client: Any
+) -> None:
+    from jupyter_server.base.handlers import APIHandler
+    from jupyter_server.utils import url_path_join
+
+    class Open(APIHandler):
+        async def get(self) -> None:  # no @web.authenticated
+            self.finish("{}")
+
+    path = url_path_join(jp_serverapp.base_url, API_PREFIX, "open-probe")
+    jp_serverapp.web_app.add_handlers(".*$", [(path, Open)])
+    problems, _ = await _open_routes(jp_serverapp, http_server_client)
+    assert (
+        problems
+        == [
+            f"GET {path}$ (Open) answered 200 without valid credentials",
+        ]
+        * 2
+    )
 
 
 async def test_profiles_list_and_show_with_schema(api: Any, user_profiles: Any) -> None:
