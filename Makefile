@@ -10,9 +10,9 @@ LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Extras the test suite needs. Each feature adds its extra here.
-TEST_EXTRAS ?= test,lab,cloud,cloud-test,slurm,data,test-data
+TEST_EXTRAS ?= test,lab,lab-test,cloud,cloud-test,slurm,data,test-data
 
-.PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench bench-slurm clean
+.PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench bench-slurm clean extension extension-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,26 @@ install-test: $(BIN)/python
 system-deps:
 	@set -e; for f in scripts/setup/*.sh; do [ -e "$$f" ] || continue; echo "== $$f"; bash "$$f"; done
 
-lab: install-lab
+# The JupyterLab extension (extension/ -> workbench/labextension). `pip install` builds it
+# once; this rebuilds it whenever its sources change. jlpm comes from the venv.
+JLPM := PATH="$(abspath $(BIN)):$$PATH" jlpm
+LABEXT := workbench/labextension/package.json
+EXT_SOURCES := $(wildcard extension/src/*.ts extension/src/*.tsx extension/src/*/*.ts \
+	extension/src/*/*.tsx extension/style/*) extension/package.json extension/yarn.lock \
+	extension/tsconfig.json
+
+$(LABEXT): $(EXT_SOURCES)
+	cd extension && $(JLPM) install && $(JLPM) build:prod
+	@# pip copies the built extension into the environment: copy the fresh build.
+	$(BIN)/pip install -q --no-deps -e .
+
+extension: $(LABEXT)
+
+# Lint (eslint, prettier) and unit-test (jest) the extension's TypeScript.
+extension-test: install-test $(LABEXT)
+	cd extension && $(JLPM) lint:check && $(JLPM) test
+
+lab: install-lab extension
 	$(BIN)/jupyter lab --ip=$(LAB_IP) --port=$(LAB_PORT) --no-browser $(ROOT_FLAG)
 
 lint: install-test
@@ -39,14 +58,14 @@ lint: install-test
 typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install-test system-deps
+pytest: install-test system-deps extension
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Every tutorial runs end to end; saved outputs must match (volatile parts sanitized).
 notebooks: install-test system-deps
 	$(BIN)/pytest --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 
-test: lint typecheck pytest notebooks
+test: lint typecheck extension-test pytest notebooks
 
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
@@ -56,4 +75,5 @@ bench-slurm: install-test
 	$(BIN)/python benchmarks/slurm_launch.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache extension/node_modules extension/lib \
+		workbench/labextension

@@ -306,6 +306,7 @@ def test_detached_cluster_outlives_the_cli_and_stops(subprocess_env) -> None:
 
 
 def test_detached_launch_failure_is_reported(subprocess_env) -> None:
+    # Bad options are refused before any process starts.
     out = subprocess.run(
         [*WORKBENCH, "launch", "local-cpu", "--detach", "-o", "n_workers=-3"],
         env=subprocess_env,
@@ -314,8 +315,19 @@ def test_detached_launch_failure_is_reported(subprocess_env) -> None:
         timeout=120,
     )
     assert out.returncode == 1
+    assert "override key 'n_workers'" in out.stderr
+    assert ClusterRegistry().list() == []
+    # A cluster process that fails after starting is reported with its log's tail.
+    out = subprocess.run(
+        [*WORKBENCH, "launch", "local-cpu", "--detach", "-o", "protocol=ucx"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
     assert "exited before the cluster was ready" in out.stderr
-    assert "n_workers" in out.stderr
+    assert "failed to start" in out.stderr  # the tail of the cluster process's log
 
 
 def test_unknown_cluster_id() -> None:

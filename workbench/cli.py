@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import click
 import yaml
 
-from . import __version__, config
+from . import __version__
 from .errors import WorkbenchError
 
 
@@ -234,45 +233,15 @@ def _dry_run(profile: str, overrides: dict[str, Any], check: bool) -> None:
 
 
 def _launch_detached(profile: str, overrides: dict[str, Any], timeout: float) -> None:
-    from .clusters.running import ClusterRegistry
+    from .clusters.detached import launch_detached
 
-    logs = config.state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"launch-{int(time.time() * 1000)}-{os.getpid()}.log"
-    args = [sys.executable, "-m", "workbench", "launch", profile, "--timeout", str(timeout)]
-    for key, value in overrides.items():
-        args += ["-o", f"{key}={json.dumps(value)}"]
-    env = {**os.environ, "WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    registry = ClusterRegistry()
-    deadline = time.monotonic() + timeout + 30
-    while time.monotonic() < deadline:
-        mine = [r for r in registry.list() if r.owner_pid == proc.pid]
-        if mine and "Press Ctrl-C" in log.read_text(errors="replace"):
-            r = mine[0]
-            click.echo(f"{r.id}\t{r.scheduler_address}\t{r.dashboard_link or ''}")
-            click.echo(
-                f"cluster {r.id} runs in process {proc.pid}; log: {log}; "
-                f"stop it with: workbench clusters stop {r.id}",
-                err=True,
-            )
-            return
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
-            raise WorkbenchError(
-                "the cluster process exited before the cluster was ready:\n" + "\n".join(tail)
-            )
-        time.sleep(0.2)
-    proc.terminate()
-    raise WorkbenchError(f"the cluster was not ready within {timeout + 30:.0f}s; log: {log}")
+    r = launch_detached(profile, overrides, timeout)
+    click.echo(f"{r.id}\t{r.scheduler_address}\t{r.dashboard_link or ''}")
+    click.echo(
+        f"cluster {r.id} runs in process {r.owner_pid}; log: {r.log_file}; "
+        f"stop it with: workbench clusters stop {r.id}",
+        err=True,
+    )
 
 
 # -- clusters -----------------------------------------------------------------------------

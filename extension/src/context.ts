@@ -1,0 +1,35 @@
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { INotebookTracker } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
+import { ISignal } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
+
+import { ICluster } from './request';
+
+/** What the Workbench sidebar gives each of its sections. */
+export interface IWorkbenchContext {
+  readonly app: JupyterFrontEnd;
+  readonly notebooks: INotebookTracker | null;
+  readonly serverSettings: ServerConnection.ISettings;
+  /** Emitted after a section started or stopped a cluster: lists refresh at once. */
+  readonly clustersChanged: ISignal<IWorkbenchContext, void>;
+  notifyClustersChanged(): void;
+  /** Open the cluster's Dask dashboard in a main-area tab (or say why it cannot be). */
+  openDashboard(cluster: ICluster): Promise<void>;
+  /** The clusters that exist now: dashboard tabs of clusters that are gone close. */
+  clustersListed(ids: string[]): void;
+  /** Insert the code connecting to the cluster into the active notebook. */
+  insertConnectCell(cluster: ICluster): Promise<void>;
+}
+
+/**
+ * One section of the Workbench sidebar. Sections are listed in `sections/index.ts`;
+ * each is a widget shown as a collapsible part of the sidebar, ordered by `rank`.
+ */
+export interface IWorkbenchSection {
+  /** Stable id: the section widget gets the DOM id `workbench-section-<id>`. */
+  id: string;
+  title: string;
+  rank: number;
+  create(context: IWorkbenchContext): Widget;
+}

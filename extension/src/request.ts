@@ -1,0 +1,265 @@
+/**
+ * Every HTTP call of the Workbench extension: the server routes under
+ * `{baseUrl}workbench/api/` (see workbench/server/routes.py).
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** The REST namespace of the workbench server extension. */
+export const API_NAMESPACE = 'workbench/api';
+
+/** An error answered by the workbench server, with what was wrong. */
+export class WorkbenchAPIError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly problems: string[] = [],
+    readonly kind: string = ''
+  ) {
+    super(message);
+    this.name = 'WorkbenchAPIError';
+  }
+}
+
+/**
+ * Call the workbench server extension and return its JSON reply.
+ *
+ * Errors (HTTP status >= 400) are thrown as WorkbenchAPIError carrying the
+ * server's message and problem list; a network failure is thrown as
+ * WorkbenchAPIError with status 0.
+ */
+export async function requestAPI<T>(
+  endPoint: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  const url = URLExt.join(settings.baseUrl, API_NAMESPACE, endPoint);
+  const headers = new Headers(init.headers ?? {});
+  if (init.body !== undefined && !headers.has('Content-Type')) {
+    headers.set('Content-Type', 'application/json');
+  }
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(
+      url,
+      { ...init, headers },
+      settings
+    );
+  } catch (error) {
+    throw new WorkbenchAPIError(
+      `cannot reach the Jupyter server at ${settings.baseUrl}: ${String(error)}`,
+      0
+    );
+  }
+  const text = await response.text();
+  let data: any = undefined;
+  if (text.length > 0) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = undefined;
+    }
+  }
+  if (!response.ok) {
+    const message =
+      (data && typeof data.message === 'string' && data.message) ||
+      `${response.status} ${response.statusText}`.trim();
+    const problems: string[] = Array.isArray(data?.problems)
+      ? data.problems.map(String)
+      : [];
+    throw new WorkbenchAPIError(
+      message,
+      response.status,
+      problems,
+      (data && typeof data.error === 'string' && data.error) || ''
+    );
+  }
+  if (data === undefined && text.length > 0) {
+    throw new WorkbenchAPIError(
+      `the server answered ${url} with something that is not JSON`,
+      response.status
+    );
+  }
+  return data as T;
+}
+
+// -- types of the replies --------------------------------------------------------
+
+export interface IProfileSummary {
+  name: string;
+  backend: string;
+  description: string;
+  extends: string | null;
+  options: Record<string, unknown>;
+  source: string;
+  scope: string;
+  line: number | null;
+  valid: boolean;
+  problems: string[];
+}
+
+export interface IProfileList {
+  profiles: IProfileSummary[];
+  problems: string[];
+  files: { path: string; scope: string; exists: boolean }[];
+}
+
+export interface IProfileDetail extends IProfileSummary {
+  effective_options: Record<string, unknown> | null;
+  schema: IJSONSchema;
+}
+
+export interface IJSONSchema {
+  type?: string | string[];
+  title?: string;
+  description?: string;
+  default?: unknown;
+  enum?: unknown[];
+  anyOf?: IJSONSchema[];
+  items?: IJSONSchema;
+  properties?: Record<string, IJSONSchema>;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+  $ref?: string;
+  [key: string]: unknown;
+}
+
+export type ClusterStatus = 'running' | 'stale' | 'unreachable';
+
+export interface ICluster {
+  id: string;
+  profile: string;
+  backend: string;
+  scheduler_address: string;
+  dashboard_link: string | null;
+  owner_pid: number;
+  hostname: string;
+  created: number;
+  gpus: string[];
+  n_gpus: number;
+  detached: boolean;
+  log_file: string | null;
+  status: ClusterStatus;
+  workers: number | null;
+  threads: number | null;
+  memory: number | null;
+}
+
+export interface IHealthCheck {
+  name: string;
+  status: 'ok' | 'warn' | 'fail';
+  summary: string;
+  advice: string;
+}
+
+export interface IClusterHealth {
+  id: string;
+  ok: boolean;
+  checks: IHealthCheck[];
+  dashboard: {
+    link: string | null;
+    proxied: string | null;
+    url: string | null;
+  };
+  proxy: { installed: boolean; enabled: boolean; reason: string };
+}
+
+// -- the calls ------------------------------------------------------------------------
+
+const enc = encodeURIComponent;
+
+function json(method: string, body?: unknown): RequestInit {
+  return body === undefined
+    ? { method }
+    : { method, body: JSON.stringify(body) };
+}
+
+export function listProfiles(
+  settings?: ServerConnection.ISettings
+): Promise<IProfileList> {
+  return requestAPI<IProfileList>('profiles', {}, settings);
+}
+
+export function getProfile(
+  name: string,
+  settings?: ServerConnection.ISettings
+): Promise<IProfileDetail> {
+  return requestAPI<IProfileDetail>(`profiles/${enc(name)}`, {}, settings);
+}
+
+export async function listClusters(
+  settings?: ServerConnection.ISettings
+): Promise<ICluster[]> {
+  const reply = await requestAPI<{ clusters: ICluster[] }>(
+    'clusters',
+    {},
+    settings
+  );
+  return reply.clusters;
+}
+
+export function launchCluster(
+  profile: string,
+  options: Record<string, unknown>,
+  settings?: ServerConnection.ISettings
+): Promise<ICluster> {
+  return requestAPI<ICluster>(
+    'clusters',
+    json('POST', { profile, options }),
+    settings
+  );
+}
+
+export function scaleCluster(
+  id: string,
+  n: number,
+  settings?: ServerConnection.ISettings
+): Promise<{ id: string; requested_workers: number }> {
+  return requestAPI(`clusters/${enc(id)}/scale`, json('POST', { n }), settings);
+}
+
+export function adaptCluster(
+  id: string,
+  minimum: number,
+  maximum: number | null,
+  settings?: ServerConnection.ISettings
+): Promise<{ id: string }> {
+  return requestAPI(
+    `clusters/${enc(id)}/adapt`,
+    json('POST', { minimum, maximum }),
+    settings
+  );
+}
+
+export function stopCluster(
+  id: string,
+  settings?: ServerConnection.ISettings
+): Promise<{ id: string; stopped: boolean }> {
+  return requestAPI(`clusters/${enc(id)}`, json('DELETE'), settings);
+}
+
+export async function connectCode(
+  id: string,
+  settings?: ServerConnection.ISettings
+): Promise<string> {
+  const reply = await requestAPI<{ code: string }>(
+    `clusters/${enc(id)}/connect`,
+    {},
+    settings
+  );
+  return reply.code;
+}
+
+export function clusterHealth(
+  id: string,
+  pageHost: string,
+  settings?: ServerConnection.ISettings
+): Promise<IClusterHealth> {
+  return requestAPI<IClusterHealth>(
+    `clusters/${enc(id)}/health?page_host=${enc(pageHost)}`,
+    {},
+    settings
+  );
+}

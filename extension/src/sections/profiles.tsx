@@ -1,0 +1,341 @@
+import { Notification, ReactWidget } from '@jupyterlab/apputils';
+import React, { useCallback, useEffect, useMemo, useState } from 'react';
+
+import { IWorkbenchContext, IWorkbenchSection } from '../context';
+import { collectOverrides, fieldsFromSchema, IField, toText } from '../form';
+import {
+  getProfile,
+  IProfileDetail,
+  IProfileList,
+  launchCluster,
+  listProfiles,
+  WorkbenchAPIError
+} from '../request';
+
+function ErrorBox(props: { error: WorkbenchAPIError | Error | null }) {
+  const { error } = props;
+  if (!error) {
+    return null;
+  }
+  const problems = error instanceof WorkbenchAPIError ? error.problems : [];
+  return (
+    <div className="jp-workbench-error" role="alert">
+      <div>{error.message}</div>
+      {problems.length > 0 && (
+        <ul>
+          {problems.map(p => (
+            <li key={p}>{p}</li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+function FieldInput(props: {
+  field: IField;
+  text: string;
+  onChange: (text: string) => void;
+  disabled: boolean;
+}) {
+  const { field, text, onChange, disabled } = props;
+  const id = `workbench-option-${field.name}`;
+  let input: React.ReactElement;
+  if (field.kind === 'boolean') {
+    input = (
+      <input
+        id={id}
+        name={field.name}
+        type="checkbox"
+        checked={text === 'true'}
+        disabled={disabled}
+        onChange={e => onChange(e.target.checked ? 'true' : 'false')}
+      />
+    );
+  } else if (field.kind === 'enum') {
+    input = (
+      <select
+        id={id}
+        name={field.name}
+        className="jp-mod-styled"
+        value={text}
+        disabled={disabled}
+        onChange={e => onChange(e.target.value)}
+      >
+        {field.nullable && <option value="">(default)</option>}
+        {field.choices.map(c => (
+          <option key={c} value={c}>
+            {c}
+          </option>
+        ))}
+      </select>
+    );
+  } else {
+    input = (
+      <input
+        id={id}
+        name={field.name}
+        className="jp-mod-styled"
+        type="text"
+        inputMode={
+          field.kind === 'integer'
+            ? 'numeric'
+            : field.kind === 'number'
+              ? 'decimal'
+              : 'text'
+        }
+        placeholder={field.nullable ? 'default' : ''}
+        value={text}
+        disabled={disabled}
+        onChange={e => onChange(e.target.value)}
+      />
+    );
+  }
+  return (
+    <div
+      className={`jp-workbench-field jp-workbench-field-${field.kind}`}
+      title={field.description}
+    >
+      <label htmlFor={id}>{field.title}</label>
+      {input}
+    </div>
+  );
+}
+
+function ProfilesView(props: { context: IWorkbenchContext }) {
+  const { context } = props;
+  const settings = context.serverSettings;
+  const [list, setList] = useState<IProfileList | null>(null);
+  const [selected, setSelected] = useState<string>('');
+  const [detail, setDetail] = useState<IProfileDetail | null>(null);
+  const [texts, setTexts] = useState<Record<string, string>>({});
+  const [error, setError] = useState<Error | null>(null);
+  const [launching, setLaunching] = useState(false);
+  const [showAll, setShowAll] = useState(false);
+
+  const reload = useCallback(async () => {
+    try {
+      const reply = await listProfiles(settings);
+      setList(reply);
+      setError(null);
+      setSelected(current => {
+        if (current && reply.profiles.some(p => p.name === current)) {
+          return current;
+        }
+        const first =
+          reply.profiles.find(p => p.valid && p.name === 'local') ??
+          reply.profiles.find(p => p.valid);
+        return first ? first.name : '';
+      });
+    } catch (e) {
+      setError(e as Error);
+    }
+  }, [settings]);
+
+  useEffect(() => {
+    void reload();
+  }, [reload]);
+
+  useEffect(() => {
+    // Never show (or launch) the previous profile's form while this one loads.
+    setDetail(null);
+    if (!selected) {
+      return;
+    }
+    let cancelled = false;
+    getProfile(selected, settings)
+      .then(d => {
+        if (cancelled) {
+          return;
+        }
+        // The inputs get their texts in the same render as the fields appear.
+        const t: Record<string, string> = {};
+        for (const f of fieldsFromSchema(d.schema)) {
+          t[f.name] = toText(f, (d.effective_options ?? {})[f.name]);
+        }
+        setTexts(t);
+        setDetail(d);
+        setError(null);
+      })
+      .catch(e => {
+        if (!cancelled) {
+          setDetail(null);
+          setError(e as Error);
+        }
+      });
+    return () => {
+      cancelled = true;
+    };
+  }, [selected, settings]);
+
+  const fields = useMemo(
+    () => (detail ? fieldsFromSchema(detail.schema) : []),
+    [detail]
+  );
+  const effective = useMemo(() => detail?.effective_options ?? {}, [detail]);
+
+  const collected = useMemo(
+    () => collectOverrides(fields, texts, effective),
+    [fields, texts, effective]
+  );
+
+  const launch = async () => {
+    if (!detail || detail.name !== selected || collected.errors.length) {
+      return;
+    }
+    setLaunching(true);
+    setError(null);
+    try {
+      const cluster = await launchCluster(
+        detail.name,
+        collected.overrides,
+        settings
+      );
+      Notification.success(
+        `Cluster ${cluster.id} (${cluster.profile}) is running with ${
+          cluster.workers ?? 0
+        } worker(s)`,
+        { autoClose: 5000 }
+      );
+      context.notifyClustersChanged();
+    } catch (e) {
+      setError(e as Error);
+    } finally {
+      setLaunching(false);
+    }
+  };
+
+  // The options this profile sets, and the commonly changed ones, come first.
+  const primary = new Set([
+    ...Object.keys(detail?.options ?? {}),
+    'n_workers',
+    'threads_per_worker',
+    'memory_limit',
+    'gpus'
+  ]);
+  const shown = fields.filter(
+    f => showAll || primary.has(f.name) || f.name in collected.overrides
+  );
+  const hidden = fields.length - shown.length;
+
+  return (
+    <div className="jp-workbench-section-body jp-workbench-profiles">
+      <div className="jp-workbench-row">
+        <label htmlFor="workbench-profile-select">Profile</label>
+        <select
+          id="workbench-profile-select"
+          className="jp-mod-styled"
+          value={selected}
+          disabled={launching}
+          onChange={e => setSelected(e.target.value)}
+        >
+          {(list?.profiles ?? []).map(p => (
+            <option key={p.name} value={p.name} disabled={!p.valid}>
+              {p.name}
+              {p.valid ? '' : ' (invalid)'}
+            </option>
+          ))}
+        </select>
+        <button
+          className="jp-Button jp-mod-minimal jp-workbench-icon-button"
+          title="Reload profiles from disk"
+          onClick={() => void reload()}
+        >
+          ↻
+        </button>
+      </div>
+      {detail && (
+        <div className="jp-workbench-profile-meta">
+          <div className="jp-workbench-description">{detail.description}</div>
+          <div className="jp-workbench-dim">
+            backend <code>{detail.backend}</code> · from{' '}
+            <span title={detail.source}>{detail.scope}</span>
+          </div>
+        </div>
+      )}
+      {list && list.problems.length > 0 && (
+        <details className="jp-workbench-problems">
+          <summary>{list.problems.length} problem(s) in profile files</summary>
+          <ul>
+            {list.problems.map(p => (
+              <li key={p}>{p}</li>
+            ))}
+          </ul>
+        </details>
+      )}
+      {list && (
+        <details className="jp-workbench-files">
+          <summary className="jp-workbench-dim">Profile files</summary>
+          <ul>
+            {list.files.map(f => (
+              <li key={f.path} className="jp-workbench-dim">
+                {f.scope}: <code>{f.path}</code>
+                {f.exists ? '' : ' (not created yet)'}
+              </li>
+            ))}
+          </ul>
+        </details>
+      )}
+      {detail && (
+        <form
+          className="jp-workbench-form"
+          onSubmit={e => {
+            e.preventDefault();
+            void launch();
+          }}
+        >
+          {shown.map(f => (
+            <FieldInput
+              key={f.name}
+              field={f}
+              text={texts[f.name] ?? ''}
+              disabled={launching}
+              onChange={text => setTexts(t => ({ ...t, [f.name]: text }))}
+            />
+          ))}
+          {(hidden > 0 || showAll) && (
+            <button
+              type="button"
+              className="jp-Button jp-mod-minimal jp-workbench-link"
+              onClick={() => setShowAll(s => !s)}
+            >
+              {showAll ? 'Fewer options' : `All options (${hidden} more)`}
+            </button>
+          )}
+          {collected.errors.length > 0 && (
+            <ul className="jp-workbench-error">
+              {collected.errors.map(e => (
+                <li key={e}>{e}</li>
+              ))}
+            </ul>
+          )}
+          <div className="jp-workbench-row">
+            <button
+              type="submit"
+              className="jp-Button jp-mod-styled jp-mod-accept"
+              disabled={launching || collected.errors.length > 0}
+              data-workbench-action="launch"
+            >
+              {launching ? 'Launching…' : 'Launch'}
+            </button>
+            {Object.keys(collected.overrides).length > 0 && (
+              <span className="jp-workbench-dim">
+                {Object.keys(collected.overrides).length} option(s) changed
+              </span>
+            )}
+          </div>
+        </form>
+      )}
+      <ErrorBox error={error} />
+    </div>
+  );
+}
+
+export const profilesSection: IWorkbenchSection = {
+  id: 'profiles',
+  title: 'Cluster profiles',
+  rank: 10,
+  create: context => ReactWidget.create(<ProfilesView context={context} />)
+};
+
+export { ErrorBox };

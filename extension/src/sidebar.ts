@@ -1,0 +1,138 @@
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import {
+  Dialog,
+  IFrame,
+  MainAreaWidget,
+  ReactWidget,
+  showDialog
+} from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
+import { SidePanel } from '@jupyterlab/ui-components';
+import { Signal } from '@lumino/signaling';
+import React from 'react';
+
+import { IWorkbenchContext, IWorkbenchSection } from './context';
+import { workbenchIcon } from './icon';
+import { clusterHealth, connectCode, ICluster } from './request';
+import { HealthReport } from './sections/clusters';
+
+/** The Workbench left sidebar: one collapsible part per registered section. */
+export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
+  constructor(
+    readonly app: JupyterFrontEnd,
+    readonly notebooks: INotebookTracker | null,
+    readonly serverSettings: ServerConnection.ISettings = app.serviceManager
+      .serverSettings
+  ) {
+    super();
+    this.id = 'workbench-sidebar';
+    this.addClass('jp-workbench-sidebar');
+    this.title.icon = workbenchIcon;
+    this.title.caption = 'Workbench: clusters';
+  }
+
+  get clustersChanged(): Signal<IWorkbenchContext, void> {
+    return this._clustersChanged;
+  }
+
+  notifyClustersChanged(): void {
+    this._clustersChanged.emit();
+  }
+
+  /** Add a section; sections are ordered by rank. */
+  addSection(section: IWorkbenchSection): void {
+    const widget = section.create(this);
+    widget.id = `workbench-section-${section.id}`;
+    widget.title.label = section.title;
+    widget.addClass('jp-workbench-section');
+    this._ranks.set(widget.id, section.rank);
+    const index = this.widgets.filter(
+      w => (this._ranks.get(w.id) ?? 0) <= section.rank
+    ).length;
+    this.insertWidget(index, widget);
+  }
+
+  async openDashboard(cluster: ICluster): Promise<void> {
+    const health = await clusterHealth(
+      cluster.id,
+      window.location.hostname,
+      this.serverSettings
+    );
+    const url = health.dashboard.url;
+    if (!url || !health.ok) {
+      const result = await showDialog({
+        title: url
+          ? `The dashboard of ${cluster.id} may not load`
+          : `Cluster ${cluster.id} has no reachable dashboard`,
+        body: ReactWidget.create(React.createElement(HealthReport, { health })),
+        buttons: url
+          ? [Dialog.cancelButton(), Dialog.okButton({ label: 'Open anyway' })]
+          : [Dialog.okButton({ label: 'Close' })]
+      });
+      if (!url || !result.button.accept) {
+        return;
+      }
+    }
+    const id = `workbench-dashboard-${cluster.id}`;
+    const open = this._dashboards.get(id);
+    if (open && !open.isDisposed) {
+      this.app.shell.activateById(id);
+      return;
+    }
+    const frame = new IFrame({
+      sandbox: [
+        'allow-scripts',
+        'allow-same-origin',
+        'allow-forms',
+        'allow-popups'
+      ]
+    });
+    frame.url = url;
+    const widget = new MainAreaWidget({ content: frame });
+    widget.id = id;
+    widget.title.label = `Dask ${cluster.profile} ${cluster.id.slice(0, 6)}`;
+    widget.title.caption = url;
+    widget.title.icon = workbenchIcon;
+    widget.title.closable = true;
+    widget.addClass('jp-workbench-dashboard');
+    this._dashboards.set(id, widget);
+    this.app.shell.add(widget, 'main');
+    this.app.shell.activateById(id);
+  }
+
+  clustersListed(ids: string[]): void {
+    const alive = new Set(ids.map(id => `workbench-dashboard-${id}`));
+    for (const [id, widget] of this._dashboards) {
+      if (!alive.has(id) || widget.isDisposed) {
+        this._dashboards.delete(id);
+        widget.dispose();
+      }
+    }
+  }
+
+  async insertConnectCell(cluster: ICluster): Promise<void> {
+    const panel = this.notebooks?.currentWidget;
+    if (!panel) {
+      throw new Error(
+        'No notebook is open: open or create a notebook, then insert the connect cell.'
+      );
+    }
+    const code = await connectCode(cluster.id, this.serverSettings);
+    const notebook = panel.content;
+    const active = notebook.activeCell;
+    const reuse =
+      active &&
+      active.model.type === 'code' &&
+      active.model.sharedModel.getSource().trim() === '';
+    if (!reuse) {
+      NotebookActions.insertBelow(notebook);
+    }
+    notebook.activeCell?.model.sharedModel.setSource(code);
+    this.app.shell.activateById(panel.id);
+  }
+
+  private _clustersChanged = new Signal<IWorkbenchContext, void>(this);
+  private _ranks = new Map<string, number>();
+  private _dashboards = new Map<string, MainAreaWidget<IFrame>>();
+}

@@ -1,0 +1,109 @@
+"""Clusters that run in a process of their own, outside the caller.
+
+``workbench launch --detach`` and the JupyterLab server both start clusters this
+way: ``python -m workbench launch PROFILE`` in a new session (so neither a closed
+terminal nor a restarted Jupyter server takes it down), logging to
+``<state dir>/logs/``. The caller waits until the process has registered the
+cluster in the on-disk :class:`~workbench.clusters.running.ClusterRegistry` and
+its workers are up, and gets that record back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..errors import WorkbenchError
+from .running import ClusterRecord, ClusterRegistry
+
+#: What the launching process prints once its cluster is ready (see ``workbench launch``).
+READY_MARKER = "Press Ctrl-C"
+
+
+class LaunchError(WorkbenchError):
+    """The detached cluster process failed or was not ready in time; ``log`` says why."""
+
+    def __init__(self, message: str, log: Path) -> None:
+        self.log = log
+        super().__init__(message)
+
+
+def check_launch(profile: str, overrides: dict[str, Any]) -> None:
+    """Raise the same error the cluster process would, before starting it.
+
+    Unknown profiles, invalid overrides and missing resources (more GPUs than the
+    machine has) are reported at once instead of after a process start.
+    """
+    from .profiles import get_profile
+    from .registry import get_backend_class
+
+    prof = get_profile(profile)
+    options = prof.resolve(**overrides)
+    get_backend_class(prof.backend)(options, profile=prof.name).check()
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the child in a daemon thread so that it leaves no zombie behind."""
+    threading.Thread(target=proc.wait, name=f"workbench-reap-{proc.pid}", daemon=True).start()
+
+
+def launch_detached(
+    profile: str,
+    overrides: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+    registry: ClusterRegistry | None = None,
+) -> ClusterRecord:
+    """Start PROFILE in a new background process and return its registry record.
+
+    Blocks until the cluster is registered and ready (at most ``timeout`` + 30 s).
+    The process outlives the caller; stop it with ``ClusterRegistry().stop(id)``.
+    Raises the profile's own error for bad input, LaunchError (with the log's tail)
+    when the process fails.
+    """
+    overrides = dict(overrides or {})
+    check_launch(profile, overrides)
+    registry = registry or ClusterRegistry()
+    logs = config.state_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"launch-{int(time.time() * 1000)}-{os.getpid()}-{threading.get_ident()}.log"
+    args = [sys.executable, "-m", "workbench", "launch", profile, "--timeout", str(timeout)]
+    for key, value in overrides.items():
+        args += ["-o", f"{key}={json.dumps(value)}"]
+    env = {**os.environ, "WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout + 30
+    while time.monotonic() < deadline:
+        mine = [r for r in registry.list() if r.owner_pid == proc.pid]
+        if mine and READY_MARKER in log.read_text(errors="replace"):
+            _reap(proc)
+            return mine[0]
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            raise LaunchError(
+                f"the cluster process for profile {profile!r} exited before the cluster was "
+                f"ready (log: {log}):\n" + "\n".join(tail),
+                log,
+            )
+        time.sleep(0.2)
+    proc.terminate()
+    _reap(proc)
+    raise LaunchError(
+        f"the cluster for profile {profile!r} was not ready within {timeout + 30:.0f}s; log: {log}",
+        log,
+    )

@@ -1,0 +1,337 @@
+"""``/workbench/api/health``: why a cluster's dashboard can or cannot be shown.
+
+A blank dashboard pane has a handful of causes, each checked here from the Jupyter
+server's side and reported with what to do:
+
+- the scheduler's port is closed (the cluster process exited, or a firewall);
+- the scheduler does not answer Dask's protocol;
+- the dashboard URL is not reachable from the server (dashboard disabled, bokeh
+  missing, bound to another interface);
+- the dashboard is on a loopback address the browser cannot reach, and there is no
+  proxy (jupyter-server-proxy missing or not enabled);
+- the dashboard link carries a proxy prefix for another server (a JupyterHub user
+  prefix that does not match this server's base URL);
+- the proxied dashboard URL does not answer through this server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import ipaddress
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+from urllib.parse import urljoin, urlparse
+
+import psutil
+from tornado import web
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+from .. import __version__, config
+from ..clusters.running import ClusterRecord, ClusterRegistry, _port_open, scheduler_call
+from .base import WorkbenchHandler
+
+Level = Literal["ok", "warn", "fail"]
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+@dataclass
+class Check:
+    name: str
+    status: Level
+    summary: str
+    advice: str = ""
+
+
+@dataclass
+class ProxyInfo:
+    """Whether jupyter-server-proxy can serve ``{base_url}proxy/{port}/`` on this server."""
+
+    installed: bool
+    enabled: bool
+
+    @property
+    def reason(self) -> str:
+        if self.enabled:
+            return "jupyter-server-proxy serves {base_url}proxy/<port>/ on this server"
+        if self.installed:
+            return (
+                "jupyter-server-proxy is installed but not enabled in this server; enable it "
+                "with: jupyter server extension enable jupyter_server_proxy (then restart)"
+            )
+        return (
+            "jupyter-server-proxy is not installed, so dashboards on this machine cannot be "
+            "shown through the Jupyter server; pip install jupyter-server-proxy and restart"
+        )
+
+
+def proxy_info(web_app: web.Application, base_url: str) -> ProxyInfo:
+    installed = importlib.util.find_spec("jupyter_server_proxy") is not None
+    probe = HTTPServerRequest(
+        start_line=RequestStartLine("GET", f"{base_url.rstrip('/')}/proxy/8787/status", "HTTP/1.1"),
+        headers=HTTPHeaders({"Host": "localhost"}),
+    )
+    delegate: Any = web_app.find_handler(probe)
+    handler = getattr(delegate, "handler_class", None)
+    enabled = bool(handler and handler.__module__.startswith("jupyter_server_proxy"))
+    return ProxyInfo(installed=installed, enabled=enabled)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_this_machine(host: str) -> bool:
+    if _is_loopback(host) or host in ("0.0.0.0", "::", socket.gethostname(), socket.getfqdn()):
+        return True
+    addresses = {a.address.split("%")[0] for nics in psutil.net_if_addrs().values() for a in nics}
+    if host in addresses:
+        return True
+    with contextlib.suppress(OSError):
+        return any(info[4][0] in addresses for info in socket.getaddrinfo(host, None))
+    return False
+
+
+def _fetch(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 3.0
+) -> tuple[int, str]:
+    """(status, error) of a GET; status 0 when nothing answered."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), ""
+    except urllib.error.HTTPError as exc:
+        return exc.code, str(exc.reason)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return 0, str(reason)
+
+
+def dashboard_urls(record: ClusterRecord, base_url: str, proxy: ProxyInfo) -> dict[str, Any]:
+    """The dashboard's direct link, its URL through the proxy, and the one to open."""
+    link = record.dashboard_link
+    proxied = None
+    if link:
+        parsed = urlparse(link)
+        if parsed.scheme in ("http", "https") and parsed.port and proxy.enabled:
+            host = parsed.hostname or ""
+            path = parsed.path if parsed.path not in ("", "/") else "/status"
+            if _is_this_machine(host):
+                proxied = f"{base_url.rstrip('/')}/proxy/{parsed.port}{path}"
+    return {"link": link, "proxied": proxied, "url": proxied or link}
+
+
+def cluster_health(
+    record: ClusterRecord,
+    *,
+    registry: ClusterRegistry,
+    base_url: str,
+    proxy: ProxyInfo,
+    server_url: str,
+    page_host: str | None = None,
+    auth_headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Every check on the path from browser to dashboard, in order."""
+    checks: list[Check] = []
+    status = registry.status(record)
+    address = record.scheduler_address
+    if status == "stale":
+        checks.append(
+            Check(
+                "owner process",
+                "fail",
+                f"the process that owned the cluster (pid {record.owner_pid}) has exited",
+                f"stop the cluster to clean up: workbench clusters stop {record.id}",
+            )
+        )
+    if _port_open(address):
+        checks.append(Check("scheduler port", "ok", f"{address} accepts connections"))
+        try:
+            ident = scheduler_call(address, "identity", timeout=3)
+            n = len(ident.get("workers", {}))
+            checks.append(Check("scheduler", "ok", f"answers Dask's protocol; {n} worker(s)"))
+        except Exception as exc:
+            checks.append(
+                Check(
+                    "scheduler",
+                    "fail",
+                    f"{address} is open but does not answer Dask's protocol: {exc}",
+                    "another program may have taken the port, or the scheduler needs TLS "
+                    "settings this server does not have",
+                )
+            )
+    else:
+        checks.append(
+            Check(
+                "scheduler port",
+                "fail",
+                f"nothing accepts connections at {address}",
+                "the cluster process has exited or a firewall blocks the port; see the "
+                f"cluster's log{f' ({record.log_file})' if record.log_file else ''}",
+            )
+        )
+
+    urls = dashboard_urls(record, base_url, proxy)
+    link = record.dashboard_link
+    if not link:
+        checks.append(
+            Check(
+                "dashboard link",
+                "fail",
+                "the cluster reports no dashboard",
+                "the dashboard is off (dashboard_address: null) or bokeh is not installed in "
+                "the cluster's environment (pip install bokeh)",
+            )
+        )
+        return _result(record, checks, urls, proxy)
+
+    parsed = urlparse(link)
+    relative = not parsed.scheme
+    if relative or "/proxy/" in parsed.path:
+        prefix = parsed.path.split("proxy/")[0] if "proxy/" in parsed.path else ""
+        if not parsed.path.startswith(base_url):
+            checks.append(
+                Check(
+                    "proxy prefix",
+                    "fail",
+                    f"the dashboard link {link} uses the prefix {prefix or parsed.path!r}, but "
+                    f"this Jupyter server runs under {base_url!r}",
+                    "set Dask's distributed.dashboard.link to "
+                    "'{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status' in the environment that "
+                    "starts the cluster, so the link follows the server's prefix",
+                )
+            )
+        else:
+            checks.append(Check("proxy prefix", "ok", f"the link is under {base_url}"))
+        if not proxy.enabled:
+            checks.append(Check("proxy", "fail", "the link needs a proxy", proxy.reason))
+        target = urljoin(server_url, parsed.path)
+        code, err = _fetch(target, auth_headers)
+        checks.append(_http_check("dashboard through the proxy", target, code, err))
+        return _result(record, checks, urls, proxy)
+
+    code, err = _fetch(link)
+    checks.append(_http_check("dashboard from the server", link, code, err))
+    host = parsed.hostname or ""
+    if page_host and _is_loopback(host) and not _is_loopback(page_host):
+        checks.append(
+            Check(
+                "browser reach",
+                "ok" if urls["proxied"] else "fail",
+                f"the dashboard listens on {host}, which your browser (at {page_host}) cannot "
+                "reach directly"
+                + ("; it is shown through the Jupyter server's proxy" if urls["proxied"] else ""),
+                "" if urls["proxied"] else proxy.reason,
+            )
+        )
+    if _is_this_machine(host):
+        checks.append(Check("proxy", "ok" if proxy.enabled else "warn", proxy.reason))
+    if urls["proxied"]:
+        target = urljoin(server_url, urls["proxied"])
+        code, err = _fetch(target, auth_headers)
+        checks.append(_http_check("dashboard through the proxy", target, code, err))
+    return _result(record, checks, urls, proxy)
+
+
+def _http_check(name: str, url: str, code: int, err: str) -> Check:
+    if 200 <= code < 400:
+        return Check(name, "ok", f"{url} answers (HTTP {code})")
+    if code == 0:
+        return Check(
+            name,
+            "fail",
+            f"{url} cannot be reached from the Jupyter server: {err}",
+            "the dashboard is not running, listens on another interface or port, or a "
+            "firewall blocks it",
+        )
+    return Check(
+        name,
+        "fail",
+        f"{url} answers HTTP {code} {err}".rstrip(),
+        "check the dashboard's path and the proxy's host allowlist "
+        "(ServerProxy.host_allowlist) for dashboards on other hosts",
+    )
+
+
+def _result(
+    record: ClusterRecord, checks: list[Check], urls: dict[str, Any], proxy: ProxyInfo
+) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "ok": not any(c.status == "fail" for c in checks),
+        "checks": [asdict(c) for c in checks],
+        "dashboard": urls,
+        "proxy": {"installed": proxy.installed, "enabled": proxy.enabled, "reason": proxy.reason},
+    }
+
+
+class _HealthBase(WorkbenchHandler):
+    @property
+    def _base_url(self) -> str:
+        return str(self.settings.get("base_url", "/"))
+
+    def _proxy(self) -> ProxyInfo:
+        return proxy_info(self.application, self._base_url)
+
+    def _server_url(self) -> str:
+        """This server's own address (never the client-supplied Host header)."""
+        app = self.serverapp
+        if app is None:  # not run by a ServerApp (never the case in Jupyter)
+            return f"{self.request.protocol}://127.0.0.1/"
+        url = urlparse(str(app.connection_url))
+        return f"{url.scheme}://{url.netloc}/"
+
+    def _auth_headers(self) -> dict[str, str]:
+        """The caller's own credentials, so the proxy check runs with the caller's rights."""
+        return {k: v for k, v in self.request.headers.items() if k in ("Authorization", "Cookie")}
+
+
+class HealthHandler(_HealthBase):
+    @web.authenticated
+    async def get(self) -> None:
+        from ..doctor import run_checks
+
+        proxy = self._proxy()
+        checks = await self.run(run_checks)
+        records = await self.run(ClusterRegistry().list)
+        self.reply(
+            {
+                "version": __version__,
+                "base_url": self._base_url,
+                "state_dir": str(config.state_dir()),
+                "clusters": len(records),
+                "proxy": {
+                    "installed": proxy.installed,
+                    "enabled": proxy.enabled,
+                    "reason": proxy.reason,
+                },
+                "checks": [c.to_dict() for c in checks],
+            }
+        )
+
+
+class ClusterHealthHandler(_HealthBase):
+    @web.authenticated
+    async def get(self, cluster_id: str) -> None:
+        registry = ClusterRegistry()
+        record = await self.run(registry.get, cluster_id)
+        page_host = self.get_query_argument("page_host", None)
+        result = await self.run(
+            cluster_health,
+            record,
+            registry=registry,
+            base_url=self._base_url,
+            proxy=self._proxy(),
+            server_url=self._server_url(),
+            page_host=page_host,
+            auth_headers=self._auth_headers(),
+        )
+        self.reply(result)

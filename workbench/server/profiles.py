@@ -1,0 +1,57 @@
+"""``/workbench/api/profiles``: the profile catalog, and one profile with its form schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from ..clusters.profiles import Profile, ProfileCatalog, load_catalog
+from ..clusters.registry import get_backend_class
+from ..errors import WorkbenchError
+from .base import WorkbenchHandler
+
+
+def profile_summary(profile: Profile, catalog: ProfileCatalog) -> dict[str, Any]:
+    problems = [str(p) for p in catalog.problems_for(profile.name)]
+    return {**profile.to_dict(), "line": profile.line, "valid": not problems, "problems": problems}
+
+
+def profiles_listing() -> dict[str, Any]:
+    catalog = load_catalog()
+    return {
+        "profiles": [
+            profile_summary(p, catalog)
+            for p in sorted(catalog.profiles.values(), key=lambda p: p.name)
+        ],
+        "problems": [str(p) for p in catalog.problems],
+        "files": [f.__dict__ for f in catalog.files],
+    }
+
+
+def profile_detail(name: str) -> dict[str, Any]:
+    """The profile, its effective options and the JSON schema of its backend's options."""
+    catalog = load_catalog()
+    profile = catalog.get(name)  # 404/400 with the reason when unknown or invalid
+    options_cls = get_backend_class(profile.backend).Options
+    try:
+        effective = profile.resolve().model_dump(mode="json")
+    except WorkbenchError:
+        effective = None
+    return {
+        **profile_summary(profile, catalog),
+        "effective_options": effective,
+        "schema": options_cls.model_json_schema(mode="validation"),
+    }
+
+
+class ProfilesHandler(WorkbenchHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.reply(await self.run(profiles_listing))
+
+
+class ProfileHandler(WorkbenchHandler):
+    @web.authenticated
+    async def get(self, name: str) -> None:
+        self.reply(await self.run(profile_detail, name))
