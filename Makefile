@@ -10,7 +10,7 @@ LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Extras the test suite needs. Each feature adds its extra here.
-TEST_EXTRAS ?= test,lab
+TEST_EXTRAS ?= test,lab,dashboards
 
 .PHONY: lab test install-lab install-test system-deps lint typecheck pytest bench clean
 

@@ -50,3 +50,7 @@ class ClusterNotFoundError(WorkbenchError, LookupError):
 
 class CredentialError(WorkbenchError):
     """A credential reference cannot be resolved."""
+
+
+class MetricsError(WorkbenchError):
+    """Metrics or dashboards cannot be collected or served (unreachable scheduler, port in use)."""
