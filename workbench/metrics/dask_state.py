@@ -1,7 +1,8 @@
 """Dask state: per-worker task and memory figures (on the worker) and cluster figures
 (read on the scheduler).
 
-``cluster_state`` runs on the scheduler through ``Client.run_on_scheduler``; it only
+``cluster_state`` runs on the scheduler (the handler that
+:class:`~workbench.metrics.plugin.ClusterStatePlugin` installs); it only
 touches per-worker and per-task-prefix aggregates, so it costs O(workers + prefixes),
 never O(tasks), on the scheduler's event loop.
 """
@@ -195,7 +196,7 @@ class DaskWorkerSampler:
 
 
 def cluster_state(dask_scheduler: Any) -> dict[str, float]:
-    """Cluster figures, computed on the scheduler (pass to ``Client.run_on_scheduler``)."""
+    """Cluster figures, computed on the scheduler."""
     s = dask_scheduler
     workers = list(s.workers.values())
     states: Counter[str] = Counter()
@@ -221,7 +222,7 @@ def cluster_state(dask_scheduler: Any) -> dict[str, float]:
 
 
 def cluster_state_from_identity(identity: dict[str, Any]) -> dict[str, float]:
-    """Fewer cluster figures from ``Scheduler.identity`` (when run_on_scheduler is refused)."""
+    """Fewer cluster figures from ``Scheduler.identity`` (when the scheduler has no plugin)."""
     workers = identity.get("workers", {}).values()
     managed = spilled = 0.0
     executing = 0.0

@@ -171,6 +171,20 @@ FI_PCIE_TX_BYTES = 197
 ALL_LINKS = 0xFFFFFFFF  # scopeId: every NVLink of the device
 PCIE_TX, PCIE_RX = 0, 1  # NVML_PCIE_UTIL_TX_BYTES, NVML_PCIE_UTIL_RX_BYTES
 
+#: Which DeviceReader call groups each metric comes from (to explain a missing plot).
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "workbench_gpu_utilization_percent": ("utilization",),
+    "workbench_gpu_memory_used_bytes": ("memory",),
+    "workbench_gpu_temperature_celsius": ("temperature",),
+    "workbench_gpu_power_watts": ("power", "energy"),
+    "workbench_gpu_energy_joules_total": ("power", "energy"),
+    "workbench_gpu_pcie_transmit_bytes_per_second": ("pcie_counters", "pcie_throughput"),
+    "workbench_gpu_pcie_receive_bytes_per_second": ("pcie_counters", "pcie_throughput"),
+    "workbench_gpu_nvlink_transmit_bytes_per_second": ("nvlink",),
+    "workbench_gpu_nvlink_receive_bytes_per_second": ("nvlink",),
+    "workbench_gpu_mig_memory_used_bytes": ("mig_mode",),
+}
+
 # Errors that will not go away by asking again: stop calling that function.
 _PERMANENT = {
     "NVML_ERROR_NOT_SUPPORTED",
@@ -425,7 +439,14 @@ class GPUSampler:
         return out
 
     def info(self) -> dict[str, Any]:
+        unsupported: dict[str, str] = {}
+        for g, r, _ in self.devices:
+            for metric, groups in METRIC_GROUPS.items():
+                why = [f"{group}: {r.skipped[group]}" for group in groups if group in r.skipped]
+                if len(why) == len(groups):  # every way of reading it failed
+                    unsupported.setdefault(metric, f"GPU {g.index} ({g.name}): {'; '.join(why)}")
         return {
+            "unsupported": unsupported,
             "gpus": [
                 {
                     **g.to_dict(),
@@ -433,7 +454,7 @@ class GPUSampler:
                     "energy": s.energy_source,
                 }
                 for g, r, s in self.devices
-            ]
+            ],
         }
 
     def close(self) -> None:

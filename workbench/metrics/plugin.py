@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from distributed.diagnostics.plugin import WorkerPlugin
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from .base import Sampler, SamplerContext, create_samplers
 from .host import process_info
@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 PLUGIN_NAME = "workbench-metrics"
 HANDLER = "workbench_metrics"
+SCHEDULER_HANDLER = "workbench_cluster_state"
 
 
 class SamplingLoop:
@@ -83,7 +84,9 @@ class SamplingLoop:
             describe = getattr(s, "info", None)
             if callable(describe) and not s.reason:
                 extra[s.name] = describe()
-        specs = [dataclasses.asdict(m) for s in self.samplers for m in s.metrics]
+        specs = [
+            {**dataclasses.asdict(m), "sampler": s.name} for s in self.samplers for m in s.metrics
+        ]
         return {**process_info(), "unavailable": unavailable, "samplers": extra, "specs": specs}
 
     def close(self) -> None:
@@ -153,7 +156,8 @@ class MetricsWorkerPlugin(WorkerPlugin):
             return {}
         mine = bool(reset) and (reset is True or self._worker.address in reset)
         delta = self.loop.ring.delta_for(consumer, reset=mine)
-        if delta["key_offset"] == 0:
+        if delta["key_offset"] == 0 or delta["keys"]:
+            # first contact, or new series appeared: samplers may know more about themselves
             delta["info"] = {
                 **self.loop.info(),
                 "name": str(self._worker.name),
@@ -173,3 +177,37 @@ class MetricsWorkerPlugin(WorkerPlugin):
         if self.loop is not None:
             self.loop.close()
             self.loop = None
+
+
+class ClusterStatePlugin(SchedulerPlugin):
+    """Adds the scheduler handler ``workbench_cluster_state``: cluster figures on request.
+
+    A handler, unlike ``run_on_scheduler``, leaves no line in the scheduler's log per call.
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(self) -> None:
+        self._scheduler: Any = None
+
+    async def start(self, scheduler: Any) -> None:
+        from .dask_state import cluster_state
+
+        self._scheduler = scheduler
+
+        def handler() -> dict[str, float]:
+            return cluster_state(scheduler)
+
+        scheduler.handlers[SCHEDULER_HANDLER] = handler
+
+    async def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.handlers.pop(SCHEDULER_HANDLER, None)
+
+
+def installed_plugins(dask_scheduler: Any, name: str = PLUGIN_NAME) -> dict[str, bool]:
+    """Which workbench metrics plugins a scheduler has (run through run_on_scheduler)."""
+    return {
+        "worker": name in getattr(dask_scheduler, "worker_plugins", {}),
+        "scheduler": SCHEDULER_HANDLER in getattr(dask_scheduler, "handlers", {}),
+    }

@@ -105,6 +105,8 @@ class MetricsStore:
         #: Bytes of worker deltas received in the last collection (msgpack-encoded size).
         self.last_pull_bytes = 0
         self.plugin_error: str | None = None
+        #: Which sampler emits each metric (from the sources' info), to explain gaps.
+        self.metric_samplers: dict[str, str] = {}
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -115,6 +117,7 @@ class MetricsStore:
         self._reset: set[str] = set()
         self._host_loop: Any = None
         self._closed = False
+        self._scheduler_handler = True
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> MetricsStore:
@@ -269,13 +272,19 @@ class MetricsStore:
         return client
 
     async def _install_plugin(self, client: Any) -> None:
-        from .plugin import PLUGIN_NAME, MetricsWorkerPlugin
+        from .plugin import PLUGIN_NAME, ClusterStatePlugin, MetricsWorkerPlugin, installed_plugins
 
         try:
-            present = await client.run_on_scheduler(_has_plugin, name=PLUGIN_NAME)
+            present = await client.run_on_scheduler(installed_plugins)
         except Exception:
-            present = False
-        if present:
+            present = {"worker": False, "scheduler": False}
+        if not present.get("scheduler"):
+            try:
+                await client.register_plugin(ClusterStatePlugin(), name=PLUGIN_NAME)
+            except Exception as exc:  # cluster figures then come from Scheduler.identity
+                logger.info("metrics: no scheduler plugin (%s)", exc)
+                self._scheduler_handler = False
+        if present.get("worker"):
             return  # another viewer installed it; replacing it would reset every ring
         plugin = MetricsWorkerPlugin(
             interval=self.worker_interval,
@@ -348,24 +357,47 @@ class MetricsStore:
         self.last_pull_bytes = size
 
     async def _pull_cluster(self, client: Any) -> None:
-        from .dask_state import cluster_state, cluster_state_from_identity
+        from .dask_state import cluster_state_from_identity
+        from .plugin import SCHEDULER_HANDLER
 
-        try:
-            values = await client.run_on_scheduler(cluster_state)
-        except Exception:
+        values = None
+        if self._scheduler_handler:
+            try:
+                values = await getattr(client.scheduler, SCHEDULER_HANDLER)()
+            except Exception:
+                # No handler (the scheduler cannot import workbench): do not ask again,
+                # each unknown request would put a warning in the scheduler's log.
+                self._scheduler_handler = False
+        if values is None:
             identity = await client.scheduler.identity()
             values = cluster_state_from_identity(identity)
         self.cluster.append(time.time(), values)
 
     def _merge_specs(self, info: dict[str, Any]) -> None:
         for raw in info.get("specs", ()):
-            if metric_spec(raw.get("name", "")) is None:
+            raw = dict(raw)
+            sampler = raw.pop("sampler", None)
+            name = raw.get("name", "")
+            if sampler:
+                self.metric_samplers[name] = str(sampler)
+            if metric_spec(name) is None:
                 with contextlib.suppress(Exception):
                     define(MetricSpec(**raw))
 
-
-def _has_plugin(dask_scheduler: Any, name: str) -> bool:
-    return name in getattr(dask_scheduler, "worker_plugins", {})
+    def why_missing(self, metric: str) -> list[str]:
+        """Why sources report no values of ``metric``: their sampler's reasons."""
+        sampler = self.metric_samplers.get(metric)
+        out: list[str] = []
+        if sampler is None:
+            return out
+        for source in self.snapshot_sources():
+            reason = source.unavailable.get(sampler)
+            if not reason:
+                details = (source.info.get("samplers") or {}).get(sampler) or {}
+                reason = (details.get("unsupported") or {}).get(metric)
+            if reason and reason not in out:
+                out.append(reason)
+        return out
 
 
 # -- the process-wide registry ----------------------------------------------------------------
