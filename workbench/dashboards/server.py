@@ -118,3 +118,5 @@ class DashboardServer:
     def stop(self) -> None:
         self._server.stop()
         self._server.join(timeout=10)
+
+    close = stop

@@ -251,7 +251,13 @@ class MetricsStore:
     async def _connect(self) -> Any:
         from distributed import Client
 
-        address = self.scheduler_address
+        address = str(self.scheduler_address)
+        refused = await asyncio.to_thread(_refused, address)
+        if refused:
+            raise MetricsError(
+                f"cannot reach the Dask scheduler at {address}: {refused}. "
+                "Is the cluster running? 'workbench clusters list' shows the running ones."
+            )
         try:
             client = await asyncio.wait_for(
                 Client(
@@ -398,6 +404,27 @@ class MetricsStore:
             if reason and reason not in out:
                 out.append(reason)
         return out
+
+
+def _refused(address: str, timeout: float = 3.0) -> str | None:
+    """Why a TCP scheduler address surely cannot be reached (fast), else None."""
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if parsed.scheme not in ("tcp", "tls"):
+        return None  # ucx, inproc, ...: let Dask try
+    if not parsed.port:
+        return f"the address has no port (expected e.g. tcp://{parsed.hostname or 'host'}:8786)"
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port), timeout):
+            return None
+    except socket.gaierror as exc:
+        return f"unknown host {parsed.hostname!r} ({exc.strerror})"
+    except ConnectionRefusedError:
+        return f"nothing listens on port {parsed.port} of {parsed.hostname}"
+    except OSError:
+        return None  # slow or filtered: let Dask try within its timeout
 
 
 # -- the process-wide registry ----------------------------------------------------------------
