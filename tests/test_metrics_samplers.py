@@ -25,8 +25,8 @@ import pytest
 
 from workbench.gpus import detect_gpus
 from workbench.metrics import (
-    SampleRing,
     SamplerContext,
+    SampleRing,
     create_samplers,
     known_samplers,
     parse_key,

@@ -400,6 +400,9 @@ def dashboard(
     reserve_port(address, port)  # fail on a busy port before connecting to anything
     if prometheus_port is not None:
         reserve_port(address, prometheus_port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     store = get_store(scheduler_address, interval=interval)
     servers: list[Any] = []
     try:
@@ -424,9 +427,6 @@ def dashboard(
                 )
         click.echo("Press Ctrl-C to stop.", err=True)
         sys.stdout.flush()
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
         while not stop.wait(0.5):
             pass
     finally:

@@ -38,17 +38,28 @@ DETAIL = "Per worker / device"
 WINDOWS: dict[str, float] = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "1 hour": 3600.0}
 REFRESH: dict[str, float] = {"0.5 s": 0.5, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0}
 
-#: Display unit and scale for each metric unit.
-UNITS: dict[str, tuple[str, float]] = {
-    "bytes": ("GiB", 1 / 2**30),
-    "bytes/s": ("MB/s", 1e-6),
-    "percent": ("%", 1.0),
-    "celsius": ("°C", 1.0),
-    "watts": ("W", 1.0),
-    "joules": ("Wh", 1 / 3600),
-    "count": ("", 1.0),
-    "seconds": ("s", 1.0),
+#: Display units for each metric unit, largest first: a plot uses the largest unit
+#: its biggest value reaches (so 3 MB/s is not drawn as 0.003 GB/s).
+UNITS: dict[str, list[tuple[str, float]]] = {
+    "bytes": [("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1)],
+    "bytes/s": [("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3), ("B/s", 1.0)],
+    "joules": [("kWh", 3.6e6), ("Wh", 3600.0), ("J", 1.0)],
+    "percent": [("%", 1.0)],
+    "celsius": [("°C", 1.0)],
+    "watts": [("W", 1.0)],
+    "count": [("count", 1.0)],
+    "seconds": [("s", 1.0)],
 }
+
+
+def display_unit(unit: str, largest: float) -> tuple[str, float]:
+    """``(label, divisor)`` for values of ``unit`` whose largest magnitude is ``largest``."""
+    choices = UNITS.get(unit, [(unit or "value", 1.0)])
+    for label, divisor in choices:
+        if abs(largest) >= divisor:
+            return label, divisor
+    return choices[-1]
+
 
 #: Preferred plot order per tab; plots not named here follow in catalog order.
 ORDER: dict[str, list[str]] = {
@@ -82,7 +93,8 @@ class PlotSpec:
 
     @property
     def unit(self) -> str:
-        return UNITS.get(self.metrics[0].unit, (self.metrics[0].unit, 1.0))[0]
+        """The metrics' own unit ("bytes/s"); frames carry the display unit they chose."""
+        return self.metrics[0].unit
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -210,8 +222,9 @@ def plot_frame(
     now = time.time() if now is None else now
     series = collect_series(store, plot, now - window)
     if not series:
-        return pd.DataFrame({c: [] for c in FRAME_COLUMNS})
-    unit_scale = {m.name: UNITS.get(m.unit, ("", 1.0))[1] for m in plot.metrics}
+        empty = pd.DataFrame({c: [] for c in FRAME_COLUMNS})
+        empty.attrs["unit"] = display_unit(plot.unit, 0.0)[0]
+        return empty
     parts: list[pd.DataFrame] = []
     if mode == AGGREGATE:
         step = max(store.interval, window / 400)
@@ -239,7 +252,7 @@ def plot_frame(
                     {
                         "time": _local_times(agg.index.to_numpy(dtype=float)),
                         "series": label,
-                        "value": agg.to_numpy() * unit_scale[name],
+                        "value": agg.to_numpy(),
                     }
                 )
             )
@@ -254,12 +267,17 @@ def plot_frame(
                     {
                         "time": _local_times(s.t),
                         "series": label,
-                        "value": v * unit_scale[s.metric.name],
+                        "value": v,
                     }
                 )
             )
     frame = pd.concat(parts, ignore_index=True)
-    return frame.sort_values(["series", "time"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["series", "time"], kind="stable").reset_index(drop=True)
+    label, divisor = display_unit(plot.unit, float(frame["value"].abs().max()))
+    if divisor != 1.0:
+        frame["value"] = frame["value"] / divisor
+    frame.attrs["unit"] = label
+    return frame
 
 
 class _FrameCache:

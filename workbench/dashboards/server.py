@@ -88,6 +88,7 @@ class DashboardServer:
             websocket_origin=_origins(address, self.port, websocket_origins or []),
             extra_patterns=patterns,
             threaded=True,
+            verbose=False,
         )
         self._wait_listening()
 
