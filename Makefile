@@ -46,6 +46,7 @@ test: lint typecheck pytest
 
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
+	$(BIN)/python benchmarks/sampler.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
