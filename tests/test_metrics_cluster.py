@@ -187,3 +187,18 @@ def test_unreachable_scheduler_is_a_clear_error() -> None:
         get_store("tcp://127.0.0.1:9")
     with pytest.raises(MetricsError, match="has no port"):
         get_store("tcp://127.0.0.1")
+
+
+def test_handle_dashboard_returns_a_live_layout_on_the_shared_store(
+    dash_cluster: DashCluster, dash_store: MetricsStore
+) -> None:
+    import panel as pn
+
+    layout = dash_cluster.handle.dashboard(window=60.0, mode="Per worker / device")
+    assert isinstance(layout, pn.layout.Column)
+    tabs = next(o for o in layout.objects if isinstance(o, pn.Tabs))
+    assert list(tabs._names) == ["GPU", "Storage", "Network", "Cluster", "Energy"]
+    # the layout draws from the store every other viewer uses
+    assert get_store(dash_cluster.address) is dash_store
+    status = next(o for o in layout.objects if "workers" in str(getattr(o, "object", "")))
+    assert "2 workers" in status.object and dash_cluster.address in status.object

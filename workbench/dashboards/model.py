@@ -135,10 +135,11 @@ class _Series:
     v: np.ndarray[Any, Any]
 
 
-def _extract(
-    keys: list[str], times: list[float], rows: list[list[float | None]], names: set[str]
-) -> list[tuple[str, str, dict[str, str], np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
-    out: list[tuple[str, str, dict[str, str], np.ndarray[Any, Any], np.ndarray[Any, Any]]] = []
+_Found = tuple[str, str, dict[str, str], np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
+def _extract(keys: list[str], times: list[float], rows: list[Any], names: set[str]) -> list[_Found]:
+    out: list[_Found] = []
     if not times:
         return out
     t = np.asarray(times, dtype=float)
@@ -146,10 +147,7 @@ def _extract(
         name, labels = parse_key(key)
         if name not in names:
             continue
-        v = np.array(
-            [row[idx] if idx < len(row) and row[idx] is not None else np.nan for row in rows],
-            dtype=float,
-        )
+        v = np.array([row[idx] if idx < len(row) else np.nan for row in rows], dtype=float)
         ok = ~np.isnan(v)
         if ok.any():
             out.append((name, key, dict(labels), t[ok], v[ok]))
