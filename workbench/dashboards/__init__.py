@@ -9,9 +9,10 @@ Needs the ``dashboards`` extra (``pip install 'workbench[dashboards]'``).
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingDependencyError
+from ..errors import MetricsError, MissingDependencyError
 
 try:
     import panel as pn
@@ -64,12 +65,21 @@ def dashboard(
 
     if store is None:
         store = get_store(scheduler_address(target), interval=interval)
+    # A notebook shows the first render as is: wait (briefly) for lines, not dots.
+    with contextlib.suppress(MetricsError):
+        store.wait_for(_has_history, timeout=5 * store.interval + 2)
     if _in_notebook():
         load_extension()
     view = create_view(store, **settings)
     layout = view.panel()
     view.start()
     return layout
+
+
+def _has_history(store: MetricsStore) -> bool:
+    sources = store.snapshot_sources()
+    enough = bool(sources) and all(len(s.ring) >= 3 for s in sources)
+    return enough and (store.scheduler_address is None or len(store.cluster) >= 3)
 
 
 def scheduler_address(target: Any) -> str | None:

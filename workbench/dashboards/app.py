@@ -122,9 +122,7 @@ class _PlotSlot:
 
     def update(self, frame: pd.DataFrame, missing: str) -> None:
         if frame.empty:
-            self.note.object = (
-                f"<b>{html.escape(self.plot.title)}</b>: no data. {html.escape(missing)}"
-            )
+            self.note.object = f"<b>{html.escape(self.plot.title)}</b>: {html.escape(missing)}"
             if self.showing_plot:
                 self.container[:] = [self.note]
                 self.showing_plot = False

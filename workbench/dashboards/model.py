@@ -334,13 +334,15 @@ class DashboardState(param.Parameterized):
         return FRAMES.get(self.store, plot, float(self.window), str(self.mode))
 
     def missing(self, plot: PlotSpec) -> str:
-        """Why a plot has no data (the samplers' reasons), or a plain 'no data yet'."""
+        """Why a plot has no data: the samplers' reasons, else that samples are due."""
         reasons: list[str] = []
         for m in plot.metrics:
             for r in self.store.why_missing(m.name):
                 if r not in reasons:
                     reasons.append(r)
-        return "; ".join(reasons) if reasons else "no data yet"
+        if reasons:
+            return "not measured here: " + "; ".join(reasons)
+        return "waiting for the first samples"
 
     def gpu_notice(self) -> str | None:
         """None when GPUs are seen; else why there is none, source by source."""
