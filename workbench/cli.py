@@ -356,7 +356,11 @@ def clusters_cleanup() -> None:
     help="Also serve /metrics on this port (it is always at /metrics of the dashboard too).",
 )
 @click.option(
-    "--interval", default=1.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds."
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between samples (host and, if this installs the plugin, workers).",
 )
 @click.option(
     "--allow-websocket-origin",
