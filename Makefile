@@ -10,7 +10,7 @@ LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Extras the test suite needs. Each feature adds its extra here.
-TEST_EXTRAS ?= test,lab,lab-test,cloud,cloud-test,slurm,data,test-data
+TEST_EXTRAS ?= test,lab,lab-test,dashboards,cloud,cloud-test,slurm,data,test-data
 
 .PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench bench-slurm clean extension extension-test
 
@@ -69,6 +69,7 @@ test: lint typecheck extension-test pytest notebooks
 
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
+	$(BIN)/python benchmarks/sampler.py
 
 # Needs a SLURM: `sudo scripts/slurm-up` and the SLURM_CONF it prints (docs/slurm.md).
 bench-slurm: install-test

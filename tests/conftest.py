@@ -14,6 +14,7 @@ from workbench.gpus import detect_gpus
 # Fixture modules of each feature (servers the tests start, and so on).
 pytest_plugins: list[str] = [
     "pytest_jupyter.jupyter_server",
+    "tests._dashboard_fixtures",
     "tests._gateway_fixtures",
     "tests._lab_fixtures",
     "tests._slurm_fixtures",

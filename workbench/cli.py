@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -454,6 +455,103 @@ def data_validate(files: tuple[Path, ...]) -> None:
     if problems:
         raise click.exceptions.Exit(1)
     click.echo(f"ok: {', '.join(checked) or 'no catalog files'}")
+
+
+# -- dashboard ----------------------------------------------------------------------------
+@main.command()
+@click.option("--cluster", "cluster_id", help="Id of a running cluster (see 'clusters list').")
+@click.option("--scheduler", help="Address of any Dask scheduler, e.g. tcp://10.0.0.5:8786.")
+@click.option("--port", default=8050, show_default=True, help="Dashboard port (0: any free).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--prometheus-port",
+    type=int,
+    default=None,
+    help="Also serve /metrics on this port (it is always at /metrics of the dashboard too).",
+)
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between samples (host and, if this installs the plugin, workers).",
+)
+@click.option(
+    "--allow-websocket-origin",
+    "origins",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Extra origin allowed to open the dashboard (behind a proxy or SSH tunnel).",
+)
+def dashboard(
+    cluster_id: str | None,
+    scheduler: str | None,
+    port: int,
+    address: str,
+    prometheus_port: int | None,
+    interval: float,
+    origins: tuple[str, ...],
+) -> None:
+    """Serve live GPU / storage / network / cluster / energy dashboards until Ctrl-C.
+
+    Without --cluster or --scheduler it shows this machine only.
+    """
+    if cluster_id and scheduler:
+        raise click.UsageError("give --cluster or --scheduler, not both")
+    scheduler_address = scheduler
+    if cluster_id:
+        from .clusters.running import ClusterRegistry
+
+        registry = ClusterRegistry()
+        record = registry.get(cluster_id)
+        if registry.status(record) == "stale":
+            raise WorkbenchError(
+                f"cluster {record.id} has no owner any more (its process {record.owner_pid} "
+                "died); remove it with 'workbench clusters cleanup'"
+            )
+        scheduler_address = record.scheduler_address
+    from .dashboards import DashboardServer
+    from .dashboards.server import reserve_port
+    from .metrics.prometheus import serve_prometheus
+    from .metrics.store import get_store
+
+    reserve_port(address, port)  # fail on a busy port before connecting to anything
+    if prometheus_port is not None:
+        reserve_port(address, prometheus_port)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    store = get_store(scheduler_address, interval=interval)
+    servers: list[Any] = []
+    try:
+        server = DashboardServer(store, port, address, websocket_origins=list(origins))
+        servers.append(server)
+        what = f"cluster at {scheduler_address}" if scheduler_address else "this machine"
+        click.echo(f"dashboard of {what}: {server.url}")
+        click.echo(f"prometheus metrics: {server.metrics_url}")
+        if prometheus_port is not None:
+            prom = serve_prometheus(store, prometheus_port, address)
+            servers.append(prom)
+            click.echo(f"prometheus metrics: {prom.url}")
+        if not scheduler_address:
+            from .clusters.running import ClusterRegistry
+
+            running = [r.id for r in ClusterRegistry().list()]
+            if running:
+                click.echo(
+                    f"showing this machine only; pass --cluster ID for a cluster "
+                    f"(running: {', '.join(running)})",
+                    err=True,
+                )
+        click.echo("Press Ctrl-C to stop.", err=True)
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for srv in reversed(servers):
+            with contextlib.suppress(Exception):
+                srv.close()
+        store.close()
 
 
 # -- doctor -------------------------------------------------------------------------------

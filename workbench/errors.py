@@ -104,3 +104,7 @@ class CorruptDataError(DataError, ValueError):
 
 class StorageDependencyError(DataError, ImportError):
     """A storage protocol or the cuDF backend needs an optional package that is missing."""
+
+
+class MetricsError(WorkbenchError):
+    """Metrics or dashboards cannot be collected or served (unreachable scheduler, port in use)."""

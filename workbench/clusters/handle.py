@@ -8,6 +8,7 @@ import contextlib
 import html
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -250,12 +251,31 @@ class ClusterHandle:
             kw["maximum"] = maximum
         return self.cluster.adapt(**kw)
 
+    def dashboard(self, **settings: Any) -> Any:
+        """Live GPU / Storage / Network / Cluster / Energy dashboards of this cluster.
+
+        Returns a Panel layout that updates itself (display it in a notebook cell).
+        ``settings``: ``refresh`` (s), ``window`` (s of history), ``mode``
+        (``"Aggregate"`` or ``"Per worker / device"``), ``interval`` (s between
+        samples). Every dashboard of this cluster in this process shares one sampler.
+        Needs the ``dashboards`` extra.
+        """
+        if self._closed:
+            raise WorkbenchError(f"cluster {self.id} is closed")
+        from ..dashboards import dashboard
+
+        return dashboard(self, **settings)
+
     def close(self, timeout: float = 30) -> None:
         """Close the client and the cluster and forget the registry record. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        store = sys.modules.get("workbench.metrics.store")
+        if store is not None:  # stop collecting before the scheduler goes away
+            with contextlib.suppress(Exception):
+                store.close_store(self.scheduler_address)
         try:
             if self._client is not None:
                 with contextlib.suppress(Exception):

@@ -1,0 +1,379 @@
+"""Dashboard logic, testable without a browser: which plots a tab has and their data.
+
+Plots come from the metric catalog (``MetricSpec.tab`` / ``.plot``), so a sampler
+registered later (the data loader's IO metrics, say) shows up on its tab with no
+code here. :func:`plot_frame` turns the store's rings into a long DataFrame
+``(time, series, value)`` for one plot, in one of two modes:
+
+* ``Aggregate``: one line per metric across the cluster. GPU series are counted once
+  per GPU UUID and host series once per host, however many workers report them; then
+  they are summed (bytes, rates), averaged (utilization) or maxed (temperature) on a
+  common time grid.
+* ``Per worker / device``: one line per worker process, per host or per GPU.
+
+Frames are cached per store version, so many viewers with the same settings cost one
+computation per collection.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import param
+
+from ..metrics.base import TABS, MetricSpec, catalog, parse_key
+
+if TYPE_CHECKING:
+    from ..metrics.store import MetricsStore, Source
+
+AGGREGATE = "Aggregate"
+DETAIL = "Per worker / device"
+WINDOWS: dict[str, float] = {"1 min": 60.0, "5 min": 300.0, "15 min": 900.0, "1 hour": 3600.0}
+REFRESH: dict[str, float] = {"0.5 s": 0.5, "1 s": 1.0, "2 s": 2.0, "5 s": 5.0, "10 s": 10.0}
+
+#: Display units for each metric unit, largest first: a plot uses the largest unit
+#: its biggest value reaches (so 3 MB/s is not drawn as 0.003 GB/s).
+UNITS: dict[str, list[tuple[str, float]]] = {
+    "bytes": [("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2.0**10), ("B", 1)],
+    "bytes/s": [("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3), ("B/s", 1.0)],
+    "joules": [("kWh", 3.6e6), ("Wh", 3600.0), ("J", 1.0)],
+    "percent": [("%", 1.0)],
+    "celsius": [("°C", 1.0)],
+    "watts": [("W", 1.0)],
+    "count": [("count", 1.0)],
+    "seconds": [("s", 1.0)],
+}
+
+
+def display_unit(unit: str, largest: float) -> tuple[str, float]:
+    """``(label, divisor)`` for values of ``unit`` whose largest magnitude is ``largest``."""
+    choices = UNITS.get(unit, [(unit or "value", 1.0)])
+    for label, divisor in choices:
+        if abs(largest) >= divisor:
+            return label, divisor
+    return choices[-1]
+
+
+#: Preferred plot order per tab; plots not named here follow in catalog order.
+ORDER: dict[str, list[str]] = {
+    "GPU": ["GPU utilization (%)", "GPU memory", "PCIe throughput", "NVLink throughput"],
+    "Storage": ["Disk throughput", "Process storage IO", "Spilled to disk"],
+    "Network": ["Network throughput", "InfiniBand throughput", "Dask transfers between workers"],
+    "Cluster": [
+        "Cluster tasks",
+        "Worker tasks",
+        "Cluster memory",
+        "Dask memory",
+        "Host CPU (%)",
+        "Process CPU (% of one core)",
+        "Host memory",
+        "Process memory (RSS)",
+        "Cluster",
+    ],
+    "Energy": ["GPU power (W)", "GPU energy in window", "CPU power (RAPL)"],
+}
+
+FRAME_COLUMNS = ["time", "series", "value"]
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """One plot: its title, tab, display unit and the metrics drawn in it."""
+
+    title: str
+    tab: str
+    metrics: tuple[MetricSpec, ...]
+
+    @property
+    def unit(self) -> str:
+        """The metrics' own unit ("bytes/s"); frames carry the display unit they chose."""
+        return self.metrics[0].unit
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics)
+
+
+def plot_specs(tab: str | None = None) -> list[PlotSpec]:
+    """The plots of ``tab`` (or of every tab), in display order."""
+    groups: dict[tuple[str, str], list[MetricSpec]] = {}
+    for spec in catalog().values():
+        if spec.tab is None or not spec.plot:
+            continue
+        groups.setdefault((spec.tab, spec.plot), []).append(spec)
+    out: list[PlotSpec] = []
+    for t in TABS if tab is None else (tab,):
+        mine = [
+            PlotSpec(title, t, tuple(specs)) for (tt, title), specs in groups.items() if tt == t
+        ]
+        order = ORDER.get(t, [])
+        mine.sort(key=lambda p: order.index(p.title) if p.title in order else len(order))
+        out.extend(mine)
+    return out
+
+
+def needs_cluster(spec: MetricSpec) -> bool:
+    """Metrics only a Dask cluster produces (scheduler figures, worker task state)."""
+    return spec.scope == "cluster" or spec.name.startswith("workbench_dask_")
+
+
+# -- series extraction ------------------------------------------------------------------------
+@dataclass
+class _Series:
+    metric: MetricSpec
+    source: Source | None  # None: the cluster ring
+    key: str
+    labels: dict[str, str]
+    t: np.ndarray[Any, Any]
+    v: np.ndarray[Any, Any]
+
+
+_Found = tuple[str, str, dict[str, str], np.ndarray[Any, Any], np.ndarray[Any, Any]]
+
+
+def _extract(keys: list[str], times: list[float], rows: list[Any], names: set[str]) -> list[_Found]:
+    out: list[_Found] = []
+    if not times:
+        return out
+    t = np.asarray(times, dtype=float)
+    for idx, key in enumerate(keys):
+        name, labels = parse_key(key)
+        if name not in names:
+            continue
+        v = np.array([row[idx] if idx < len(row) else np.nan for row in rows], dtype=float)
+        ok = ~np.isnan(v)
+        if ok.any():
+            out.append((name, key, dict(labels), t[ok], v[ok]))
+    return out
+
+
+def collect_series(store: MetricsStore, plot: PlotSpec, since: float) -> list[_Series]:
+    """Every series of the plot's metrics since ``since``, deduplicated by scope."""
+    specs = {m.name: m for m in plot.metrics}
+    names = set(specs)
+    found: list[_Series] = []
+    if any(m.scope == "cluster" for m in plot.metrics):
+        for name, key, labels, t, v in _extract(*store.cluster.window(since), names):
+            found.append(_Series(specs[name], None, key, labels, t, v))
+    if any(m.scope != "cluster" for m in plot.metrics):
+        # Worker sources first: on a shared host their copy of host series is kept.
+        sources = sorted(store.snapshot_sources(), key=lambda s: (s.kind != "worker", s.id))
+        for source in sources:
+            for name, key, labels, t, v in _extract(*source.ring.window(since), names):
+                found.append(_Series(specs[name], source, key, labels, t, v))
+    kept: dict[tuple[str, ...], _Series] = {}
+    for s in found:
+        scope = s.metric.scope
+        if scope == "gpu":
+            ident: tuple[str, ...] = ("gpu", s.key)
+        elif scope == "host":
+            ident = ("host", s.source.host if s.source else "", s.key)
+        elif scope == "process":
+            ident = ("process", s.source.id if s.source else "", s.key)
+        else:
+            ident = ("cluster", s.key)
+        old = kept.get(ident)
+        if old is None or len(s.t) > len(old.t):
+            kept[ident] = s
+    return list(kept.values())
+
+
+def _who(s: _Series) -> str:
+    scope = s.metric.scope
+    src = s.source
+    if scope == "cluster" or src is None:
+        return "cluster"
+    if scope == "gpu":
+        gpu = f"{src.host} GPU {s.labels.get('gpu', '?')}"
+        mig = s.labels.get("mig")
+        return f"{gpu} {mig[:12]}" if mig else gpu
+    if scope == "host":
+        return src.host or src.label
+    return src.label
+
+
+def _extra_labels(s: _Series) -> str:
+    skip = {"gpu", "uuid", "mig"}
+    return " ".join(v for k, v in s.labels.items() if k not in skip)
+
+
+def _local_times(t: np.ndarray[Any, Any]) -> pd.DatetimeIndex:
+    offset = _dt.datetime.now().astimezone().utcoffset() or _dt.timedelta(0)
+    return pd.to_datetime(t + offset.total_seconds(), unit="s")
+
+
+def plot_frame(
+    store: MetricsStore,
+    plot: PlotSpec,
+    window: float,
+    mode: str = AGGREGATE,
+    now: float | None = None,
+) -> pd.DataFrame:
+    """``(time, series, value)`` rows of one plot over the last ``window`` seconds."""
+    now = time.time() if now is None else now
+    series = collect_series(store, plot, now - window)
+    if not series:
+        empty = pd.DataFrame({c: [] for c in FRAME_COLUMNS})
+        empty.attrs["unit"] = display_unit(plot.unit, 0.0)[0]
+        return empty
+    parts: list[pd.DataFrame] = []
+    if mode == AGGREGATE:
+        step = max(store.interval, window / 400)
+        by_metric: dict[str, list[_Series]] = {}
+        for s in series:
+            by_metric.setdefault(s.metric.name, []).append(s)
+        for name, group in by_metric.items():
+            metric = group[0].metric
+            cols = {}
+            for i, s in enumerate(group):
+                v = s.v - s.v[0] if metric.show_increase else s.v
+                bucket = np.floor(s.t / step) * step
+                cols[i] = pd.Series(v, index=bucket).groupby(level=0).mean()
+            table = pd.DataFrame(cols).sort_index().ffill(limit=2)
+            if metric.agg == "mean":
+                agg = table.mean(axis=1)
+            elif metric.agg == "max":
+                agg = table.max(axis=1)
+            else:
+                agg = table.sum(axis=1, min_count=1)
+            agg = agg.dropna()
+            label = metric.label or name
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "time": _local_times(agg.index.to_numpy(dtype=float)),
+                        "series": label,
+                        "value": agg.to_numpy(),
+                    }
+                )
+            )
+    else:
+        for s in series:
+            v = s.v - s.v[0] if s.metric.show_increase else s.v
+            label = " · ".join(
+                p for p in (_who(s), s.metric.label or s.metric.name, _extra_labels(s)) if p
+            )
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "time": _local_times(s.t),
+                        "series": label,
+                        "value": v,
+                    }
+                )
+            )
+    frame = pd.concat(parts, ignore_index=True)
+    frame = frame.sort_values(["series", "time"], kind="stable").reset_index(drop=True)
+    label, divisor = display_unit(plot.unit, float(frame["value"].abs().max()))
+    if divisor != 1.0:
+        frame["value"] = frame["value"] / divisor
+    frame.attrs["unit"] = label
+    return frame
+
+
+class _FrameCache:
+    """Frames per (store, version, plot, window, mode): one computation per collection."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._data: OrderedDict[tuple[Any, ...], pd.DataFrame] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, store: MetricsStore, plot: PlotSpec, window: float, mode: str) -> pd.DataFrame:
+        key = (id(store), store.version, plot.title, plot.tab, window, mode)
+        with self._lock:
+            frame = self._data.get(key)
+            if frame is not None:
+                self.hits += 1
+                self._data.move_to_end(key)
+                return frame
+        frame = plot_frame(store, plot, window, mode)
+        with self._lock:
+            self.misses += 1
+            self._data[key] = frame
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+        return frame
+
+
+FRAMES = _FrameCache()
+
+
+class DashboardState(param.Parameterized):
+    """One viewer's settings and everything its view shows, without Panel."""
+
+    refresh: param.Selector[float] = param.Selector(
+        objects=REFRESH, default=1.0, doc="Seconds between redraws."
+    )
+    window: param.Selector[float] = param.Selector(
+        objects=WINDOWS, default=300.0, doc="Seconds of history shown."
+    )
+    mode: param.Selector[str] = param.Selector(objects=[AGGREGATE, DETAIL], default=AGGREGATE)
+
+    def __init__(self, store: MetricsStore, **params: Any) -> None:
+        super().__init__(**params)
+        self.store = store
+
+    def plots(self, tab: str) -> list[PlotSpec]:
+        """The tab's plots; without a cluster, those that only a cluster can fill are left out."""
+        plots = plot_specs(tab)
+        if self.store.scheduler_address is None:
+            plots = [p for p in plots if not all(needs_cluster(m) for m in p.metrics)]
+        return plots
+
+    def frame(self, plot: PlotSpec) -> pd.DataFrame:
+        return FRAMES.get(self.store, plot, float(self.window), str(self.mode))
+
+    def missing(self, plot: PlotSpec) -> str:
+        """Why a plot has no data: the samplers' reasons, else that samples are due."""
+        reasons: list[str] = []
+        for m in plot.metrics:
+            for r in self.store.why_missing(m.name):
+                if r not in reasons:
+                    reasons.append(r)
+        if reasons:
+            return "not measured here: " + "; ".join(reasons)
+        return "waiting for the first samples"
+
+    def gpu_notice(self) -> str | None:
+        """None when GPUs are seen; else why there is none, source by source."""
+        count, reasons = self.store.gpu_status()
+        if count:
+            return None
+        if not reasons:
+            return "No GPU data yet."
+        return "No GPUs are visible to this dashboard:\n" + "\n".join(f"- {r}" for r in reasons)
+
+    def status(self) -> str:
+        """One line: what is watched, how many workers/GPUs, last update, errors."""
+        store = self.store
+        workers = [s for s in store.worker_sources() if not s.gone]
+        gpus, _ = store.gpu_status()
+        where = f"cluster {store.scheduler_address}" if store.scheduler_address else "this host"
+        parts = [where, f"{len(workers)} workers", f"{gpus} GPUs"]
+        latest = max(
+            (t for s in store.snapshot_sources() if (t := s.ring.last_time()) is not None),
+            default=None,
+        )
+        if latest is not None:
+            parts.append("updated " + time.strftime("%H:%M:%S", time.localtime(latest)))
+        if store.scheduler_address:
+            parts.append(f"{store.last_pull_bytes} B/update")
+        return " · ".join(parts)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.store.error:
+            out.append(self.store.error)
+        if self.store.plugin_error:
+            out.append(self.store.plugin_error)
+        return out
