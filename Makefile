@@ -10,7 +10,7 @@ LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Extras the test suite needs. Each feature adds its extra here.
-TEST_EXTRAS ?= test,lab
+TEST_EXTRAS ?= test,lab,train
 
 .PHONY: lab test install-lab install-test system-deps lint typecheck pytest bench clean
 
@@ -21,7 +21,12 @@ $(BIN)/python:
 install-lab: $(BIN)/python
 	$(BIN)/pip install -q -e '.[lab]'
 
+# torch==2.13.0 first: a CPU wheel of it is what the tests use; installed after the extras,
+# pip would resolve the `train` extra's torch range to a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
 install-test: $(BIN)/python
+	$(BIN)/pip install -q '$(TORCH_PIN)'
 	$(BIN)/pip install -q -e '.[$(TEST_EXTRAS)]'
 
 # System packages and services the tests talk to (SLURM, browsers, storage servers):
