@@ -12,7 +12,7 @@ import pytest
 from workbench.gpus import detect_gpus
 
 # Fixture modules of each feature (servers the tests start, and so on).
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests._train_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKBENCH = [sys.executable, "-m", "workbench"]

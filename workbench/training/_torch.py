@@ -456,7 +456,7 @@ class TorchTrainer:
         import numpy as np
         import torch
 
-        sample = data.X.head(2, npartitions=-1)
+        sample = client.compute(data.X.head(2, npartitions=-1, compute=False), sync=True)
         if len(sample) == 0:
             return
         x = torch.tensor(sample.to_numpy(dtype=np.float32, na_value=np.nan))

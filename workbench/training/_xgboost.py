@@ -204,32 +204,36 @@ class XGBoostTrainer:
             if lineage_data is not None:
                 tracker.log_lineage(lineage_data)
         try:
-            dtrain = xgb_dask.DaskQuantileDMatrix(
-                client, data.X, data.y, enable_categorical=data.categorical
-            )
-            evals: list[tuple[Any, str]] = [(dtrain, "train")] if self.eval_train else []
-            if vdata is not None:
-                dvalid = xgb_dask.DaskQuantileDMatrix(
-                    client, vdata.X, vdata.y, ref=dtrain, enable_categorical=vdata.categorical
+            # xgboost.dask looks the client up with distributed.get_client(): make ours current
+            # (it need not be the process-wide default).
+            with client.as_current():
+                dtrain = xgb_dask.DaskQuantileDMatrix(
+                    client, data.X, data.y, enable_categorical=data.categorical
                 )
-                evals.append((dvalid, "valid"))
+                evals: list[tuple[Any, str]] = [(dtrain, "train")] if self.eval_train else []
+                if vdata is not None:
+                    dvalid = xgb_dask.DaskQuantileDMatrix(
+                        client, vdata.X, vdata.y, ref=dtrain, enable_categorical=vdata.categorical
+                    )
+                    evals.append((dvalid, "valid"))
             reporter.start(device=device, n_rows=data.n_rows, features=data.features)
             with LiveJob(client, reporter) as job:
                 relay = WorkbenchProgressRelay(job.topic, job.stop_name)
 
                 def run() -> dict[str, Any]:
-                    return dict(
-                        xgb_dask.train(
-                            client,
-                            params,
-                            dtrain,
-                            num_boost_round=self.num_boost_round,
-                            evals=evals,
-                            early_stopping_rounds=self.early_stopping_rounds,
-                            callbacks=[relay],
-                            verbose_eval=False,
+                    with client.as_current():
+                        return dict(
+                            xgb_dask.train(
+                                client,
+                                params,
+                                dtrain,
+                                num_boost_round=self.num_boost_round,
+                                evals=evals,
+                                early_stopping_rounds=self.early_stopping_rounds,
+                                callbacks=[relay],
+                                verbose_eval=False,
+                            )
                         )
-                    )
 
                 outcome = job.run(run, final_step=lambda out: out["booster"].num_boosted_rounds())
         except BaseException:
@@ -316,7 +320,8 @@ class XGBoostTrainer:
                 f"predict: the data lacks feature column(s) {', '.join(map(repr, missing))} "
                 "the model was trained on"
             )
-        return xgb_dask.inplace_predict(client, booster, ddf[self.features])  # type: ignore[no-any-return]
+        with client.as_current():
+            return xgb_dask.inplace_predict(client, booster, ddf[self.features])  # type: ignore[no-any-return]
 
     def save(self, path: str | Path) -> Path:
         """Save the booster (``.ubj`` or ``.json`` by the file name)."""

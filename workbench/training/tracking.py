@@ -229,9 +229,14 @@ class Tracker(Callback):
 
     def log_model(self, save: Any, artifact_path: str = "model") -> None:
         """``save(directory)`` writes the model files; they are logged under artifact_path."""
+        import warnings
+
         with tempfile.TemporaryDirectory(prefix="workbench-model-") as tmp:
             target = Path(tmp) / artifact_path
-            save(target)
+            with warnings.catch_warnings():
+                # mlflow.pyfunc warns about its own type hints on first import.
+                warnings.filterwarnings("ignore", message=".*Any type hint is inferred")
+                save(target)
             self.log_artifacts(target, artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
