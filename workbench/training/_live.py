@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import queue
 import time
@@ -106,7 +107,8 @@ class LiveJob:
         up waiting. Errors of ``fn`` itself come back in the outcome.
         """
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="workbench-train")
-        future = pool.submit(fn)
+        # The helper thread sees the caller's context: the current Dask client in particular.
+        future = pool.submit(contextvars.copy_context().run, fn)
         callback_error: BaseException | None = None
         interrupted = False
         try:

@@ -519,10 +519,27 @@ class TorchTrainer:
         progress: DisplayLike = "auto",
     ) -> TorchTrainer:
         """Train on ``df`` (dask or pandas DataFrame, numeric feature columns) for ``label``."""
+        client = get_client(cluster)
+        with client.as_current():  # every dask call below uses this client, default or not
+            return self._fit(
+                client, cluster, df, label, features, valid, lineage, callbacks, progress
+            )
+
+    def _fit(
+        self,
+        client: Client,
+        cluster: Any,
+        df: Any,
+        label: str,
+        features: list[str] | None,
+        valid: Any,
+        lineage: Any,
+        callbacks: list[CallbackLike] | CallbackLike | None,
+        progress: DisplayLike,
+    ) -> TorchTrainer:
         import torch
         from distributed import futures_of, wait
 
-        client = get_client(cluster)
         lineage_data = lineage_dict(lineage)
         device = resolve_device(self.device, cluster, client)
         data = prepare(client, df, label, features, allow_categorical=False)
@@ -715,7 +732,7 @@ class TorchTrainer:
             X = X[self.features].compute()
         if hasattr(X, "columns"):
             X = X[self.features].to_numpy(dtype=np.float32)
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        x = torch.tensor(np.asarray(X, dtype=np.float32))
         self.model.eval()
         with torch.no_grad():
             return self.model(x.to(next(self.model.parameters()).device))  # type: ignore[no-any-return]

@@ -193,6 +193,33 @@ def tune(
     if not callable(objective):
         raise TrainingError(f"objective must be callable, got {type(objective).__name__}")
     client = get_client(cluster)
+    with client.as_current():
+        return _tune(
+            client, objective, n_trials, data, direction, n_parallel, sampler, study_name,
+            storage, timeout, lineage, callbacks, progress, tracking, experiment, run_name,
+        )
+
+
+def _tune(
+    client: Any,
+    objective: Callable[..., Any],
+    n_trials: int,
+    data: Any,
+    direction: str,
+    n_parallel: int | None,
+    sampler: Any,
+    study_name: str | None,
+    storage: Any,
+    timeout: float | None,
+    lineage: Any,
+    callbacks: list[CallbackLike] | CallbackLike | None,
+    progress: DisplayLike,
+    tracking: bool | Tracker | str | None,
+    experiment: str,
+    run_name: str | None,
+) -> TuneResult:
+    import optuna
+
     lineage_data = lineage_dict(lineage)
     if n_parallel is None:
         n_parallel = max(1, sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()))

@@ -26,6 +26,7 @@ import xgboost.dask as xgb_dask
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
+    from distributed import Client
 
 # XGBoost's evaluation metrics (``eval_metric``); ``@`` suffixes (``ndcg@5``, ``error@0.7``)
 # and the ``-`` suffix of ranking metrics are allowed.
@@ -163,6 +164,25 @@ class XGBoostTrainer:
         the data's manifest (a dict or an object with ``to_dict()``), logged with the run.
         """
         client = get_client(cluster)
+        # xgboost.dask and dask look the client up with get_client(): make ours current (it
+        # need not be the process-wide default).
+        with client.as_current():
+            return self._fit(
+                client, cluster, df, label, features, valid, lineage, callbacks, progress
+            )
+
+    def _fit(
+        self,
+        client: Client,
+        cluster: Any,
+        df: Any,
+        label: str,
+        features: list[str] | None,
+        valid: Any,
+        lineage: Any,
+        callbacks: list[CallbackLike] | CallbackLike | None,
+        progress: DisplayLike,
+    ) -> XGBoostTrainer:
         lineage_data = lineage_dict(lineage)  # check before spending time on training
         if self.early_stopping_rounds is not None and valid is None:
             raise TrainingError(
@@ -204,8 +224,6 @@ class XGBoostTrainer:
             if lineage_data is not None:
                 tracker.log_lineage(lineage_data)
         try:
-            # xgboost.dask looks the client up with distributed.get_client(): make ours current
-            # (it need not be the process-wide default).
             with client.as_current():
                 dtrain = xgb_dask.DaskQuantileDMatrix(
                     client, data.X, data.y, enable_categorical=data.categorical
