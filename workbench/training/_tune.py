@@ -220,6 +220,15 @@ def _tune(
 ) -> TuneResult:
     import optuna
 
+    pass_data = data is not None
+    if pass_data:
+        try:
+            n_args = len(inspect.signature(objective).parameters)
+        except (TypeError, ValueError):
+            n_args = 2
+        if n_args < 2:
+            raise TrainingError("with data=..., the objective must take (trial, data)")
+
     lineage_data = lineage_dict(lineage)
     if n_parallel is None:
         n_parallel = max(1, sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()))
@@ -272,15 +281,6 @@ def _tune(
             tracker.log_lineage(lineage_data)
 
     from distributed import as_completed
-
-    pass_data = data is not None
-    if pass_data:
-        try:
-            n_args = len(inspect.signature(objective).parameters)
-        except (TypeError, ValueError):
-            n_args = 2
-        if n_args < 2:
-            raise TrainingError("with data=..., the objective must take (trial, data)")
 
     submitted = 0
     results: list[dict[str, Any]] = []
