@@ -56,7 +56,9 @@ def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def tracking_store(workbench_home: Path, _mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tracking_store(
+    workbench_home: Path, _mlflow_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """The default MLflow store of this test's state directory, already migrated."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     target = workbench_home / "state" / "mlflow" / "mlflow.db"

@@ -85,7 +85,7 @@ def test_int8_quantization_is_smaller_and_keeps_accuracy(teacher, data) -> None:
     assert optimize.size_on_disk(weight_only) < optimize.size_on_disk(teacher) / 3
     with pytest.raises(OptimizationError, match="mode must be"):
         optimize.quantize_int8(teacher, mode="int4")
-    with pytest.raises(OptimizationError, match="no nn.Linear layers"):
+    with pytest.raises(OptimizationError, match=r"no nn\.Linear layers"):
         optimize.quantize_int8(nn.Sequential(nn.Conv2d(1, 2, 3)))
 
 
@@ -229,5 +229,5 @@ def test_untrained_trainer_is_refused() -> None:
     for fn in (optimize.quantize_int8, optimize.prune_structured, optimize.prune_magnitude):
         with pytest.raises(NotTrainedError, match="has not been trained yet"):
             fn(trainer)
-    with pytest.raises(OptimizationError, match="expected a torch.nn.Module"):
+    with pytest.raises(OptimizationError, match=r"expected a torch\.nn\.Module"):
         optimize.quantize_int8("model.pt")

@@ -24,7 +24,9 @@ from workbench.training.progress import (
 def run_job(reporter: Reporter, steps: int = 5) -> None:
     reporter.start()
     for i in range(1, steps + 1):
-        if reporter.step(i, {"train-loss": 1.0 / i, "valid-loss": 1.2 / i, "valid-accuracy": i / 10}):
+        if reporter.step(
+            i, {"train-loss": 1.0 / i, "valid-loss": 1.2 / i, "valid-accuracy": i / 10}
+        ):
             reporter.end("stopped")
             return
     reporter.end("finished")
@@ -94,7 +96,9 @@ def test_notebook_widgets_follow_the_events() -> None:
 
 
 def test_svg_plot_handles_constant_and_missing_values() -> None:
-    svg = svg_plot([1, 2, 3], {"train-rmse": [1.0, 1.0, 1.0], "valid-rmse": [float("nan"), 2.0, 1.5]})
+    svg = svg_plot(
+        [1, 2, 3], {"train-rmse": [1.0, 1.0, 1.0], "valid-rmse": [float("nan"), 2.0, 1.5]}
+    )
     assert svg.count("<polyline") == 2
     assert "nan" not in svg.split("<polyline")[2]
 
@@ -104,7 +108,9 @@ def test_notebook_detection_and_widgets_in_a_real_kernel(tmp_path: Any) -> None:
     """In a Jupyter kernel, progress='auto' shows ipywidgets (a widget view is displayed)."""
     from jupyter_client.manager import start_new_kernel
 
-    km, kc = start_new_kernel(kernel_name="python3", extra_arguments=["--HistoryManager.enabled=False"])
+    km, kc = start_new_kernel(
+        kernel_name="python3", extra_arguments=["--HistoryManager.enabled=False"]
+    )
     try:
         code = textwrap.dedent(
             """
@@ -127,7 +133,10 @@ def test_notebook_detection_and_widgets_in_a_real_kernel(tmp_path: Any) -> None:
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind = msg["msg_type"]
-            if kind == "display_data" and "application/vnd.jupyter.widget-view+json" in msg["content"]["data"]:
+            if (
+                kind == "display_data"
+                and "application/vnd.jupyter.widget-view+json" in msg["content"]["data"]
+            ):
                 views += 1
             elif kind == "stream":
                 text += msg["content"]["text"]

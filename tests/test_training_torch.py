@@ -162,7 +162,7 @@ def test_bad_input(train_cluster, digits) -> None:
         train_torch(train_cluster, mlp(), digits, "target", n_workers=5, **kw)
     with pytest.raises(TrainingError, match="accuracy' needs a classification loss"):
         TorchTrainer(mlp(), loss="mse", metrics=["accuracy"])
-    with pytest.raises(TrainingError, match="torch.nn.Module"):
+    with pytest.raises(TrainingError, match=r"torch\.nn\.Module"):
         TorchTrainer("not a model")  # type: ignore[arg-type]
     with pytest.raises(NotTrainedError):
         TorchTrainer(mlp()).predict(digits.drop(columns="target"))
@@ -173,8 +173,6 @@ def test_torch_trains_on_the_workers_gpu(digits, workbench_home) -> None:
     import workbench
 
     with workbench.launch("local", gpus=1, dashboard_address=":0", wait=True) as handle:
-        fit = train_torch(
-            handle, mlp(), digits, "target", epochs=2, progress=None, tracking=False
-        )
+        fit = train_torch(handle, mlp(), digits, "target", epochs=2, progress=None, tracking=False)
         assert fit.trained_device == "cuda"
         assert fit.ranks[0]["device"] == "cuda:0"

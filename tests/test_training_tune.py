@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -42,7 +43,7 @@ def test_trials_run_in_parallel_on_the_workers(train_cluster, tracking_store) ->
     assert len(result.workers) == 2
     assert len({t.user_attrs["pid"] for t in trials}) == 2
     intervals = sorted(t.user_attrs["interval"] for t in trials)
-    assert any(b[0] < a[1] for a, b in zip(intervals, intervals[1:], strict=False))
+    assert any(b[0] < a[1] for a, b in itertools.pairwise(intervals))
     # the sampler saw all trials: distinct suggestions, and the best is the minimum
     assert len({t.params["x"] for t in trials}) == 8
     assert result.best_value == min(t.value for t in trials)
@@ -131,6 +132,11 @@ def test_bad_arguments(train_cluster) -> None:
     with pytest.raises(TrainingError, match="direction must be"):
         tune(train_cluster, slow_quadratic, n_trials=1, direction="down")
     with pytest.raises(TrainingError, match=r"objective must take \(trial, data\)"):
-        tune(train_cluster, slow_quadratic, n_trials=1, data=__import__("pandas").DataFrame({"a": [1]}))
+        tune(
+            train_cluster,
+            slow_quadratic,
+            n_trials=1,
+            data=__import__("pandas").DataFrame({"a": [1]}),
+        )
     with pytest.raises(TrainingError, match="unknown metric"):
         xgboost_objective("target", metric="acc")

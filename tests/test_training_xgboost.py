@@ -205,7 +205,7 @@ def test_bad_input_is_reported_before_training(train_cluster, breast_cancer) -> 
         train_xgboost(train_cluster, breast_cancer, "target", early_stopping_rounds=3, **kw)
     with pytest.raises(InvalidDataError, match="lineage is not JSON-serialisable"):
         train_xgboost(train_cluster, breast_cancer, "target", lineage={"f": object()}, **kw)
-    with pytest.raises(TrainingError, match="XGBoost training failed.*objective"):
+    with pytest.raises(TrainingError, match=r"XGBoost training failed.*objective"):
         train_xgboost(
             train_cluster, breast_cancer, "target", params={"objective": "reg:nonsense"}, **kw
         )
@@ -225,13 +225,23 @@ def test_workbench_handle_and_default_client(breast_cancer, workbench_home) -> N
         "local-cpu", n_workers=1, threads_per_worker=1, dashboard_address=":0", wait=True
     ) as handle:
         model = train_xgboost(
-            handle, breast_cancer, "target", params=PARAMS, num_boost_round=5, progress=None,
+            handle,
+            breast_cancer,
+            "target",
+            params=PARAMS,
+            num_boost_round=5,
+            progress=None,
             tracking=False,
         )
         assert model.train_params["device"] == "cpu"  # handle.gpus is empty
         handle.client  # noqa: B018  (creates the default client)
         again = train_xgboost(
-            None, breast_cancer, "target", params=PARAMS, num_boost_round=5, progress=None,
+            None,
+            breast_cancer,
+            "target",
+            params=PARAMS,
+            num_boost_round=5,
+            progress=None,
             tracking=False,
         )
         np.testing.assert_allclose(
@@ -248,7 +258,12 @@ def test_xgboost_trains_on_gpus_with_cuda(breast_cancer, workbench_home) -> None
     with workbench.launch("local", gpus=1, dashboard_address=":0", wait=True) as handle:
         assert handle.gpus
         model = train_xgboost(
-            handle, breast_cancer, "target", params=PARAMS, num_boost_round=10, progress=None,
+            handle,
+            breast_cancer,
+            "target",
+            params=PARAMS,
+            num_boost_round=10,
+            progress=None,
             tracking=False,
         )
         assert model.train_params["device"] == "cuda"

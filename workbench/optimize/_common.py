@@ -67,7 +67,9 @@ def count_nonzero(model: torch.nn.Module) -> int:
     for p in model.parameters():
         data = p.detach()
         try:
-            total += int(torch.count_nonzero(data.dequantize() if hasattr(data, "dequantize") else data))
+            total += int(
+                torch.count_nonzero(data.dequantize() if hasattr(data, "dequantize") else data)
+            )
         except Exception:  # a tensor subclass without count_nonzero: count it whole
             total += int(data.numel())
     return total

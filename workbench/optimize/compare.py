@@ -35,7 +35,7 @@ from ._common import (
 )
 
 
-class ComparisonTable(pd.DataFrame):
+class ComparisonTable(pd.DataFrame):  # type: ignore[misc]
     """A pandas DataFrame of model measurements with a formatted notebook view."""
 
     _metadata = ["metric"]
@@ -67,9 +67,7 @@ class ComparisonTable(pd.DataFrame):
         if smaller_better:
             styler = styler.highlight_min(subset=smaller_better, color="#d4f4dd")
         if metric in frame.columns:
-            best = (
-                styler.highlight_max if metric == "accuracy" else styler.highlight_min
-            )
+            best = styler.highlight_max if metric == "accuracy" else styler.highlight_min
             styler = best(subset=[metric], color="#d4f4dd")
         caption = (
             f"Measured on this machine; ratios against <b>{html.escape(str(frame.index[0]))}</b>"
@@ -132,9 +130,7 @@ def compare(
         raise OptimizationError(f"X has {len(inputs)} rows but y has {len(labels)}")
     name, _ = metric_fn(metric)
     rows = {
-        label: measure(
-            model, inputs, labels, metric=metric, batch_size=batch_size, repeats=repeats
-        )
+        label: measure(model, inputs, labels, metric=metric, batch_size=batch_size, repeats=repeats)
         for label, model in models.items()
     }
     table = ComparisonTable(pd.DataFrame.from_dict(rows, orient="index"))

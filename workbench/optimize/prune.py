@@ -110,7 +110,9 @@ class _Chain:
     flattened: bool = False
 
 
-def _producer_chain(node: Any, modules: dict[str, nn.Module], calls: dict[str, int]) -> _Chain | None:
+def _producer_chain(
+    node: Any, modules: dict[str, nn.Module], calls: dict[str, int]
+) -> _Chain | None:
     """Follow a Linear/Conv's output to the single layer that consumes it."""
     producer = str(node.target)
     chain = _Chain(producer=producer, consumer="")
@@ -167,8 +169,11 @@ def _producer_chain(node: Any, modules: dict[str, nn.Module], calls: dict[str, i
 
 
 def _importance(layer: nn.Module) -> torch.Tensor:
-    w = layer.weight.detach()
-    return w.reshape(w.shape[0], -1).float().norm(dim=1)
+    weight = layer.weight
+    assert isinstance(weight, torch.Tensor)
+    w = weight.detach()
+    norms: torch.Tensor = w.reshape(w.shape[0], -1).float().norm(dim=1)
+    return norms
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, str]]:
@@ -282,7 +287,9 @@ def prune_structured(
     return target
 
 
-def _rebuild(old: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None) -> nn.Module:
+def _rebuild(
+    old: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor | None
+) -> nn.Module:
     """A copy of ``old`` keeping output features ``out_idx`` and input features ``in_idx``."""
     device = next(iter(old.parameters()), torch.empty(0)).device
     with torch.no_grad():
@@ -290,7 +297,9 @@ def _rebuild(old: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor 
             w = old.weight
             w = w[out_idx] if out_idx is not None else w
             w = w[:, in_idx] if in_idx is not None else w
-            new = nn.Linear(w.shape[1], w.shape[0], bias=old.bias is not None, device=device, dtype=w.dtype)
+            new = nn.Linear(
+                w.shape[1], w.shape[0], bias=old.bias is not None, device=device, dtype=w.dtype
+            )
             new.weight.copy_(w)
             if old.bias is not None:
                 new.bias.copy_(old.bias[out_idx] if out_idx is not None else old.bias)
@@ -320,4 +329,3 @@ def _rebuild(old: nn.Module, out_idx: torch.Tensor | None, in_idx: torch.Tensor 
                 bn.running_var = old.running_var[out_idx].clone()
             return bn
     raise OptimizationError(f"cannot rebuild layer of type {type(old).__name__}")
-

@@ -47,9 +47,7 @@ def quantize_int8(model: Any, *, mode: str = "dynamic", inplace: bool = False) -
     target = module if inplace else copy.deepcopy(module)
     target.eval()
     config = (
-        Int8DynamicActivationInt8WeightConfig()
-        if mode == "dynamic"
-        else Int8WeightOnlyConfig()
+        Int8DynamicActivationInt8WeightConfig() if mode == "dynamic" else Int8WeightOnlyConfig()
     )
     quantize_(target, config)
     logger.info("quantized %d Linear layer(s) to int8 (%s)", len(linears), mode)

@@ -55,9 +55,9 @@ __all__ = [
     "TuneResult",
     "UnknownNameError",
     "XGBoostTrainer",
+    "tracking_uri",
     "train_torch",
     "train_xgboost",
-    "tracking_uri",
     "tune",
     "xgboost_objective",
 ]

@@ -20,7 +20,8 @@ def get_client(cluster: Any) -> Client:
         from distributed import default_client
 
         try:
-            return default_client()
+            found: Client = default_client()
+            return found
         except ValueError:
             raise TrainingError(
                 "no cluster given and no default Dask client: pass the handle from "

@@ -41,7 +41,8 @@ def as_dask(df: Any, npartitions: int, what: str = "data") -> dd.DataFrame:
     if isinstance(df, dd.DataFrame):
         return df
     if isinstance(df, pd.DataFrame):
-        return dd.from_pandas(df, npartitions=max(1, min(npartitions, len(df) or 1)))
+        out: dd.DataFrame = dd.from_pandas(df, npartitions=max(1, min(npartitions, len(df) or 1)))
+        return out
     raise InvalidDataError(
         f"{what}: expected a dask or pandas DataFrame (e.g. from workbench.data.load), "
         f"got {type(df).__name__}"
@@ -129,9 +130,7 @@ def prepare(
     X, y = client.persist([X, y])
     n_rows, n_missing = client.compute([y.size, y.isna().sum()], sync=True)
     if int(n_rows) == 0:
-        raise InvalidDataError(
-            f"{what} is empty (0 rows); check the filters used to load it"
-        )
+        raise InvalidDataError(f"{what} is empty (0 rows); check the filters used to load it")
     if int(n_missing):
         raise InvalidDataError(
             f"{what}: {int(n_missing)} of {int(n_rows)} rows have no label ({label!r} is "

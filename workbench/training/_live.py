@@ -160,15 +160,12 @@ def stop_requested(name: str, state: dict[str, float], interval: float = 0.25) -
     except Exception:  # no client on this worker: nobody can ask to stop
         stop = False
     state["stop"] = float(stop)
-    return stop
+    return bool(stop)
 
 
 def publish(topic: str, msg: dict[str, Any]) -> None:
     """On a worker: send a progress message to the client."""
     from distributed import get_worker
 
-    try:
+    with contextlib.suppress(ValueError):  # not on a worker: nothing to relay to
         get_worker().log_event(topic, msg)
-    except ValueError:  # not on a worker (local debugging): nothing to relay to
-        pass
-

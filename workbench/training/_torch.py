@@ -77,14 +77,18 @@ def make_loss(loss: Any) -> torch.nn.Module:
     import torch
 
     if not isinstance(loss, str):
-        return loss() if isinstance(loss, type) else loss  # type: ignore[no-any-return]
-    return {
+        module = loss() if isinstance(loss, type) else loss
+        if not isinstance(module, torch.nn.Module):
+            raise TrainingError(f"loss must be a torch loss module, got {type(module).__name__}")
+        return module
+    classes: dict[str, type[torch.nn.Module]] = {
         "cross_entropy": torch.nn.CrossEntropyLoss,
         "bce": torch.nn.BCEWithLogitsLoss,
         "mse": torch.nn.MSELoss,
         "l1": torch.nn.L1Loss,
         "huber": torch.nn.HuberLoss,
-    }[loss]()
+    }
+    return classes[loss]()
 
 
 def make_optimizer(
@@ -283,7 +287,7 @@ def run_rank(
             if world > 1:
                 from torch.distributed.algorithms.join import Join
 
-                join = Join([net])
+                join = Join([net])  # type: ignore[list-item]
             with join:
                 for start in range(0, len(X), spec.batch_size):
                     idx = order[start : start + spec.batch_size]
@@ -306,7 +310,7 @@ def run_rank(
             )
             if world > 1:
                 sums = _all_reduce(sums, device)
-            metrics = {"train-loss": float(sums[0] / max(sums[1], 1.0))}
+            metrics = {"train-loss": float(sums[0]) / max(float(sums[1]), 1.0)}
             if sums[2] > 0:
                 metrics.update(_metrics_from(sums[2:].tolist(), "valid", spec.metrics))
             stop = 0.0
@@ -314,7 +318,9 @@ def run_rank(
                 publish(spec.topic, {"step": epochs_done, "metrics": metrics})
                 stop = float(stop_requested(spec.stop_name, stop_state, interval=0.0))
             if world > 1:
-                stop = float(_all_reduce(torch.tensor([stop], dtype=torch.float64), device, "max")[0])
+                stop = float(
+                    _all_reduce(torch.tensor([stop], dtype=torch.float64), device, "max")[0]
+                )
             if stop:
                 break
         state = None
@@ -544,7 +550,9 @@ class TorchTrainer:
         device = resolve_device(self.device, cluster, client)
         data = prepare(client, df, label, features, allow_categorical=False)
         vdata = (
-            prepare(client, valid, label, data.features, what="validation data", allow_categorical=False)
+            prepare(
+                client, valid, label, data.features, what="validation data", allow_categorical=False
+            )
             if valid is not None
             else None
         )
@@ -599,7 +607,9 @@ class TorchTrainer:
         }
         if tracker is not None:
             reporter.consumers.append(tracker)
-            tracker.start(params=params, tags={"workbench.job": "torch", "workbench.device": device})
+            tracker.start(
+                params=params, tags={"workbench.job": "torch", "workbench.device": device}
+            )
             if lineage_data is not None:
                 tracker.log_lineage(lineage_data)
         futures: list[Any] = []

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ._cluster import get_client
 from ._xgboost import check_eval_metrics
 from .errors import InvalidDataError, TrainingError
-from .progress import CallbackLike, DisplayLike, Reporter
+from .progress import CallbackLike, DisplayLike, Reporter, Status
 from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, make_tracker
 
 if TYPE_CHECKING:
@@ -184,7 +184,6 @@ def tune(
     first error. ``storage`` (an Optuna storage or URL) receives the final study; default: an
     in-memory copy. Progress events report ``value`` and ``best`` per trial.
     """
-    import optuna
 
     if n_trials < 1:
         raise TrainingError(f"n_trials must be at least 1, got {n_trials}")
@@ -195,8 +194,22 @@ def tune(
     client = get_client(cluster)
     with client.as_current():
         return _tune(
-            client, objective, n_trials, data, direction, n_parallel, sampler, study_name,
-            storage, timeout, lineage, callbacks, progress, tracking, experiment, run_name,
+            client,
+            objective,
+            n_trials,
+            data,
+            direction,
+            n_parallel,
+            sampler,
+            study_name,
+            storage,
+            timeout,
+            lineage,
+            callbacks,
+            progress,
+            tracking,
+            experiment,
+            run_name,
         )
 
 
@@ -231,7 +244,9 @@ def _tune(
 
     lineage_data = lineage_dict(lineage)
     if n_parallel is None:
-        n_parallel = max(1, sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values()))
+        n_parallel = max(
+            1, sum(w["nthreads"] for w in client.scheduler_info(n_workers=-1)["workers"].values())
+        )
     n_parallel = max(1, min(n_parallel, n_trials))
     study_name = study_name or f"workbench-{uuid.uuid4().hex[:8]}"
 
@@ -256,7 +271,10 @@ def _tune(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.create_study(
-                study_name=study_name, storage=dask_storage, direction=direction, sampler=sampler
+                study_name=study_name,
+                storage=dask_storage,
+                direction="minimize" if direction == "minimize" else "maximize",
+                sampler=sampler,
             )
     finally:
         optuna.logging.set_verbosity(verbosity)
@@ -286,7 +304,7 @@ def _tune(
     results: list[dict[str, Any]] = []
     best: float | None = None
     deadline = None if timeout is None else time.monotonic() + timeout
-    status = "finished"
+    status: Status = "finished"
 
     def submit() -> Any:
         nonlocal submitted
@@ -379,13 +397,13 @@ def _tune(
                 tracker.log_params({f"best.{k}": v for k, v in result.best_params.items()})
             tracker.log_dict({"trials": results}, "trials.json")
         finally:
-            tracker.finish({"interrupted": "KILLED"}.get(status, "FINISHED") if complete else "FAILED")
+            tracker.finish(
+                {"interrupted": "KILLED"}.get(status, "FINISHED") if complete else "FAILED"
+            )
         result.run_id = tracker.run_id
     if not complete and status == "finished":
         first = next((r["error"] for r in results if r.get("error")), "no error recorded")
-        raise TrainingError(
-            f"all {len(results)} trials failed; the first error was: {first}"
-        )
+        raise TrainingError(f"all {len(results)} trials failed; the first error was: {first}")
     return result
 
 
@@ -508,7 +526,11 @@ class XGBoostObjective:
             params.update(objective="reg:squarederror", eval_metric=self.metric or "rmse")
         stratify = y if task == "classification" else None
         Xtr, Xva, ytr, yva = train_test_split(
-            data[features], y, test_size=self.valid_fraction, random_state=self.seed, stratify=stratify
+            data[features],
+            y,
+            test_size=self.valid_fraction,
+            random_state=self.seed,
+            stratify=stratify,
         )
         dtrain = xgb.DMatrix(Xtr, label=ytr, enable_categorical=True)
         dvalid = xgb.DMatrix(Xva, label=yva, enable_categorical=True)
@@ -530,7 +552,7 @@ class XGBoostObjective:
 def xgboost_objective(label: str, **kwargs: Any) -> XGBoostObjective:
     """An objective that tunes XGBoost on ``data`` (see :class:`XGBoostObjective`)::
 
-        search = tune(cluster, xgboost_objective("target"), n_trials=40, data=df)
-        search.best_params
+    search = tune(cluster, xgboost_objective("target"), n_trials=40, data=df)
+    search.best_params
     """
     return XGBoostObjective(label, **kwargs)

@@ -13,16 +13,16 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import xgboost as xgb
+import xgboost.dask as xgb_dask
+
 from ._cluster import get_client, resolve_device
 from ._data import Tabular, prepare
 from ._live import LiveJob, publish, stop_requested
 from .errors import InvalidDataError, NotTrainedError, TrainingError, UnknownNameError
 from .progress import CallbackLike, DisplayLike, Reporter
 from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, make_tracker
-
-import numpy as np
-import xgboost as xgb
-import xgboost.dask as xgb_dask
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -282,7 +282,9 @@ class XGBoostTrainer:
         if tracker is not None:
             try:
                 final = {
-                    f"final-{k}-{m}": v[-1] for k, per in self.history.items() for m, v in per.items()
+                    f"final-{k}-{m}": v[-1]
+                    for k, per in self.history.items()
+                    for m, v in per.items()
                 }
                 final["rounds"] = booster.num_boosted_rounds()
                 tracker.log_metrics(final)

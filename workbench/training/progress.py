@@ -22,7 +22,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
@@ -172,7 +172,7 @@ def _metric_group(name: str) -> str:
 
 def svg_plot(
     steps: Sequence[int],
-    metrics: dict[str, Sequence[float]],
+    metrics: Mapping[str, Sequence[float]],
     width: int = 280,
     height: int = 170,
 ) -> str:
@@ -345,7 +345,7 @@ class Reporter:
         elif callable(callbacks) and not isinstance(callbacks, list | tuple):
             cbs = [callbacks]
         else:
-            cbs = list(callbacks)  # type: ignore[arg-type]
+            cbs = list(callbacks)
         for cb in cbs:
             if not callable(cb):
                 raise TypeError(f"callback {cb!r} is not callable")
@@ -391,7 +391,9 @@ class Reporter:
         stop = False
         for consumer in self.consumers:
             # Display errors must not kill a training run; user callback errors must be seen.
-            if consumer is self.history or isinstance(consumer, TerminalProgress | NotebookProgress):
+            if consumer is self.history or isinstance(
+                consumer, TerminalProgress | NotebookProgress
+            ):
                 try:
                     consumer(event)
                 except Exception:

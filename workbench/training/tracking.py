@@ -159,15 +159,15 @@ class Tracker(Callback):
             return str(exp.experiment_id)
 
     # -- a run -----------------------------------------------------------------------------
-    def start(self, params: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> str:
+    def start(
+        self, params: dict[str, Any] | None = None, tags: dict[str, str] | None = None
+    ) -> str:
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         all_tags = {**self.tags, **(tags or {})}
         if self.parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
-        run = self.client.create_run(
-            self.experiment_id(), run_name=self.run_name, tags=all_tags
-        )
+        run = self.client.create_run(self.experiment_id(), run_name=self.run_name, tags=all_tags)
         self.run_id = str(run.info.run_id)
         if params:
             self.log_params(params)
