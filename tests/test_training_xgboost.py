@@ -269,3 +269,29 @@ def test_xgboost_trains_on_gpus_with_cuda(breast_cancer, workbench_home) -> None
         assert model.train_params["device"] == "cuda"
         config = json.loads(model.booster.save_config())
         assert config["learner"]["generic_param"]["device"].startswith("cuda")
+
+
+def test_a_tracking_failure_after_training_keeps_the_model(
+    train_cluster, breast_cancer, tracking_store
+) -> None:
+    from mlflow import MlflowClient
+
+    from workbench.training import Tracker
+
+    class FullDisk(Tracker):
+        def log_model(self, save: Any, artifact_path: str = "model") -> None:
+            raise OSError(28, "No space left on device")
+
+    model = train_xgboost(
+        train_cluster,
+        breast_cancer,
+        "target",
+        params=PARAMS,
+        num_boost_round=5,
+        progress=None,
+        tracking=FullDisk("tests"),
+    )
+    assert model.booster.num_boosted_rounds() == 5  # the model is there
+    assert model.tracking_error is not None and "No space left" in model.tracking_error
+    run = MlflowClient(tracking_uri=model.tracking_uri).get_run(model.run_id)
+    assert run.info.status == "FAILED"

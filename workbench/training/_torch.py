@@ -449,6 +449,8 @@ class TorchTrainer:
         self.run_id: str | None = None
         self.tracking_uri: str | None = None
         self.status: str | None = None
+        #: why logging to MLflow failed after training (the model is kept), else None
+        self.tracking_error: str | None = None
         self.world_size = 0
         self.trained_device: str | None = None
         self._trained = False
@@ -690,14 +692,15 @@ class TorchTrainer:
         self._trained = True
         reporter.end(outcome.status, epochs=results[0]["epochs"])
         if tracker is not None:
-            try:
+
+            def log() -> None:
                 tracker.log_metrics({"epochs": results[0]["epochs"]})
                 tracker.log_dict({"ranks": self.ranks}, "ranks.json")
                 tracker.log_model(self._save_mlflow_model)
-            finally:
-                tracker.finish(
-                    "FAILED" if outcome.error else _STATUS.get(outcome.status, "FINISHED")
-                )
+
+            self.tracking_error = tracker.complete(
+                log, "FAILED" if outcome.error else _STATUS.get(outcome.status, "FINISHED")
+            )
             self.run_id = tracker.run_id
             self.tracking_uri = tracker.uri
         if outcome.error is not None:

@@ -141,6 +141,8 @@ class XGBoostTrainer:
         self.run_id: str | None = None
         self.tracking_uri: str | None = None
         self.status: str | None = None
+        #: why logging to MLflow failed after training (the model is kept), else None
+        self.tracking_error: str | None = None
         self.train_params: dict[str, Any] = {}
         self.n_rows = 0
 
@@ -280,7 +282,8 @@ class XGBoostTrainer:
         self.status = outcome.status
         reporter.end(outcome.status, rounds=booster.num_boosted_rounds())
         if tracker is not None:
-            try:
+
+            def log() -> None:
                 final = {
                     f"final-{k}-{m}": v[-1]
                     for k, per in self.history.items()
@@ -289,8 +292,10 @@ class XGBoostTrainer:
                 final["rounds"] = booster.num_boosted_rounds()
                 tracker.log_metrics(final)
                 tracker.log_model(self._save_mlflow_model)
-            finally:
-                tracker.finish("FAILED" if outcome.error else _MLFLOW_STATUS[outcome.status])
+
+            self.tracking_error = tracker.complete(
+                log, "FAILED" if outcome.error else _MLFLOW_STATUS[outcome.status]
+            )
             self.run_id = tracker.run_id
             self.tracking_uri = tracker.uri
         if outcome.error is not None:

@@ -19,10 +19,12 @@ user's session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -247,6 +249,26 @@ class Tracker(Callback):
             self.flush()
         finally:
             self.client.set_terminated(self.run_id, status=status)
+
+    def complete(self, log: Callable[[], None], status: str) -> str | None:
+        """After training: run ``log`` (final metrics, the model...) and end the run.
+
+        A tracking failure here (store unreachable, disk full) must not cost the trained
+        model: it is logged as a warning, the run is marked FAILED, and the message returned.
+        """
+        try:
+            log()
+        except Exception as exc:
+            logger.warning("MLflow logging failed after training; the model is kept: %s", exc)
+            with contextlib.suppress(Exception):
+                self.finish("FAILED")
+            return f"{type(exc).__name__}: {exc}"
+        try:
+            self.finish(status)
+        except Exception as exc:
+            logger.warning("could not end MLflow run %s: %s", self.run_id, exc)
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     # -- as a progress callback -------------------------------------------------------------
     def on_step(self, event: ProgressEvent) -> None:
