@@ -88,3 +88,95 @@ def _event(step: int, loss: float) -> Any:
     from workbench.training import ProgressEvent
 
     return ProgressEvent(kind="step", job="torch", step=step, total=2, metrics={"train-loss": loss})
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path, _mlflow_template: Path) -> Any:
+    """A real MLflow tracking server (uvicorn) on a free port, serving artifacts."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    db = tmp_path / "server.db"
+    shutil.copy(_mlflow_template, db)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(
+                    f"mlflow server did not start:\n{(tmp_path / 'server.log').read_text()}"
+                )
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_training_logs_to_a_server_named_in_config(
+    train_cluster, breast_cancer, workbench_home: Path, mlflow_server: str, monkeypatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from workbench.training import train_xgboost
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (workbench_home / "config" / "config.yaml").write_text(
+        f"mlflow_tracking_uri: {mlflow_server}\n"
+    )
+    model = train_xgboost(
+        train_cluster,
+        breast_cancer,
+        "target",
+        params={"objective": "binary:logistic", "max_depth": 2},
+        num_boost_round=5,
+        lineage={"uri": "sklearn://breast_cancer"},
+        progress=None,
+        experiment="server-tests",
+    )
+    assert model.tracking_uri == mlflow_server
+    assert model.tracking_error is None
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run = client.get_run(model.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["max_depth"] == "2"
+    assert {a.path for a in client.list_artifacts(model.run_id)} >= {"model", "lineage.json"}
+    assert not (workbench_home / "state" / "mlflow").exists()  # nothing went to the local store
