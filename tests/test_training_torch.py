@@ -176,3 +176,40 @@ def test_torch_trains_on_the_workers_gpu(digits, workbench_home) -> None:
         fit = train_torch(handle, mlp(), digits, "target", epochs=2, progress=None, tracking=False)
         assert fit.trained_device == "cuda"
         assert fit.ranks[0]["device"] == "cuda:0"
+
+
+def test_a_rank_that_fails_stops_the_others_with_its_own_error(train_cluster, digits) -> None:
+    """One rank's validation data holds a row the model refuses: that rank fails after its
+    first epoch, the other rank learns of it in the same all-reduce and stops there too, and
+    the error the user sees is the real one, not "another rank failed"."""
+    import time
+
+    class Picky(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x: Any) -> Any:
+            if not self.training and bool((x > 5).any()):
+                raise ValueError("Picky saw a feature above 5")
+            return self.net(x)
+
+    valid = digits.copy()
+    valid.loc[len(valid) - 1, "pixel_0_0"] = 7.0  # in the last partition: one rank only
+    started = time.monotonic()
+    with pytest.raises(TrainingError, match="on the cluster: Picky saw a feature above 5") as info:
+        train_torch(
+            train_cluster,
+            Picky(),
+            digits,
+            "target",
+            valid=valid,
+            epochs=200,
+            progress=None,
+            tracking=False,
+            n_workers=2,
+        )
+    assert "another rank" not in str(info.value)
+    # the healthy rank stopped at the first all-reduce, not after 200 epochs or the timeout
+    assert time.monotonic() - started < 60
+    assert train_cluster.run(lambda: 1)  # the workers are free again

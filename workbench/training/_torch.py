@@ -231,13 +231,23 @@ def _metrics_from(sums: list[float], prefix: str, metrics: list[str]) -> dict[st
     return out
 
 
+class PeerFailedError(TrainingError):
+    """Another rank of the same training failed (its own error is reported instead)."""
+
+
 def run_rank(
     spec: RankSpec,
     rank: int,
     parts: list[pd.DataFrame],
     valid_parts: list[pd.DataFrame],
 ) -> dict[str, Any]:
-    """One rank of a training run, executed as a task on its Dask worker."""
+    """One rank of a training run, executed as a task on its Dask worker.
+
+    Failures while preparing the data or validating are reported through a flag in the next
+    all-reduce, so every rank stops there together. A failure inside a training step
+    (forward, backward, optimizer) leaves the other ranks waiting in a collective: they fail
+    when the process group's ``timeout`` expires, and their workers are busy until then.
+    """
     import torch
     import torch.distributed as dist
 
@@ -253,10 +263,17 @@ def run_rank(
             "to finish (or give each worker one thread)"
         )
     torch.manual_seed(spec.seed)
-    X, y = _tensors(parts, spec)
-    Xv, yv = _tensors(valid_parts, spec)
-    model: torch.nn.Module = spec.model.to(device)
-    loss_fn = make_loss(spec.loss).to(device)
+    error: BaseException | None = None
+    X = y = Xv = yv = torch.empty(0)
+    model: torch.nn.Module = spec.model
+    loss_fn: torch.nn.Module = torch.nn.Identity()
+    try:
+        X, y = _tensors(parts, spec)
+        Xv, yv = _tensors(valid_parts, spec)
+        model = spec.model.to(device)
+        loss_fn = make_loss(spec.loss).to(device)
+    except Exception as exc:  # still join the group, so that the others learn of it now
+        error = exc
     if world > 1:
         dist.init_process_group(
             "nccl" if spec.device == "cuda" else "gloo",
@@ -267,27 +284,33 @@ def run_rank(
         )
     stop_state: dict[str, float] = {}
     steps = 0
+    epochs_done = 0
+    net: Any = None
+    optimizer: Any = None
+    join: Any = None
     try:
-        if world > 1:
+        failed = _agree(float(error is not None), device, world)
+        net = model
+        if not failed and world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            net: torch.nn.Module = DistributedDataParallel(
-                model, device_ids=[0] if spec.device == "cuda" else None
-            )
-        else:
-            net = model
-        optimizer = make_optimizer(spec.optimizer, net.parameters(), spec.lr, spec.weight_decay)
+            net = DistributedDataParallel(model, device_ids=[0] if spec.device == "cuda" else None)
+        optimizer = (
+            None
+            if failed
+            else make_optimizer(spec.optimizer, net.parameters(), spec.lr, spec.weight_decay)
+        )
         gen = torch.Generator().manual_seed(spec.seed * 1000003 + rank)
         net.train()
-        epochs_done = 0
-        for epoch in range(spec.epochs):
+        for epoch in range(0 if failed else spec.epochs):
+            assert optimizer is not None
             order = torch.randperm(len(X), generator=gen)
-            loss_sum = torch.zeros(2, dtype=torch.float64)
-            join: Any = contextlib.nullcontext()
+            loss_sum = [0.0, 0.0]
+            join = contextlib.nullcontext()
             if world > 1:
                 from torch.distributed.algorithms.join import Join
 
-                join = Join([net])  # type: ignore[list-item]
+                join = Join([net])
             with join:
                 for start in range(0, len(X), spec.batch_size):
                     idx = order[start : start + spec.batch_size]
@@ -300,19 +323,24 @@ def run_rank(
                     steps += 1
                     loss_sum[0] += float(loss.detach()) * len(idx)
                     loss_sum[1] += len(idx)
+            valid_sums = [0.0] * 5
+            if error is None:
+                try:
+                    valid_sums = _metric_sums(model, Xv, yv, spec, loss_fn, device)
+                except Exception as exc:
+                    error = exc
             epochs_done = epoch + 1
             sums = torch.tensor(
-                [
-                    *loss_sum.tolist(),
-                    *_metric_sums(model, Xv, yv, spec, loss_fn, device),
-                ],
-                dtype=torch.float64,
+                [*loss_sum, *valid_sums, float(error is not None)], dtype=torch.float64
             )
             if world > 1:
                 sums = _all_reduce(sums, device)
+            if float(sums[7]) > 0:
+                failed = True
+                break
             metrics = {"train-loss": float(sums[0]) / max(float(sums[1]), 1.0)}
             if sums[2] > 0:
-                metrics.update(_metrics_from(sums[2:].tolist(), "valid", spec.metrics))
+                metrics.update(_metrics_from(sums[2:7].tolist(), "valid", spec.metrics))
             stop = 0.0
             if rank == 0:
                 publish(spec.topic, {"step": epochs_done, "metrics": metrics})
@@ -323,6 +351,10 @@ def run_rank(
                 )
             if stop:
                 break
+        if error is not None:
+            raise error
+        if failed:
+            raise PeerFailedError("another rank of this training failed")
         state = None
         if rank == 0:
             buffer = io.BytesIO()
@@ -350,6 +382,15 @@ def run_rank(
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def _agree(flag: float, device: torch.device, world: int) -> bool:
+    """True on every rank when any rank passes a non-zero flag."""
+    import torch
+
+    if world == 1:
+        return bool(flag)
+    return bool(_all_reduce(torch.tensor([flag], dtype=torch.float64), device, "max")[0] > 0)
 
 
 def _all_reduce(t: torch.Tensor, device: torch.device, op: str = "sum") -> torch.Tensor:
@@ -657,8 +698,25 @@ class TorchTrainer:
                             key=f"workbench-torch-rank-{rank}-{job.topic[-12:]}",
                         )
                     )
+
+                def collect() -> list[dict[str, Any]]:
+                    pending = list(futures)
+                    while pending and not any(f.status == "error" for f in futures):
+                        pending = list(wait(pending, return_when="FIRST_COMPLETED").not_done)
+                    if any(f.status == "error" for f in futures):
+                        # ranks that stop because of it finish within moments; ranks blocked
+                        # in a collective only at the timeout: do not wait for those
+                        with contextlib.suppress(TimeoutError):
+                            wait(futures, timeout=5)
+                        errors = [f.exception() for f in futures if f.status == "error"]
+                        # the rank that failed, not the ones that stopped because of it
+                        real = [e for e in errors if not isinstance(e, PeerFailedError)]
+                        raise (real or errors)[0]
+                    results: list[dict[str, Any]] = client.gather(futures)
+                    return results
+
                 outcome = job.run(
-                    lambda: client.gather(futures),
+                    collect,
                     final_step=lambda results: int(results[0]["epochs"]),
                 )
         except BaseException:
