@@ -10,7 +10,7 @@ LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Extras the test suite needs. Each feature adds its extra here.
-TEST_EXTRAS ?= test,lab,lab-test,dashboards,cloud,cloud-test,slurm,data,test-data
+TEST_EXTRAS ?= test,lab,lab-test,dashboards,cloud,cloud-test,slurm,data,test-data,train
 
 .PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench bench-slurm clean extension extension-test
 
@@ -18,10 +18,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# torch==2.13.0 first: a CPU wheel of it is what the tests use; installed after the extras,
+# pip would resolve the `train` extra's torch range to a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+
+# What `make lab` installs: the extension and every CPU feature a notebook user reaches for.
+LAB_EXTRAS ?= lab,dashboards,data,train,slurm,cloud
+
 install-lab: $(BIN)/python
-	$(BIN)/pip install -q -e '.[lab]'
+	$(BIN)/pip install -q '$(TORCH_PIN)'
+	$(BIN)/pip install -q -e '.[$(LAB_EXTRAS)]'
 
 install-test: $(BIN)/python
+	$(BIN)/pip install -q '$(TORCH_PIN)'
 	$(BIN)/pip install -q -e '.[$(TEST_EXTRAS)]'
 
 # System packages and services the tests talk to (SLURM, browsers, storage servers):

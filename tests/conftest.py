@@ -19,6 +19,7 @@ pytest_plugins: list[str] = [
     "tests._lab_fixtures",
     "tests._slurm_fixtures",
     "tests._storage_fixtures",
+    "tests._train_fixtures",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

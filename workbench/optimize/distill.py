@@ -1,0 +1,147 @@
+"""Knowledge distillation: train a smaller student to match a trained teacher.
+
+The student learns from the teacher's softened outputs (KL divergence at temperature ``T``,
+scaled by ``T**2``) mixed with the true labels (``alpha`` weighs the two). For regression
+the soft target is the teacher's prediction (mean squared error). Without a ``student``
+one is made from the teacher by structured pruning to ``width`` of every prunable layer
+(a narrower network that starts from the teacher's strongest neurons).
+
+Distillation runs in this process (the notebook kernel) on the data given: after
+training on the cluster, the model and an evaluation sample fit here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..training.errors import OptimizationError
+from ..training.progress import CallbackLike, DisplayLike, Reporter
+from ._common import as_labels, as_module, as_tensor, count_parameters, metric_fn, predict
+from .prune import prune_structured
+
+logger = logging.getLogger(__name__)
+
+
+def distill(
+    teacher: Any,
+    X: Any,
+    y: Any = None,
+    *,
+    student: nn.Module | None = None,
+    width: float = 0.5,
+    task: str = "classification",
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    temperature: float = 4.0,
+    alpha: float = 0.7,
+    X_valid: Any = None,
+    y_valid: Any = None,
+    seed: int = 0,
+    callbacks: list[CallbackLike] | CallbackLike | None = None,
+    progress: DisplayLike = "auto",
+) -> nn.Module:
+    """Train ``student`` (default: the teacher pruned to ``width``) to imitate ``teacher``.
+
+    ``X`` (tensor, array or DataFrame) are training inputs; ``y`` optional true labels
+    (class indices for classification). Progress reports ``distill-loss`` and, with
+    ``X_valid``/``y_valid``, ``valid-accuracy`` (classification) or ``valid-rmse``.
+    """
+    if task not in ("classification", "regression"):
+        raise OptimizationError(f"task must be 'classification' or 'regression', got {task!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise OptimizationError(f"alpha must be between 0 and 1, got {alpha}")
+    if temperature <= 0:
+        raise OptimizationError(f"temperature must be positive, got {temperature}")
+    if epochs < 1 or batch_size < 1:
+        raise OptimizationError("epochs and batch_size must be at least 1")
+    teacher_module = as_module(teacher)
+    inputs = as_tensor(X)
+    labels = as_labels(y) if y is not None else None
+    if labels is not None and len(labels) != len(inputs):
+        raise OptimizationError(f"X has {len(inputs)} rows but y has {len(labels)}")
+    if y is None and alpha < 1.0:
+        logger.info("no labels given: distilling from the teacher alone (alpha=1)")
+        alpha = 1.0
+    if student is None:
+        if not 0.0 < width < 1.0:
+            raise OptimizationError(f"width must be between 0 and 1, got {width}")
+        student = prune_structured(teacher_module, amount=1.0 - width)
+    else:
+        student = as_module(student)
+    if count_parameters(student) >= count_parameters(teacher_module):
+        logger.warning(
+            "the student has %d parameters, the teacher %d: it is not smaller",
+            count_parameters(student),
+            count_parameters(teacher_module),
+        )
+    torch.manual_seed(seed)
+    teacher_module = copy.deepcopy(teacher_module).eval()
+    soft = predict(teacher_module, inputs)
+    device = next(student.parameters()).device
+    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    valid = None
+    if X_valid is not None and y_valid is not None:
+        valid = (as_tensor(X_valid), as_labels(y_valid))
+    metric_name, score = metric_fn("accuracy" if task == "classification" else "rmse")
+    reporter = Reporter(
+        "distill", epochs, callbacks=callbacks, progress=progress, title="Distillation"
+    )
+    reporter.start(
+        teacher_parameters=count_parameters(teacher_module),
+        student_parameters=count_parameters(student),
+    )
+    gen = torch.Generator().manual_seed(seed)
+    status = "finished"
+    try:
+        for epoch in range(epochs):
+            student.train()
+            order = torch.randperm(len(inputs), generator=gen)
+            total, seen = 0.0, 0
+            for start in range(0, len(inputs), batch_size):
+                idx = order[start : start + batch_size]
+                xb = inputs[idx].to(device)
+                tb = soft[idx].to(device)
+                out = student(xb)
+                if task == "classification":
+                    loss = F.kl_div(
+                        F.log_softmax(out / temperature, dim=-1),
+                        F.softmax(tb / temperature, dim=-1),
+                        reduction="batchmean",
+                    ) * (alpha * temperature**2)
+                    if labels is not None and alpha < 1.0:
+                        loss = loss + (1 - alpha) * F.cross_entropy(
+                            out, labels[idx].to(device).long()
+                        )
+                else:
+                    loss = alpha * F.mse_loss(out, tb)
+                    if labels is not None and alpha < 1.0:
+                        loss = loss + (1 - alpha) * F.mse_loss(
+                            out.reshape(-1), labels[idx].to(device).float().reshape(-1)
+                        )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+            metrics = {"distill-loss": total / max(seen, 1)}
+            if valid is not None:
+                metrics[f"valid-{metric_name}"] = score(predict(student, valid[0]), valid[1])
+            if reporter.step(epoch + 1, metrics):
+                status = "stopped"
+                break
+    except KeyboardInterrupt:
+        status = "interrupted"
+        logger.warning("distillation interrupted after %d epoch(s)", reporter.step_count)
+    except BaseException:
+        reporter.end("failed")
+        raise
+    reporter.end(status)  # type: ignore[arg-type]
+    student.eval()
+    return student
