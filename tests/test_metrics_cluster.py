@@ -5,6 +5,7 @@ Every test here talks to real scheduler and worker processes (``local-cpu``).
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import urllib.request
@@ -202,3 +203,45 @@ def test_handle_dashboard_returns_a_live_layout_on_the_shared_store(
     assert get_store(dash_cluster.address) is dash_store
     status = next(o for o in layout.objects if "workers" in str(getattr(o, "object", "")))
     assert "2 workers" in status.object and dash_cluster.address in status.object
+    # the running cost estimate of the handle (no price in local-cpu: worker-hours)
+    assert re.search(r"\d+\.\d{3} worker-hours", status.object), status.object
+
+
+def test_data_loader_reads_are_sampled_on_the_workers_that_read(
+    dash_cluster: DashCluster, dash_store: MetricsStore, tmp_path
+) -> None:
+    """workbench.data.load through the cluster: the workers' data-io samplers count the
+    bytes their tasks read, and the total matches the loader's own IO statistics."""
+    pd = pytest.importorskip("pandas")
+    from workbench.data import iostats, load, manifest_of
+
+    folder = tmp_path / "io"
+    folder.mkdir()
+    for i in range(4):
+        pd.DataFrame({"x": range(i * 50_000, (i + 1) * 50_000)}).to_parquet(
+            folder / f"part-{i}.parquet"
+        )
+
+    def worker_bytes() -> float:
+        total = 0.0
+        for w in dash_store.worker_sources():
+            _, latest = w.ring.latest() or (0, {})
+            total += latest.get('workbench_data_read_bytes_total{protocol="file"}', 0.0)
+        return total
+
+    before = worker_bytes()
+    df = load(str(folder), client=dash_cluster.handle)
+    assert int(dash_cluster.handle.client.compute(df["x"].sum(), sync=True)) == sum(range(200_000))
+    load_id = manifest_of(df).load_id
+    stats = iostats.get(load_id)
+    read_on_workers = stats["bytes_read"] - stats["plan_bytes_read"]
+    assert read_on_workers > 0
+    wait_for(
+        lambda: worker_bytes() - before >= read_on_workers,
+        timeout=30,
+        what="the workers' data-io samples to count the load's reads",
+    )
+    families = {f.name: f for f in text_string_to_metric_families(render_prometheus(dash_store))}
+    rate = families["workbench_data_read_bytes_per_second"]
+    assert {s.labels["protocol"] for s in rate.samples} == {"file"}
+    assert any("worker" in s.labels for s in rate.samples)

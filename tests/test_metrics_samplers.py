@@ -570,3 +570,23 @@ def test_metrics_package_never_imports_panel() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "", f"workbench.metrics imported {out.stdout.strip()}"
+
+
+def test_data_io_sampler_rates_per_protocol_from_the_first_read() -> None:
+    """A protocol first read between two samples gets a rate at once (it was 0 before)."""
+    from workbench.data import iostats
+    from workbench.metrics.data_io import IOStatsSampler
+
+    sampler = IOStatsSampler()
+    assert "data-io" in known_samplers("worker") and "data-io" in known_samplers("host")
+    assert "memtest" not in iostats.process_counters()  # a protocol nothing else reads
+    sampler.sample(100.0)
+    iostats.count_process_read("memtest://bucket/a.parquet", 4_000_000, 0.5)
+    iostats.count_process_read("memtest://bucket/b.parquet", 2_000_000, 0.5)
+    values = sampler.sample(102.0)
+    labels = {"protocol": "memtest"}
+    assert values[series_key("workbench_data_read_bytes_per_second", labels)] == 3_000_000
+    assert values[series_key("workbench_data_read_bytes_total", labels)] == 6e6
+    assert values[series_key("workbench_data_reads_total", labels)] == 2
+    iostats.count_process_read("/local/file.csv", 1000, 0.1)
+    assert 'protocol="file"' in "".join(sampler.sample(103.0))

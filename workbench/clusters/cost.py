@@ -33,6 +33,12 @@ class CostEstimate:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "cost": self.cost}
 
+    def short(self) -> str:
+        """A few words for status lines: the cost when priced, else the worker-hours."""
+        if self.cost is None:
+            return f"{self.worker_hours:.3f} worker-hours"
+        return f"cost {self.cost:.2f} ({self.worker_hours:.3f} worker-hours)"
+
     def __str__(self) -> str:
         hours = f"{self.worker_hours:.4f} worker-hours in {self.elapsed_s / 60:.1f} min"
         if self.cost is None:

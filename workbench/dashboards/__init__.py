@@ -70,7 +70,8 @@ def dashboard(
         store.wait_for(_has_history, timeout=5 * store.interval + 2)
     if _in_notebook():
         load_extension()
-    view = create_view(store, **settings)
+    cost = getattr(target, "cost", None)  # a ClusterHandle knows its running cost
+    view = create_view(store, cost=cost if callable(cost) else None, **settings)
     layout = view.panel()
     view.start()
     return layout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import holoviews as hv
@@ -283,6 +284,9 @@ class DashboardView:
         return None
 
 
-def create_view(store: MetricsStore, **settings: Any) -> DashboardView:
-    """A view over ``store`` with initial ``refresh``/``window``/``mode`` settings."""
-    return DashboardView(store, DashboardState(store, **settings))
+def create_view(
+    store: MetricsStore, cost: Callable[[], Any] | None = None, **settings: Any
+) -> DashboardView:
+    """A view over ``store`` with initial ``refresh``/``window``/``mode`` settings;
+    ``cost`` (e.g. ``ClusterHandle.cost``) adds the running cost to the status line."""
+    return DashboardView(store, DashboardState(store, cost=cost, **settings))

@@ -21,6 +21,7 @@ import datetime as _dt
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -319,9 +320,13 @@ class DashboardState(param.Parameterized):
     )
     mode: param.Selector[str] = param.Selector(objects=[AGGREGATE, DETAIL], default=AGGREGATE)
 
-    def __init__(self, store: MetricsStore, **params: Any) -> None:
+    def __init__(
+        self, store: MetricsStore, cost: Callable[[], Any] | None = None, **params: Any
+    ) -> None:
         super().__init__(**params)
         self.store = store
+        #: The running cost estimate of the cluster (``ClusterHandle.cost``), when known.
+        self.cost = cost
 
     def plots(self, tab: str) -> list[PlotSpec]:
         """The tab's plots; without a cluster, those that only a cluster can fill are left out."""
@@ -368,6 +373,11 @@ class DashboardState(param.Parameterized):
             parts.append("updated " + time.strftime("%H:%M:%S", time.localtime(latest)))
         if store.scheduler_address:
             parts.append(f"{store.last_pull_bytes} B/update")
+        if self.cost is not None:
+            try:
+                parts.append(self.cost().short())
+            except Exception as exc:  # a closed cluster: say so rather than break the view
+                parts.append(f"cost unknown ({exc})")
         return " · ".join(parts)
 
     def problems(self) -> list[str]:

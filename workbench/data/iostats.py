@@ -116,6 +116,34 @@ _listeners: list[Listener] = []
 _totals = {"loads": 0, "files_read": 0, "bytes_read": 0, "read_seconds": 0.0}
 
 
+#: Reads done by *this* process (a worker's own reads, or the client's), per protocol:
+#: ``{protocol: [bytes, reads, seconds]}``. Unlike the per-load numbers, which gather every
+#: worker's reads in the process that called ``load``, these stay where the bytes were read,
+#: so the metrics sampler on each worker reports that worker's IO.
+_process: dict[str, list[float]] = {}
+
+
+def _protocol_of(path: str) -> str:
+    head, sep, _ = path.partition("://")
+    return head if sep and head else "file"
+
+
+def count_process_read(path: str, nbytes: int, seconds: float) -> None:
+    """Count a read done in this process (called by the metered filesystem)."""
+    protocol = _protocol_of(path)
+    with _lock:
+        counters = _process.setdefault(protocol, [0, 0, 0.0])
+        counters[0] += nbytes
+        counters[1] += 1
+        counters[2] += seconds
+
+
+def process_counters() -> dict[str, dict[str, float]]:
+    """Cumulative reads of this process per protocol: ``bytes``, ``reads``, ``seconds``."""
+    with _lock:
+        return {p: {"bytes": c[0], "reads": c[1], "seconds": c[2]} for p, c in _process.items()}
+
+
 def _notify(event: dict[str, Any]) -> None:
     for listener in list(_listeners):
         try:

@@ -292,6 +292,7 @@ class MeteredFileSystem(DelegatingFileSystem):
     # -- reporting ------------------------------------------------------------------------
     def _emit(self, path: str, nbytes: int, seconds: float, started: float, ended: float) -> None:
         worker = _current_worker()
+        iostats.count_process_read(path, int(nbytes), float(seconds))
         phase = "plan" if worker is None and planning.get() else self.phase
         record = {
             "load_id": self.load_id,

@@ -181,7 +181,8 @@ _BUILTIN: dict[str, tuple[str, tuple[Role, ...]]] = {
     "rapl": ("workbench.metrics.sysfs:RaplSampler", ("worker", "host")),
     "gpu": ("workbench.metrics.nvml:GPUSampler", ("worker", "host")),
     "dask-worker": ("workbench.metrics.dask_state:DaskWorkerSampler", ("worker",)),
-    # The data loader's IO metrics plug in here, see docs/dashboards.md ("Metrics").
+    # IO of workbench.data loads done in the process (worker or notebook host).
+    "data-io": ("workbench.metrics.data_io:IOStatsSampler", ("worker", "host")),
 }
 
 
