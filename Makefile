@@ -76,9 +76,12 @@ notebooks: install-test system-deps
 
 test: lint typecheck extension-test pytest notebooks
 
+# Each prints workbench vs the raw library it wraps, measured in the same run.
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
 	$(BIN)/python benchmarks/sampler.py
+	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/train.py
 
 # Needs a SLURM: `sudo scripts/slurm-up` and the SLURM_CONF it prints (docs/slurm.md).
 bench-slurm: install-test
