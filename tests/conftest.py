@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop(request: pytest.FixtureRequest) -> Iterator[object]:
+    """pytest-jupyter's event-loop fixture, for the tests that use its Jupyter server only.
+
+    The plugin makes it autouse for every test: it installs a loop as the thread's current
+    one and closes it afterwards, which breaks tests whose own libraries (Playwright's sync
+    API, Panel/Bokeh servers) run an event loop in this thread.
+    """
+    if "jp_serverapp" not in request.fixturenames:  # jp_fetch and the like depend on it
+        yield None
+        return
+    from jupyter_core.utils import ensure_event_loop
+
+    loop = ensure_event_loop(prefer_selector_loop=True)
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup(request: pytest.FixtureRequest, jp_asyncio_loop: Any) -> Iterator[None]:
+    """pytest-jupyter's server clean-up (also autouse for every test there), likewise only
+    where a Jupyter server ran: elsewhere it would create a ServerApp just to clean it up."""
+    yield
+    if jp_asyncio_loop is None:
+        return
+    from jupyter_server.serverapp import ServerApp
+
+    app = ServerApp.instance()
+    try:
+        jp_asyncio_loop.run_until_complete(app._cleanup())
+    except (RuntimeError, SystemExit) as exc:
+        print("ignoring cleanup error", exc)
+    if hasattr(app, "kernel_manager"):
+        app.kernel_manager.context.destroy()
+    ServerApp.clear_instance()
 
 
 @pytest.fixture(autouse=True)

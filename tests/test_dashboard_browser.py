@@ -104,7 +104,11 @@ def test_dashboard_updates_live_in_chromium(
         assert max(t for _, t in second["sources"]) >= max(t for _, t in first["sources"]) + 2000
         assert sum(n for n, _ in second["sources"]) > sum(n for n, _ in first["sources"])
         assert shot1 != shot2
-        assert {"executing", "processing", "host CPU"} <= set(second["legends"])
+        wait_for(  # a line gets its legend once its first samples are drawn
+            lambda: {"executing", "processing", "host CPU"} <= set(_state(page)["legends"]),
+            timeout=30,
+            what=f"aggregate legends (first: {first['legends']})",
+        )
 
         # per-worker view: one line per worker
         page.get_by_text("Per worker / device", exact=True).first.click()
