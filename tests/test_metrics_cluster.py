@@ -243,5 +243,7 @@ def test_data_loader_reads_are_sampled_on_the_workers_that_read(
     )
     families = {f.name: f for f in text_string_to_metric_families(render_prometheus(dash_store))}
     rate = families["workbench_data_read_bytes_per_second"]
-    assert {s.labels["protocol"] for s in rate.samples} == {"file"}
-    assert any("worker" in s.labels for s in rate.samples)
+    # each worker's series is labelled with the worker (other protocols may have been read
+    # in this test process earlier: those are the notebook host's series)
+    on_workers = {s.labels["protocol"] for s in rate.samples if "worker" in s.labels}
+    assert on_workers == {"file"}
