@@ -41,5 +41,7 @@ export interface IWorkbenchSection {
   id: string;
   title: string;
   rank: number;
+  /** Its share of the sidebar's height, relative to the others' (default 1). */
+  weight?: number;
   create(context: IWorkbenchContext): Widget;
 }

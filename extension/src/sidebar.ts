@@ -11,6 +11,7 @@ import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { SidePanel } from '@jupyterlab/ui-components';
 import { Signal } from '@lumino/signaling';
+import { AccordionPanel } from '@lumino/widgets';
 import React from 'react';
 
 import { IWorkbenchContext, IWorkbenchSection } from './context';
@@ -57,6 +58,12 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
       w => (this._ranks.get(w.id) ?? 0) <= section.rank
     ).length;
     this.insertWidget(index, widget);
+    this._weights.set(widget.id, section.weight ?? 1);
+    if (this.content instanceof AccordionPanel) {
+      this.content.setRelativeSizes(
+        this.widgets.map(w => this._weights.get(w.id) ?? 1)
+      );
+    }
   }
 
   async openDashboard(cluster: ICluster): Promise<void> {
@@ -197,6 +204,7 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
 
   private _clustersChanged = new Signal<IWorkbenchContext, void>(this);
   private _ranks = new Map<string, number>();
+  private _weights = new Map<string, number>();
   private _dashboards = new Map<
     string,
     { clusterId: string; widget: MainAreaWidget<IFrame> }

@@ -341,5 +341,6 @@ export const clustersSection: IWorkbenchSection = {
   id: 'clusters',
   title: 'Running clusters',
   rank: 20,
+  weight: 3,
   create: context => ReactWidget.create(<ClustersView context={context} />)
 };

@@ -141,5 +141,6 @@ export const datasetsSection: IWorkbenchSection = {
   id: 'datasets',
   title: 'Datasets',
   rank: 40,
+  weight: 2,
   create: context => ReactWidget.create(<DatasetsView context={context} />)
 };

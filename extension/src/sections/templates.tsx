@@ -274,5 +274,6 @@ export const templatesSection: IWorkbenchSection = {
   id: 'templates',
   title: 'Templates',
   rank: 30,
+  weight: 2,
   create: context => ReactWidget.create(<TemplatesView context={context} />)
 };
