@@ -12,12 +12,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 import workbench
 from workbench.clusters.running import ClusterRegistry
 
 from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
+from .test_templates import make_template
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -58,10 +60,44 @@ NOTEBOOK = {
     "nbformat_minor": 5,
 }
 
+# The newest time of each plot's data in the page's BokehJS (filled over the websocket).
+PLOT_TIMES = """() => {
+  const out = [];
+  if (typeof Bokeh === "undefined") return out;
+  for (const doc of Bokeh.documents) for (const m of doc._all_models.values())
+    if (m.type == "ColumnDataSource" && m.data.time && m.data.time.length)
+      out.push(Math.max(...m.data.time));
+  return out;
+}"""
 
-def test_sidebar_launch_scale_connect_dashboard_stop(lab_process: Any) -> None:
+
+def _gallery_and_catalog(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A team template and a user catalog (the Jupyter server inherits the environment)."""
+    team = tmp_path / "team-templates"
+    path = make_template(team, "etl", "n_workers = 2  # workers\nname = 'a'\n", title="Team ETL")
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["kernelspec"] = NOTEBOOK["metadata"]["kernelspec"]  # no kernel dialog
+    nbformat.write(nb, path)
+    monkeypatch.setenv("WORKBENCH_TEMPLATES", str(team))
+    data = tmp_path / "catalog-data"
+    data.mkdir()
+    (data / "trips.csv").write_text("fare\n1.0\n")
+    config = Path(__import__("os").environ["WORKBENCH_CONFIG_DIR"])
+    (config / "catalog.yaml").write_text(
+        "datasets:\n"
+        f"  trips:\n    uri: {data}/trips.csv\n    format: csv\n"
+        "    description: Taxi trips, a small CSV\n"
+        "    storage_options: {token: env:TRIPS_TOKEN}\n"
+    )
+    monkeypatch.setenv("TRIPS_TOKEN", "not-to-be-shown-4711")
+
+
+def test_sidebar_launch_scale_connect_dashboard_stop(
+    lab_process: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    _gallery_and_catalog(monkeypatch, tmp_path)
     lab: JupyterProcess = lab_process("lab")
     reply = lab.request(
         "PUT", "api/contents/connect.ipynb", {"type": "notebook", "content": NOTEBOOK}
@@ -138,6 +174,24 @@ def test_sidebar_launch_scale_connect_dashboard_stop(lab_process: Any) -> None:
             page.wait_for_timeout(1500)  # let bokeh draw before the picture
             page.screenshot(path=str(ARTIFACTS / "lab-workbench.png"))
 
+            # workbench's own Panel dashboards, served by a process of their own, through
+            # the proxy; their data arrives over Bokeh's websocket, and keeps arriving.
+            card.locator("[data-workbench-action=dashboards]").click()
+            panel_tab = page.locator(f"#workbench-dashboards-{record.id}")
+            expect(panel_tab).to_be_visible(timeout=120_000)
+            src = panel_tab.locator("iframe").get_attribute("src") or ""
+            assert re.fullmatch(r"/proxy/\d+/", src), src
+            panel_frame = panel_tab.locator("iframe").element_handle().content_frame()
+            assert panel_frame is not None
+            panel_frame.wait_for_function(f"({PLOT_TIMES})().length >= 3", timeout=90_000)
+            first = max(panel_frame.evaluate(PLOT_TIMES))
+            panel_frame.wait_for_function(
+                f"Math.max(...({PLOT_TIMES})()) > {first}", timeout=30_000
+            )
+            assert "workbench live metrics" in panel_frame.title()
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "lab-workbench-dashboards.png"))
+
             # The same in the dark theme (the sidebar uses only JupyterLab's CSS variables).
             page.locator('.lm-MenuBar-item:has-text("Settings")').click()
             page.locator('.lm-Menu-item:has-text("Theme")').first.hover()
@@ -153,6 +207,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(lab_process: Any) -> None:
             expect(sidebar.locator(".jp-workbench-cluster")).to_have_count(0, timeout=60_000)
             expect(sidebar.locator(".jp-workbench-empty")).to_be_visible()
             expect(dash).to_have_count(0)  # the stopped cluster's dashboard tab closed
+            expect(panel_tab).to_have_count(0)
             assert ClusterRegistry().list() == []
             page.screenshot(path=str(ARTIFACTS / "lab-workbench-stopped.png"))
 
@@ -167,6 +222,43 @@ def test_sidebar_launch_scale_connect_dashboard_stop(lab_process: Any) -> None:
             finally:
                 handle.close()
             expect(sidebar.locator(".jp-workbench-cluster")).to_have_count(0, timeout=30_000)
+
+            # Templates: pick one, change a parameter, create; the notebook opens.
+            gallery = sidebar.locator("#workbench-section-templates")
+            etl = gallery.locator('.jp-workbench-template[data-template="etl"]')
+            etl.locator(".jp-workbench-template-pick").click()
+            etl.locator("input[name=template-path]").fill("made/etl-run")
+            etl.locator("input[name=param-n_workers]").fill("two")
+            expect(etl.locator(".jp-workbench-error")).to_contain_text(
+                "n_workers: expected a whole number"
+            )
+            expect(etl.locator("[data-workbench-action=create-notebook]")).to_be_disabled()
+            etl.locator("input[name=param-n_workers]").fill("5")
+            etl.locator("[data-workbench-action=create-notebook]").click()
+            made = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+            expect(made.locator(".jp-Cell").filter(has_text="n_workers = 5")).to_have_count(
+                1, timeout=60_000
+            )
+            expect(page.locator(".lm-TabBar-tab.lm-mod-current.jp-mod-current")).to_contain_text(
+                "etl-run.ipynb"
+            )
+            assert (lab.root / "made" / "etl-run.ipynb").is_file()
+            # the same path again: the server refuses to overwrite it
+            etl.locator("[data-workbench-action=create-notebook]").click()
+            expect(etl.locator(".jp-workbench-error")).to_contain_text("already exists")
+
+            # Datasets: the catalog, references only; insert a load cell into the notebook.
+            datasets = sidebar.locator("#workbench-section-datasets")
+            trips = datasets.locator('.jp-workbench-dataset[data-dataset="trips"]')
+            expect(trips).to_contain_text("Taxi trips, a small CSV")
+            expect(trips).to_contain_text("token=env:TRIPS_TOKEN")
+            assert "not-to-be-shown-4711" not in page.content()
+            made.locator(".jp-Cell").last.click()
+            trips.locator("[data-workbench-action=insert-load]").click()
+            expect(made.locator(".jp-Cell").last.locator(".cm-content")).to_contain_text(
+                "df = workbench.data.load('trips')", timeout=30_000
+            )
+            page.screenshot(path=str(ARTIFACTS / "lab-workbench-templates-datasets.png"))
         except Exception:
             (ARTIFACTS / "lab-browser-console.log").write_text("\n".join(console))
             page.screenshot(path=str(ARTIFACTS / "lab-workbench-failure.png"))

@@ -483,6 +483,12 @@ def data_validate(files: tuple[Path, ...]) -> None:
     metavar="HOST:PORT",
     help="Extra origin allowed to open the dashboard (behind a proxy or SSH tunnel).",
 )
+@click.option(
+    "--exit-with-cluster",
+    is_flag=True,
+    hidden=True,
+    help="With --cluster: exit once the cluster is gone (JupyterLab starts it so).",
+)
 def dashboard(
     cluster_id: str | None,
     scheduler: str | None,
@@ -491,6 +497,7 @@ def dashboard(
     prometheus_port: int | None,
     interval: float,
     origins: tuple[str, ...],
+    exit_with_cluster: bool,
 ) -> None:
     """Serve live GPU / storage / network / cluster / energy dashboards until Ctrl-C.
 
@@ -545,13 +552,30 @@ def dashboard(
                 )
         click.echo("Press Ctrl-C to stop.", err=True)
         sys.stdout.flush()
+        checked = time.monotonic()
         while not stop.wait(0.5):
-            pass
+            if exit_with_cluster and cluster_id and time.monotonic() - checked > 2:
+                checked = time.monotonic()
+                if _cluster_gone(cluster_id):
+                    click.echo(f"cluster {cluster_id} is gone; stopping", err=True)
+                    break
     finally:
         for srv in reversed(servers):
             with contextlib.suppress(Exception):
                 srv.close()
         store.close()
+
+
+def _cluster_gone(cluster_id: str) -> bool:
+    """Whether the cluster left the registry or lost its owner process."""
+    from .clusters.running import ClusterRegistry
+    from .errors import ClusterNotFoundError
+
+    registry = ClusterRegistry()
+    try:
+        return registry.status(registry.get(cluster_id)) == "stale"
+    except ClusterNotFoundError:
+        return True
 
 
 # -- doctor -------------------------------------------------------------------------------

@@ -159,9 +159,13 @@ def list_templates() -> dict[str, Template]:
 
 
 def get_template(name: str) -> Template:
-    templates = list_templates()
+    # A malformed template file fails only when it is the one asked for.
+    templates, problems = scan_templates()
     if name in templates:
         return templates[name]
+    for problem in problems:
+        if f"/{name}.ipynb:" in problem.replace(os.sep, "/"):
+            raise TemplateError(problem)
     path = Path(name)
     if path.suffix == ".ipynb" and path.is_file():
         return load_template(path, "file")
@@ -242,3 +246,25 @@ def new_notebook(
     nbformat.write(nb, tmp)
     os.replace(tmp, dest)
     return dest
+
+
+def scan_templates() -> tuple[dict[str, Template], list[str]]:
+    """Like :func:`list_templates`, but a malformed template file is reported, not raised.
+
+    Returns the templates that load and one problem line per file that does not (a
+    gallery lists the good ones and shows what is wrong with the others).
+    """
+    out: dict[str, Template] = {}
+    problems: list[str] = []
+    sources = [(builtin_dir(), "built-in"), *((d, "team") for d in team_dirs())]
+    for directory, scope in sources:
+        if not directory.is_dir():
+            if scope == "team":
+                problems.append(f"{directory}: team template directory not found")
+            continue
+        for path in sorted(directory.glob("*.ipynb")):
+            try:
+                out[path.stem] = load_template(path, scope)
+            except TemplateError as exc:
+                problems.append(str(exc))
+    return out, problems

@@ -20,6 +20,16 @@ export interface IWorkbenchContext {
   clustersListed(ids: string[]): void;
   /** Insert the code connecting to the cluster into the active notebook. */
   insertConnectCell(cluster: ICluster): Promise<void>;
+  /**
+   * Put `code` into the active notebook: into the active cell when it is an empty code
+   * cell, else into a new cell below it. `what` names the code in the error shown
+   * when no notebook is open.
+   */
+  insertCode(code: string, what: string): void;
+  /** Open the workbench Panel dashboards of the cluster in a main-area tab. */
+  openWorkbenchDashboards(cluster: ICluster): Promise<void>;
+  /** Open a file (relative to the Jupyter root) in JupyterLab. */
+  openPath(path: string): Promise<void>;
 }
 
 /**
@@ -31,5 +41,7 @@ export interface IWorkbenchSection {
   id: string;
   title: string;
   rank: number;
+  /** Its share of the sidebar's height, relative to the others' (default 1). */
+  weight?: number;
   create(context: IWorkbenchContext): Widget;
 }

@@ -263,3 +263,148 @@ export function clusterHealth(
     settings
   );
 }
+
+// -- templates, datasets, metrics, workbench dashboards -----------------------------
+
+export interface ITemplateParameter {
+  name: string;
+  default: unknown;
+  /** Python's type name of the default: str, int, float, bool, list, dict, NoneType */
+  type: string;
+  help: string;
+}
+
+export interface ITemplate {
+  name: string;
+  title: string;
+  description: string;
+  /** 'built-in' or 'team' */
+  scope: string;
+  tags: string[];
+  source: string;
+  parameters: ITemplateParameter[];
+}
+
+export interface ITemplateList {
+  templates: ITemplate[];
+  problems: string[];
+}
+
+export interface ICreatedNotebook {
+  template: string;
+  /** relative to the Jupyter server's root, as the document manager opens it */
+  path: string;
+  name: string;
+}
+
+export interface IDataset {
+  name: string;
+  uri: string;
+  format: string;
+  description: string;
+  /** as the catalog writes them: secrets are references like env:NAME */
+  storage_options: Record<string, unknown>;
+  columns: string[] | null;
+  tags: string[];
+  source: string;
+  scope: string;
+  line: number | null;
+  /** the cell that loads it */
+  code: string;
+}
+
+export interface IDatasetList {
+  datasets: IDataset[];
+  problems: string[];
+  files: { path: string; scope: string; exists: boolean }[];
+}
+
+export interface IMetricsSource {
+  id: string;
+  kind: 'host' | 'worker';
+  label: string;
+  host: string;
+  name: string;
+  gone: boolean;
+  time: number | null;
+  age: number | null;
+  values: Record<string, number>;
+  unavailable: Record<string, string>;
+}
+
+export interface IMetrics {
+  cluster: string | null;
+  scheduler_address: string | null;
+  time: number;
+  interval: number;
+  warming_up: boolean;
+  host: IMetricsSource | null;
+  workers: IMetricsSource[];
+  cluster_state: { time: number; values: Record<string, number> } | null;
+  error: string | null;
+  plugin_error: string | null;
+  metrics: Record<string, { help: string; unit: string; kind: string }>;
+}
+
+export interface IWorkbenchDashboard {
+  id: string;
+  running: boolean;
+  url: string | null;
+  proxied?: boolean;
+  port?: number;
+  pid?: number;
+  started?: boolean;
+  log?: string;
+}
+
+export function listTemplates(
+  settings?: ServerConnection.ISettings
+): Promise<ITemplateList> {
+  return requestAPI<ITemplateList>('templates', {}, settings);
+}
+
+export function createFromTemplate(
+  name: string,
+  path: string,
+  parameters: Record<string, unknown>,
+  overwrite = false,
+  settings?: ServerConnection.ISettings
+): Promise<ICreatedNotebook> {
+  return requestAPI<ICreatedNotebook>(
+    `templates/${enc(name)}`,
+    json('POST', { path, parameters, overwrite }),
+    settings
+  );
+}
+
+export function listDatasets(
+  settings?: ServerConnection.ISettings
+): Promise<IDatasetList> {
+  return requestAPI<IDatasetList>('datasets', {}, settings);
+}
+
+export function getDataset(
+  name: string,
+  settings?: ServerConnection.ISettings
+): Promise<IDataset> {
+  return requestAPI<IDataset>(`datasets/${enc(name)}`, {}, settings);
+}
+
+export function getMetrics(
+  clusterId: string | null,
+  settings?: ServerConnection.ISettings
+): Promise<IMetrics> {
+  const query = clusterId ? `?cluster=${enc(clusterId)}` : '';
+  return requestAPI<IMetrics>(`metrics${query}`, {}, settings);
+}
+
+export function startWorkbenchDashboard(
+  clusterId: string,
+  settings?: ServerConnection.ISettings
+): Promise<IWorkbenchDashboard> {
+  return requestAPI<IWorkbenchDashboard>(
+    `clusters/${enc(clusterId)}/dashboard`,
+    json('POST'),
+    settings
+  );
+}

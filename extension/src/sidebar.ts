@@ -3,6 +3,7 @@ import {
   Dialog,
   IFrame,
   MainAreaWidget,
+  Notification,
   ReactWidget,
   showDialog
 } from '@jupyterlab/apputils';
@@ -10,11 +11,17 @@ import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { SidePanel } from '@jupyterlab/ui-components';
 import { Signal } from '@lumino/signaling';
+import { AccordionPanel } from '@lumino/widgets';
 import React from 'react';
 
 import { IWorkbenchContext, IWorkbenchSection } from './context';
 import { workbenchIcon } from './icon';
-import { clusterHealth, connectCode, ICluster } from './request';
+import {
+  clusterHealth,
+  connectCode,
+  ICluster,
+  startWorkbenchDashboard
+} from './request';
 import { HealthReport } from './sections/clusters';
 
 /** The Workbench left sidebar: one collapsible part per registered section. */
@@ -51,6 +58,12 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
       w => (this._ranks.get(w.id) ?? 0) <= section.rank
     ).length;
     this.insertWidget(index, widget);
+    this._weights.set(widget.id, section.weight ?? 1);
+    if (this.content instanceof AccordionPanel) {
+      this.content.setRelativeSizes(
+        this.widgets.map(w => this._weights.get(w.id) ?? 1)
+      );
+    }
   }
 
   async openDashboard(cluster: ICluster): Promise<void> {
@@ -74,9 +87,52 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
         return;
       }
     }
-    const id = `workbench-dashboard-${cluster.id}`;
+    this._openFrame(
+      `workbench-dashboard-${cluster.id}`,
+      cluster.id,
+      url,
+      `Dask ${cluster.profile} ${cluster.id.slice(0, 6)}`,
+      'jp-workbench-dashboard'
+    );
+  }
+
+  async openWorkbenchDashboards(cluster: ICluster): Promise<void> {
+    const id = `workbench-dashboards-${cluster.id}`;
     const open = this._dashboards.get(id);
-    if (open && !open.isDisposed) {
+    if (open && !open.widget.isDisposed) {
+      this.app.shell.activateById(id);
+      return;
+    }
+    // Starts the dashboard process of the cluster (once; later calls reuse it).
+    const info = await startWorkbenchDashboard(cluster.id, this.serverSettings);
+    if (!info.url) {
+      throw new Error(`the dashboards of ${cluster.id} did not start`);
+    }
+    if (!info.proxied) {
+      Notification.warning(
+        'jupyter-server-proxy is not enabled: the dashboards only load in a browser ' +
+          "on the Jupyter server's machine. Diagnose says more.",
+        { autoClose: 10000 }
+      );
+    }
+    this._openFrame(
+      id,
+      cluster.id,
+      info.url,
+      `Dashboards ${cluster.profile} ${cluster.id.slice(0, 6)}`,
+      'jp-workbench-panel-dashboards'
+    );
+  }
+
+  private _openFrame(
+    id: string,
+    clusterId: string,
+    url: string,
+    label: string,
+    className: string
+  ): void {
+    const open = this._dashboards.get(id);
+    if (open && !open.widget.isDisposed) {
       this.app.shell.activateById(id);
       return;
     }
@@ -91,34 +147,48 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
     frame.url = url;
     const widget = new MainAreaWidget({ content: frame });
     widget.id = id;
-    widget.title.label = `Dask ${cluster.profile} ${cluster.id.slice(0, 6)}`;
+    widget.title.label = label;
     widget.title.caption = url;
     widget.title.icon = workbenchIcon;
     widget.title.closable = true;
-    widget.addClass('jp-workbench-dashboard');
-    this._dashboards.set(id, widget);
+    widget.addClass(className);
+    this._dashboards.set(id, { clusterId, widget });
     this.app.shell.add(widget, 'main');
     this.app.shell.activateById(id);
   }
 
   clustersListed(ids: string[]): void {
-    const alive = new Set(ids.map(id => `workbench-dashboard-${id}`));
-    for (const [id, widget] of this._dashboards) {
-      if (!alive.has(id) || widget.isDisposed) {
+    const alive = new Set(ids);
+    for (const [id, open] of this._dashboards) {
+      if (!alive.has(open.clusterId) || open.widget.isDisposed) {
         this._dashboards.delete(id);
-        widget.dispose();
+        open.widget.dispose();
       }
     }
   }
 
+  async openPath(path: string): Promise<void> {
+    await this.app.commands.execute('docmanager:open', { path });
+  }
+
   async insertConnectCell(cluster: ICluster): Promise<void> {
+    this._notebookOrThrow('the connect cell');
+    const code = await connectCode(cluster.id, this.serverSettings);
+    this.insertCode(code, 'the connect cell');
+  }
+
+  private _notebookOrThrow(what: string) {
     const panel = this.notebooks?.currentWidget;
     if (!panel) {
       throw new Error(
-        'No notebook is open: open or create a notebook, then insert the connect cell.'
+        `No notebook is open: open or create a notebook, then insert ${what}.`
       );
     }
-    const code = await connectCode(cluster.id, this.serverSettings);
+    return panel;
+  }
+
+  insertCode(code: string, what: string): void {
+    const panel = this._notebookOrThrow(what);
     const notebook = panel.content;
     const active = notebook.activeCell;
     const reuse =
@@ -134,5 +204,9 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
 
   private _clustersChanged = new Signal<IWorkbenchContext, void>(this);
   private _ranks = new Map<string, number>();
-  private _dashboards = new Map<string, MainAreaWidget<IFrame>>();
+  private _weights = new Map<string, number>();
+  private _dashboards = new Map<
+    string,
+    { clusterId: string; widget: MainAreaWidget<IFrame> }
+  >();
 }

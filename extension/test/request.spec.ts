@@ -10,7 +10,13 @@ import http from 'http';
 import {
   clusterHealth,
   connectCode,
+  createFromTemplate,
+  getDataset,
+  getMetrics,
   launchCluster,
+  listDatasets,
+  listTemplates,
+  startWorkbenchDashboard,
   listClusters,
   listProfiles,
   requestAPI,
@@ -126,6 +132,69 @@ beforeAll(async () => {
           JSON.stringify({ id: 'abc', ok: true, checks: [] })
         );
       }
+      if (url === '/base/workbench/api/templates') {
+        return reply(res, 200, JSON.stringify({ templates: [], problems: [] }));
+      }
+      if (
+        url === '/base/workbench/api/templates/etl' &&
+        req.method === 'POST'
+      ) {
+        const sent = JSON.parse(body);
+        if (sent.path.includes('..')) {
+          return reply(
+            res,
+            400,
+            JSON.stringify({
+              message: "path '../x' must not contain '..'",
+              error: 'RequestError'
+            })
+          );
+        }
+        return reply(
+          res,
+          201,
+          JSON.stringify({ template: 'etl', path: sent.path, name: 'x.ipynb' })
+        );
+      }
+      if (url === '/base/workbench/api/templates/a%20b') {
+        return reply(
+          res,
+          404,
+          JSON.stringify({ message: "unknown template 'a b'" })
+        );
+      }
+      if (url === '/base/workbench/api/datasets') {
+        return reply(
+          res,
+          200,
+          JSON.stringify({
+            datasets: [{ name: 'trips' }],
+            problems: ['bad'],
+            files: []
+          })
+        );
+      }
+      if (url === '/base/workbench/api/datasets/trips') {
+        return reply(
+          res,
+          200,
+          JSON.stringify({ name: 'trips', code: 'df = 1' })
+        );
+      }
+      if (url === '/base/workbench/api/metrics') {
+        return reply(
+          res,
+          200,
+          JSON.stringify({ cluster: seen[seen.length - 1].query || null })
+        );
+      }
+      if (url === '/base/workbench/api/clusters/abc/dashboard') {
+        return reply(
+          res,
+          200,
+          JSON.stringify({ id: 'abc', running: true, url: '/base/proxy/1234/' })
+        );
+      }
       if (url === '/base/workbench/api/html-error') {
         return reply(res, 502, '<html>Bad gateway</html>', 'text/html');
       }
@@ -224,5 +293,51 @@ describe('requestAPI', () => {
     expect(network).toBeInstanceOf(WorkbenchAPIError);
     expect(network.status).toBe(0);
     expect(network.message).toMatch(/cannot reach the Jupyter server/);
+  });
+});
+
+describe('templates, datasets, metrics and dashboards', () => {
+  it('lists templates and creates a notebook with its parameters', async () => {
+    expect(await listTemplates(settings)).toEqual({
+      templates: [],
+      problems: []
+    });
+    const made = await createFromTemplate(
+      'etl',
+      'work/x.ipynb',
+      { n_workers: 3, columns: ['a'] },
+      true,
+      settings
+    );
+    expect(made.path).toBe('work/x.ipynb');
+    expect(seen[1].method).toBe('POST');
+    expect(JSON.parse(seen[1].body)).toEqual({
+      path: 'work/x.ipynb',
+      parameters: { n_workers: 3, columns: ['a'] },
+      overwrite: true
+    });
+    const bad = await failure(
+      createFromTemplate('etl', '../x', {}, false, settings)
+    );
+    expect(bad.status).toBe(400);
+    expect(bad.kind).toBe('RequestError');
+    const unknown = await failure(
+      createFromTemplate('a b', 'x', {}, false, settings)
+    );
+    expect(unknown.status).toBe(404);
+    expect(seen[3].url).toBe('/base/workbench/api/templates/a%20b');
+  });
+
+  it('lists datasets, gets one, reads metrics and starts dashboards', async () => {
+    const list = await listDatasets(settings);
+    expect(list.datasets[0].name).toBe('trips');
+    expect(list.problems).toEqual(['bad']);
+    expect((await getDataset('trips', settings)).code).toBe('df = 1');
+    expect((await getMetrics(null, settings)).cluster).toBeNull();
+    expect(seen[2].query).toBe('');
+    expect((await getMetrics('a&b', settings)).cluster).toBe('cluster=a%26b');
+    const dash = await startWorkbenchDashboard('abc', settings);
+    expect(dash.url).toBe('/base/proxy/1234/');
+    expect(seen[4].method).toBe('POST');
   });
 });

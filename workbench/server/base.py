@@ -17,14 +17,17 @@ from tornado import web
 from ..clusters.detached import LaunchError
 from ..credentials import SECRET_KEY
 from ..errors import (
+    CatalogError,
     ClusterNotFoundError,
     CredentialError,
     MissingDependencyError,
     ProfileError,
     ResourceError,
+    UnknownDatasetError,
     UnknownProfileError,
     WorkbenchError,
 )
+from ..templates import TemplateError
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -42,6 +45,14 @@ class RequestError(WorkbenchError, ValueError):
         super().__init__(message)
 
 
+class NotFoundError(WorkbenchError, LookupError):
+    """The thing a route names (a template, a dataset) does not exist: 404."""
+
+
+class ConflictError(WorkbenchError):
+    """The request cannot be done in the current state (a file already exists): 409."""
+
+
 def _problem(err: Any) -> str:
     """One validation problem; the offending value is shown unless it may be a secret."""
     where = ".".join(str(p) for p in err["loc"]) or "body"
@@ -55,9 +66,14 @@ def _problem(err: Any) -> str:
 
 def status_for(exc: BaseException) -> int:
     """The HTTP status a workbench error maps to."""
-    if isinstance(exc, UnknownProfileError | ClusterNotFoundError):
+    if isinstance(
+        exc, UnknownProfileError | ClusterNotFoundError | UnknownDatasetError | NotFoundError
+    ):
         return 404
-    if isinstance(exc, RequestError | ProfileError | ResourceError | CredentialError):
+    if isinstance(exc, ConflictError):
+        return 409
+    bad_input = RequestError | ProfileError | ResourceError | CredentialError
+    if isinstance(exc, bad_input | CatalogError | TemplateError):
         return 400
     if isinstance(exc, LaunchError | MissingDependencyError):
         return 500

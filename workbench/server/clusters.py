@@ -115,7 +115,12 @@ def launch_cluster(req: LaunchRequest) -> dict[str, Any]:
 
 
 def stop_cluster(cluster_id: str) -> dict[str, Any]:
+    from . import metrics
+    from .dashboards import stop_dashboard
+
     record = ClusterRegistry().stop(cluster_id)
+    stop_dashboard(record.id)  # it would exit by itself a moment later
+    metrics.forget(record.scheduler_address)
     return {"id": record.id, "stopped": True}
 
 

@@ -298,6 +298,7 @@ class HealthHandler(_HealthBase):
     @web.authenticated
     async def get(self) -> None:
         from ..doctor import run_checks
+        from .dashboards import panel_missing
 
         proxy = self._proxy()
         checks = await self.run(run_checks)
@@ -314,6 +315,10 @@ class HealthHandler(_HealthBase):
                     "reason": proxy.reason,
                 },
                 "checks": [c.to_dict() for c in checks],
+                "dashboards": {
+                    "available": panel_missing() is None,
+                    "reason": panel_missing() or "workbench dashboards can be served",
+                },
             }
         )
 
@@ -334,4 +339,16 @@ class ClusterHealthHandler(_HealthBase):
             page_host=page_host,
             auth_headers=self._auth_headers(),
         )
+        from .dashboards import dashboard_checks
+
+        extra = await self.run(
+            dashboard_checks,
+            record.id,
+            self._base_url,
+            result["proxy"]["enabled"],
+            self._server_url(),
+            self._auth_headers(),
+        )
+        result["checks"] += [asdict(c) for c in extra]
+        result["ok"] = not any(c["status"] == "fail" for c in result["checks"])
         self.reply(result)

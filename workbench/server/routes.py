@@ -21,8 +21,12 @@ from .clusters import (
     ConnectHandler,
     ScaleHandler,
 )
+from .dashboards import ClusterDashboardHandler
+from .datasets import DatasetHandler, DatasetsHandler
 from .health import ClusterHealthHandler, HealthHandler
+from .metrics import MetricsHandler, PrometheusHandler
 from .profiles import ProfileHandler, ProfilesHandler
+from .templates import TemplateHandler, TemplatesHandler
 
 API_PREFIX = "workbench/api"
 _ID = r"(?P<cluster_id>[A-Za-z0-9_.-]+)"
@@ -36,7 +40,14 @@ ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
     (rf"/clusters/{_ID}/adapt", AdaptHandler),
     (rf"/clusters/{_ID}/connect", ConnectHandler),
     (rf"/clusters/{_ID}/health", ClusterHealthHandler),
+    (rf"/clusters/{_ID}/dashboard", ClusterDashboardHandler),
     (r"/health", HealthHandler),
+    (r"/templates", TemplatesHandler),
+    (r"/templates/(?P<name>[^/]+)", TemplateHandler),
+    (r"/datasets", DatasetsHandler),
+    (r"/datasets/(?P<name>[^/]+)", DatasetHandler),
+    (r"/metrics", MetricsHandler),
+    (r"/metrics/prometheus", PrometheusHandler),
 ]
 
 

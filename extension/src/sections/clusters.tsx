@@ -168,8 +168,22 @@ function ClusterCard(props: {
             void act('dashboard', () => context.openDashboard(cluster))
           }
           data-workbench-action="dashboard"
+          title="Dask's own dashboard of this cluster"
         >
-          Dashboard
+          Dask dashboard
+        </button>
+        <button
+          className="jp-Button jp-workbench-button"
+          disabled={!running || !!busy}
+          onClick={() =>
+            void act('dashboards', () =>
+              context.openWorkbenchDashboards(cluster)
+            )
+          }
+          data-workbench-action="dashboards"
+          title="Workbench's live dashboards: GPU, storage, network, cluster, energy"
+        >
+          {busy === 'dashboards' ? 'Starting…' : 'Dashboards'}
         </button>
         <button
           className="jp-Button jp-workbench-button"
@@ -327,5 +341,6 @@ export const clustersSection: IWorkbenchSection = {
   id: 'clusters',
   title: 'Running clusters',
   rank: 20,
+  weight: 3,
   create: context => ReactWidget.create(<ClustersView context={context} />)
 };

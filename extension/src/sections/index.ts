@@ -7,6 +7,13 @@
  */
 import { IWorkbenchSection } from '../context';
 import { clustersSection } from './clusters';
+import { datasetsSection } from './datasets';
 import { profilesSection } from './profiles';
+import { templatesSection } from './templates';
 
-export const SECTIONS: IWorkbenchSection[] = [profilesSection, clustersSection];
+export const SECTIONS: IWorkbenchSection[] = [
+  profilesSection,
+  clustersSection,
+  templatesSection,
+  datasetsSection
+];

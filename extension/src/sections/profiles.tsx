@@ -335,6 +335,7 @@ export const profilesSection: IWorkbenchSection = {
   id: 'profiles',
   title: 'Cluster profiles',
   rank: 10,
+  weight: 3,
   create: context => ReactWidget.create(<ProfilesView context={context} />)
 };
 
