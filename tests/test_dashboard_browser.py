@@ -98,11 +98,20 @@ def test_dashboard_updates_live_in_chromium(
             wait_for(lambda: len(_state(page)["sources"]) >= 6, timeout=60, what="cluster plots")
         first = _state(page)
         shot1 = page.screenshot(full_page=True)
-        time.sleep(4)
-        second = _state(page)
+        newest = max(t for _, t in first["sources"])
+        points = sum(n for n, _ in first["sources"])
+        # the plots move on: newer samples (2 s of them) and more points, drawn in the page
+        wait_for(
+            lambda: (
+                (state := _state(page))
+                and max(t for _, t in state["sources"]) >= newest + 2000
+                and sum(n for n, _ in state["sources"]) > points
+                and state
+            ),
+            timeout=60,
+            what="the plots to update with 2 s of new samples",
+        )
         shot2 = page.screenshot(full_page=True, path=str(artifacts / "dashboard-cluster.png"))
-        assert max(t for _, t in second["sources"]) >= max(t for _, t in first["sources"]) + 2000
-        assert sum(n for n, _ in second["sources"]) > sum(n for n, _ in first["sources"])
         assert shot1 != shot2
         wait_for(  # a line gets its legend once its first samples are drawn
             lambda: {"executing", "processing", "host CPU"} <= set(_state(page)["legends"]),
