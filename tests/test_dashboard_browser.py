@@ -47,8 +47,12 @@ def _spin(seconds: float) -> int:
 
 
 @pytest.fixture
-def served(dash_cluster: DashCluster, subprocess_env: dict[str, str]) -> Iterator[str]:
+def served(
+    dash_cluster: DashCluster, subprocess_env: dict[str, str], tmp_path: Path
+) -> Iterator[str]:
     env = {**subprocess_env, "WORKBENCH_STATE_DIR": str(dash_cluster.state_dir)}
+    # stderr to a file: an unread pipe fills up with the server's logs and blocks it
+    log = (tmp_path / "dashboard.log").open("w+")
     proc = subprocess.Popen(
         [
             *WORKBENCH,
@@ -61,21 +65,22 @@ def served(dash_cluster: DashCluster, subprocess_env: dict[str, str]) -> Iterato
             "0.5",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         env=env,
     )
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert first.startswith(f"dashboard of cluster at {dash_cluster.address}: "), first + (
-            proc.stderr.read() if proc.poll() is not None and proc.stderr else ""
+        assert first.startswith(f"dashboard of cluster at {dash_cluster.address}: "), (
+            first + Path(log.name).read_text()
         )
         yield first.rsplit(": ", 1)[1].strip()
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
+        proc.communicate(timeout=60)
+        log.close()
+        assert proc.returncode == 0, Path(log.name).read_text()[-5000:]
 
 
 def _state(page: Any) -> dict[str, Any]:
@@ -101,6 +106,7 @@ def test_dashboard_updates_live_in_chromium(
         newest = max(t for _, t in first["sources"])
         points = sum(n for n, _ in first["sources"])
         # the plots move on: newer samples (2 s of them) and more points, drawn in the page
+        time.sleep(2)
         wait_for(
             lambda: (
                 (state := _state(page))
@@ -111,6 +117,7 @@ def test_dashboard_updates_live_in_chromium(
             timeout=60,
             what="the plots to update with 2 s of new samples",
         )
+        page.wait_for_timeout(1000)  # BokehJS redraws on the next animation frames
         shot2 = page.screenshot(full_page=True, path=str(artifacts / "dashboard-cluster.png"))
         assert shot1 != shot2
         wait_for(  # a line gets its legend once its first samples are drawn
