@@ -5,6 +5,7 @@ the XGBoost one on the real single-node SLURM, the optimization one in the kerne
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
+from tests._slurm_fixtures import SlurmInstance
 from tests._storage_fixtures import S3Server, make_frame
 from workbench.cli import main
 
@@ -112,3 +114,48 @@ def test_etl_template_reads_filters_aggregates_and_writes_back_to_s3(
     saved = dest.read_text()
     assert s3.secret not in saved and s3.key not in saved
     assert "fingerprint: " in out and "etag=" in out
+
+
+@pytest.mark.slurm
+def test_xgboost_on_slurm_template_trains_tracks_and_cancels_its_jobs(
+    slurm: SlurmInstance,
+    unique_name: Callable[[str], str],
+    tracking_store: Path,
+    tmp_path: Path,
+) -> None:
+    from mlflow import MlflowClient
+
+    name = unique_name("wbtpl")
+    dest = create(
+        "distributed-xgboost-on-slurm",
+        tmp_path / "xgb.ipynb",
+        profile="slurm",
+        cluster_options=(
+            f"{{cores: 1, memory: 1GiB, walltime: '00:10:00', dashboard_address: ':0', "
+            f"job_name: {name}}}"
+        ),
+        jobs="2",
+        wait_timeout="120",
+        num_boost_round="20",
+        experiment="template-test",
+    )
+    nb, out = execute(dest)
+
+    assert f"#SBATCH -J {name}" in out  # the job script of the jobs that ran
+    assert "scikit-learn breast cancer data: 569 rows, 30 features" in out
+    rows = out.split(" training rows, ")
+    n_train, n_valid = int(rows[0].split()[-1]), int(rows[1].split()[0])
+    assert n_train + n_valid == 569 and 0.1 < n_valid / 569 < 0.3
+    assert "CPU workers=2" in out  # both jobs' workers connected
+    assert "status finished, 20 rounds, device cpu" in out
+    accuracy = float(out.split("validation accuracy: ")[1].split()[0])
+    assert accuracy > 0.9
+    assert nb.cells[-1].outputs[-1]["data"]["text/plain"] == "'closed'"
+    slurm.wait_no_jobs(name, timeout=60)  # close() cancelled both jobs
+
+    client = MlflowClient(f"sqlite:///{tracking_store}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "template-test"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["max_depth"] == "4" and "valid-logloss" in run.data.metrics
+    assert f"run {run.info.run_id} in experiment 'template-test': FINISHED" in out
