@@ -159,3 +159,65 @@ def test_xgboost_on_slurm_template_trains_tracks_and_cancels_its_jobs(
     assert run.info.status == "FINISHED"
     assert run.data.params["max_depth"] == "4" and "valid-logloss" in run.data.metrics
     assert f"run {run.info.run_id} in experiment 'template-test': FINISHED" in out
+
+
+def test_quantize_template_compares_four_smaller_models_and_exports_onnx(tmp_path: Path) -> None:
+    import onnx
+
+    dest = create(
+        "quantize-prune-distill",
+        tmp_path / "opt.ipynb",
+        dataset="wine",
+        hidden="64",
+        epochs="40",
+        distill_epochs="40",
+        export="pruned",
+        onnx_path="exported/wine.onnx",
+    )
+    nb, out = execute(dest)
+
+    assert "wine: 133 training and 45 test rows, 13 features, 3 classes" in out
+    assert "pruned layers: [(32, 13), (32, 32), (3, 32)]" in out  # half the neurons removed
+    assert "student layers: [(16, 13), (16, 16), (3, 16)]" in out  # a quarter of the width
+    (table,) = [
+        o["data"]
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "Measured on this machine" in o.get("data", {}).get("text/html", "")
+    ]
+    params: dict[str, int] = {}
+    for line in table["text/plain"].splitlines():  # pandas wraps: the first block has them
+        words = line.split()
+        wanted = ("baseline", "int8", "structured-0.5", "student")
+        if words and words[0] in wanted and words[0] not in params:
+            params[words[0]] = int(words[1])
+    assert params["baseline"] == params["int8"] == 13 * 64 + 64 + 64 * 64 + 64 + 64 * 3 + 3
+    assert params["structured-0.5"] == 13 * 32 + 32 + 32 * 32 + 32 + 32 * 3 + 3
+    assert params["student"] == 13 * 16 + 16 + 16 * 16 + 16 + 16 * 3 + 3
+
+    path = tmp_path / "exported" / "wine.onnx"
+    onnx.checker.check_model(onnx.load(path))
+    assert f"pruned -> wine.onnx: {path.stat().st_size:,} bytes" in out
+    assert float(out.split("onnxruntime test accuracy: ")[1].split("%")[0]) > 80
+
+
+def test_builtin_templates_have_titles_parameters_and_no_literal_secrets() -> None:
+    from workbench.credentials import find_literal_secrets
+    from workbench.templates import list_templates
+
+    templates = {n: t for n, t in list_templates().items() if t.scope == "built-in"}
+    assert set(templates) == {
+        "infrastructure-health-check",
+        "gpu-etl-from-object-storage",
+        "distributed-xgboost-on-slurm",
+        "quantize-prune-distill",
+    }
+    for tpl in templates.values():
+        assert tpl.title and tpl.description and tpl.tags, tpl.name
+        assert tpl.parameters and all(p.help for p in tpl.parameters.values()), tpl.name
+        defaults = {k: p.default for k, p in tpl.parameters.items()}
+        assert find_literal_secrets(defaults) == [], tpl.name
+        nb = nbformat.read(tpl.path, as_version=4)
+        assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code")
+    etl = templates["gpu-etl-from-object-storage"].parameters
+    assert etl["secret_key"].default.startswith("env:")
