@@ -71,8 +71,10 @@ pytest: install-test system-deps extension
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Every tutorial runs end to end; saved outputs must match (volatile parts sanitized).
+# scripts/test-notebooks: a temporary workbench home, and this checkout's SLURM for
+# 06-slurm (started if needed, unless SLURM_CONF is set).
 notebooks: install-test system-deps
-	$(BIN)/pytest --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+	VENV_BIN=$(abspath $(BIN)) scripts/test-notebooks
 
 test: lint typecheck extension-test pytest notebooks
 
