@@ -180,7 +180,9 @@ def test_hive_partitions_and_partition_filter(cpu_cluster, datasets: LocalDatase
     assert "year" in df.columns
     got = df.compute()
     assert len(got) == 1000 and set(got["year"].astype(int)) == {2024}
-    assert len(manifest.files) == 2  # the lineage lists what the dataset holds
+    # the lineage lists the files the frame reads: the partition the filter rules out is not
+    assert [f.uri.split("/")[-2] for f in manifest.files] == ["year=2024"]
+    assert manifest.files[0].rows == 1000
     settled(manifest.load_id, files=1)
     paths = {
         r["path"]
@@ -188,6 +190,23 @@ def test_hive_partitions_and_partition_filter(cpu_cluster, datasets: LocalDatase
         if r["load_id"] == manifest.load_id and r["phase"] == "read"
     }
     assert paths and all("year=2024" in p for p in paths)
+
+
+def test_partition_filters_rule_out_files_only_where_the_path_decides() -> None:
+    from workbench.data.formats import hive_partitions, partition_may_match
+
+    parts = hive_partitions("year=2023/month=7/part-0.parquet")
+    assert parts == {"year": "2023", "month": "7"}
+    assert not partition_may_match(parts, [[("year", "==", 2024)]])
+    assert partition_may_match(parts, [[("year", ">=", 2023), ("month", "in", [6, 7])]])
+    assert not partition_may_match(parts, [[("year", "==", 2023), ("month", "not in", [7])]])
+    # OR of ANDs: one group that may match is enough
+    assert partition_may_match(parts, [[("year", "==", 2024)], [("month", "<", 8)]])
+    # a column that is not a partition key, or a value that cannot be compared, decides nothing
+    assert partition_may_match(parts, [[("fare", ">", 10)]])
+    assert partition_may_match(parts, [[("year", "==", "x2023")], [("year", "==", 1)]]) is False
+    assert partition_may_match({"year": "abc"}, [[("year", "==", 2023)]])
+    assert partition_may_match({}, [[("year", "==", 2024)]])
 
 
 def test_listener_sees_loads_and_reads(datasets: LocalDatasets) -> None:

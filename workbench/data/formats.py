@@ -161,3 +161,64 @@ def apply_filters(df: Any, filters: list[list[tuple[str, str, Any]]]) -> Any:
             conj = term if conj is None else conj & term
         mask = conj if mask is None else mask | conj
     return df[mask]
+
+
+def hive_partitions(relative_path: str) -> dict[str, str]:
+    """``{"year": "2024", "month": "1"}`` from ``year=2024/month=1/part-0.parquet``."""
+    out: dict[str, str] = {}
+    for segment in relative_path.replace("\\", "/").split("/")[:-1]:
+        key, sep, value = segment.partition("=")
+        if sep and key:
+            out[key] = value
+    return out
+
+
+def _as_type_of(text: str, like: Any) -> Any:
+    """A partition value (always text in the path) as the type of the filter's value."""
+    if isinstance(like, bool):
+        return text.lower() in ("true", "1")
+    if isinstance(like, int):
+        return int(text)
+    if isinstance(like, float):
+        return float(text)
+    return text
+
+
+def _holds(value: str, op: str, target: Any) -> bool | None:
+    """Whether ``value op target`` holds; None when it cannot be told from the path."""
+    try:
+        if op in ("in", "not in"):
+            members = list(target)
+            if not members:
+                return op == "not in"
+            inside = _as_type_of(value, members[0]) in members
+            return inside if op == "in" else not inside
+        v = _as_type_of(value, target)
+        return bool(
+            {
+                "==": lambda: v == target,
+                "!=": lambda: v != target,
+                "<": lambda: v < target,
+                "<=": lambda: v <= target,
+                ">": lambda: v > target,
+                ">=": lambda: v >= target,
+            }[op]()
+        )
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def partition_may_match(
+    partitions: dict[str, str], dnf: list[list[tuple[str, str, Any]]] | None
+) -> bool:
+    """False only when the hive partition values of a file rule out every OR-group of the
+    filters (a predicate on a column that is not a partition key never rules a file out)."""
+    if not dnf or not partitions:
+        return True
+    for group in dnf:
+        if all(
+            col not in partitions or _holds(partitions[col], op, value) is not False
+            for col, op, value in group
+        ):
+            return True
+    return False

@@ -359,6 +359,25 @@ def load(
         file_paths = [str(i["name"]) for i in infos]
         if fmt == "auto":
             fmt = formats.detect_format(req.uri, file_paths)
+        if dnf and not storage.has_glob(path):
+            # hive partitions the filters rule out are not read: leave them out of the
+            # footers and the lineage (the reader prunes them the same way)
+            root = path.rstrip("/") + "/"
+            kept = [
+                info
+                for info, p in zip(infos, file_paths, strict=True)
+                if not p.startswith(root)
+                or formats.partition_may_match(formats.hive_partitions(p[len(root) :]), dnf)
+            ]
+            if len(kept) < len(infos):
+                logger.debug(
+                    "load %s: %d of %d files ruled out by partition filters",
+                    load_id,
+                    len(infos) - len(kept),
+                    len(infos),
+                )
+                infos = kept
+                file_paths = [str(i["name"]) for i in infos]
         iostats.update_load(
             load_id,
             format=fmt,
