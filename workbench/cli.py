@@ -62,6 +62,16 @@ def main() -> None:
     """workbench: GPU Dask clusters, data and dashboards from JupyterLab."""
 
 
+def _echo_catalog(key: str, entries: Any, catalog: Any) -> None:
+    """``--json`` of a layered YAML catalog (profiles, datasets): entries, problems, files."""
+    body = {
+        key: [e.to_dict() for e in entries],
+        "problems": [str(p) for p in catalog.problems],
+        "files": [f.__dict__ for f in catalog.files],
+    }
+    click.echo(json.dumps(body, indent=1))
+
+
 # -- profiles ----------------------------------------------------------------------------
 @main.group(cls=_Group)
 def profiles() -> None:
@@ -76,16 +86,7 @@ def profiles_list(as_json: bool) -> None:
 
     catalog = load_catalog()
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "profiles": [p.to_dict() for p in catalog.profiles.values()],
-                    "problems": [str(p) for p in catalog.problems],
-                    "files": [f.__dict__ for f in catalog.files],
-                },
-                indent=1,
-            )
-        )
+        _echo_catalog("profiles", catalog.profiles.values(), catalog)
         return
     rows = [
         [p.name, p.backend, p.scope, p.description[:60]]
@@ -363,16 +364,7 @@ def data_list(as_json: bool) -> None:
 
     catalog = load_catalog()
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "datasets": [d.to_dict() for d in catalog.datasets.values()],
-                    "problems": [str(p) for p in catalog.problems],
-                    "files": [f.__dict__ for f in catalog.files],
-                },
-                indent=1,
-            )
-        )
+        _echo_catalog("datasets", catalog.datasets.values(), catalog)
         return
     rows = [
         [d.name, d.spec.format, d.uri, d.scope, d.description[:50]]
