@@ -98,6 +98,24 @@ def team_profile_files() -> list[Path]:
     return _expand(value)
 
 
+def _text(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
+def layered_sources(
+    team: list[Path], user: Path, extra: list[Path] | None = None
+) -> list[tuple[str, Any, str | None, bool]]:
+    """The files of a layered YAML catalog (profiles, datasets), lowest precedence first:
+    ``(label, scope, text or None when missing, required)`` for the team files, the user's
+    own file (optional) and explicitly given files."""
+    out: list[tuple[str, Any, str | None, bool]] = [
+        (str(path), "team", _text(path), True) for path in team
+    ]
+    out.append((str(user), "user", _text(user), False))
+    out += [(str(path), "file", _text(path), True) for path in extra or []]
+    return out
+
+
 # -- dataset catalog and data cache (workbench.data) ----------------------------------------
 def user_catalog_file() -> Path:
     """The user's own dataset catalog, ``catalog.yaml`` in the config directory."""

@@ -300,26 +300,17 @@ def _parse_file(text: str, file: str, scope: Scope, problems: list[ProfileProble
     return raws
 
 
-def _sources() -> list[tuple[str, Scope, str | None, bool]]:
-    """(label, scope, text or None, required) for each configured file, lowest first."""
-    builtin = resources.files("workbench.clusters").joinpath("builtin_profiles.yaml")
-    out: list[tuple[str, Scope, str | None, bool]] = [
-        ("built-in", "built-in", builtin.read_text(), True)
-    ]
-    for path in config.team_profile_files():
-        out.append((str(path), "team", path.read_text() if path.is_file() else None, True))
-    user = config.user_profiles_file()
-    out.append((str(user), "user", user.read_text() if user.is_file() else None, False))
-    return out
-
-
 def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
     """Read, merge and validate every profile file. Never raises for bad content."""
     problems: list[ProfileProblem] = []
     files: list[ProfileFile] = []
     merged: dict[str, _Raw] = {}
-    sources = _sources() + [
-        (str(p), "file", p.read_text() if p.is_file() else None, True) for p in (extra_files or [])
+    builtin = resources.files("workbench.clusters").joinpath("builtin_profiles.yaml")
+    sources = [
+        ("built-in", "built-in", builtin.read_text(), True),
+        *config.layered_sources(
+            config.team_profile_files(), config.user_profiles_file(), extra_files
+        ),
     ]
     for label, scope, text, required in sources:
         files.append(ProfileFile(label, scope, text is not None))

@@ -237,23 +237,14 @@ def parse_catalog(text: str, file: str, scope: Scope) -> tuple[list[Dataset], li
     return out, problems
 
 
-def _sources() -> list[tuple[str, Scope, str | None, bool]]:
-    out: list[tuple[str, Scope, str | None, bool]] = []
-    for path in config.team_catalog_files():
-        out.append((str(path), "team", path.read_text() if path.is_file() else None, True))
-    user = config.user_catalog_file()
-    out.append((str(user), "user", user.read_text() if user.is_file() else None, False))
-    return out
-
-
 def load_catalog(extra_files: list[Path] | None = None) -> DataCatalog:
     """Read, merge and validate every catalog file. Never raises for bad content."""
     datasets: dict[str, Dataset] = {}
     problems: list[CatalogProblem] = []
     files: list[CatalogFile] = []
-    sources = _sources() + [
-        (str(p), "file", p.read_text() if p.is_file() else None, True) for p in (extra_files or [])
-    ]
+    sources = config.layered_sources(
+        config.team_catalog_files(), config.user_catalog_file(), extra_files
+    )
     for label, scope, text, required in sources:
         files.append(CatalogFile(label, scope, text is not None))
         if text is None:
