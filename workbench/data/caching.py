@@ -24,7 +24,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileOpener, LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from .fslayer import DelegatingFileSystem
+from .fslayer import IDENTITY_METHODS, DelegatingFileSystem
 from .storage import file_facts
 
 PROTOCOL = "wbcache"
@@ -46,9 +46,8 @@ class LocalCopyFileSystem(DelegatingFileSystem):
             "head",
             "tail",
             "local_copy",
-            "_fs_token",
-            "fsid",
         }
+        | IDENTITY_METHODS
     )
 
     def __init__(
@@ -70,26 +69,8 @@ class LocalCopyFileSystem(DelegatingFileSystem):
         self.fs = fs
         self.cache_dir = os.path.abspath(os.path.expanduser(cache_dir))
 
-    @property
-    def _fs_token(self) -> str:
-        inner = getattr(self.fs, "_fs_token", repr(self.fs))
-        return hashlib.md5(f"{PROTOCOL}|{inner}|{self.cache_dir}".encode()).hexdigest()
-
-    @property
-    def fsid(self) -> str:
-        return f"{PROTOCOL}-{self._fs_token}"
-
-    def __dask_tokenize__(self) -> str:
-        return self._fs_token
-
-    def __hash__(self) -> int:
-        return int(self._fs_token, 16)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LocalCopyFileSystem) and self._fs_token == other._fs_token
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild, (self.fs, self.cache_dir)
+    def layer_settings(self) -> dict[str, Any]:
+        return {"cache_dir": self.cache_dir}
 
     def __repr__(self) -> str:
         return f"<LocalCopyFileSystem {self.cache_dir} over {self.fs!r}>"
@@ -160,10 +141,6 @@ def _suffix(path: str) -> str:
     """Keep the file's extension on the copy (readers infer compression from it)."""
     base = path.rsplit("/", 1)[-1]
     return "." + base.split(".", 1)[1] if "." in base else ""
-
-
-def _rebuild(fs: AbstractFileSystem, cache_dir: str) -> LocalCopyFileSystem:
-    return LocalCopyFileSystem(fs=fs, cache_dir=cache_dir)
 
 
 fsspec.register_implementation(PROTOCOL, LocalCopyFileSystem, clobber=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ import fsspec
 from fsspec.spec import AbstractFileSystem
 
 from . import iostats
-from .fslayer import DelegatingFileSystem
+from .fslayer import IDENTITY_METHODS, DelegatingFileSystem
 
 PROTOCOL = "wbmeter"
 
@@ -50,9 +49,8 @@ _OWN_METHODS = frozenset(
         "head",
         "tail",
         "_emit",
-        "_fs_token",
-        "fsid",
     }
+    | IDENTITY_METHODS
 )
 
 
@@ -186,27 +184,8 @@ class MeteredFileSystem(DelegatingFileSystem):
         self.load_id = load_id
         self.phase = phase
 
-    # -- identity ---------------------------------------------------------------------
-    @property
-    def _fs_token(self) -> str:
-        inner = getattr(self.fs, "_fs_token", repr(self.fs))
-        return hashlib.md5(f"{inner}|{self.load_id}|{self.phase}".encode()).hexdigest()
-
-    @property
-    def fsid(self) -> str:
-        return f"{PROTOCOL}-{self._fs_token}"
-
-    def __dask_tokenize__(self) -> str:
-        return self._fs_token
-
-    def __hash__(self) -> int:
-        return int(self._fs_token, 16)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, MeteredFileSystem) and self._fs_token == other._fs_token
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild, (self.fs, self.load_id, self.phase)
+    def layer_settings(self) -> dict[str, Any]:
+        return {"load_id": self.load_id, "phase": self.phase}
 
     def __repr__(self) -> str:
         return f"<MeteredFileSystem load={self.load_id} over {self.fs!r}>"
@@ -312,10 +291,6 @@ class MeteredFileSystem(DelegatingFileSystem):
             except Exception:  # worker shutting down: count it here instead
                 pass
         iostats.record_read(record)
-
-
-def _rebuild(fs: AbstractFileSystem, load_id: str, phase: str) -> MeteredFileSystem:
-    return MeteredFileSystem(fs=fs, load_id=load_id, phase=phase)
 
 
 fsspec.register_implementation(PROTOCOL, MeteredFileSystem, clobber=True)
