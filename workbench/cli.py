@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,28 @@ def _echo_catalog(key: str, entries: Any, catalog: Any) -> None:
     click.echo(json.dumps(body, indent=1))
 
 
+def _validate_catalog(
+    files: tuple[Path, ...],
+    load_catalog: Callable[[], Any],
+    validate_file: Callable[[Path], list[Any]],
+    none: str = "",
+) -> None:
+    """``validate`` of a layered YAML catalog: the given FILES, else every configured file;
+    problems to stderr and exit 1, else ``ok:`` and what was checked."""
+    if files:
+        problems = [p for f in files for p in validate_file(f)]
+        checked = [str(f) for f in files]
+    else:
+        catalog = load_catalog()
+        problems = catalog.problems
+        checked = [f.path for f in catalog.files if f.exists]
+    for problem in problems:
+        click.secho(str(problem), fg="red", err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+    click.echo(f"ok: {', '.join(checked) or none}")
+
+
 # -- profiles ----------------------------------------------------------------------------
 @main.group(cls=_Group)
 def profiles() -> None:
@@ -129,18 +152,7 @@ def profiles_validate(files: tuple[Path, ...]) -> None:
     """Check profile FILES (default: every configured profile file). Exit 1 on problems."""
     from .clusters.profiles import load_catalog, validate_file
 
-    if files:
-        problems = [p for f in files for p in validate_file(f)]
-        checked = [str(f) for f in files]
-    else:
-        catalog = load_catalog()
-        problems = catalog.problems
-        checked = [f.path for f in catalog.files if f.exists]
-    for problem in problems:
-        click.secho(str(problem), fg="red", err=True)
-    if problems:
-        raise click.exceptions.Exit(1)
-    click.echo(f"ok: {', '.join(checked)}")
+    _validate_catalog(files, load_catalog, validate_file)
 
 
 # -- launch -------------------------------------------------------------------------------
@@ -435,18 +447,7 @@ def data_validate(files: tuple[Path, ...]) -> None:
     """Check catalog FILES (default: every configured catalog). Exit 1 on problems."""
     from .data.catalog import load_catalog, validate_file
 
-    if files:
-        problems = [p for f in files for p in validate_file(f)]
-        checked = [str(f) for f in files]
-    else:
-        catalog = load_catalog()
-        problems = catalog.problems
-        checked = [f.path for f in catalog.files if f.exists]
-    for problem in problems:
-        click.secho(str(problem), fg="red", err=True)
-    if problems:
-        raise click.exceptions.Exit(1)
-    click.echo(f"ok: {', '.join(checked) or 'no catalog files'}")
+    _validate_catalog(files, load_catalog, validate_file, none="no catalog files")
 
 
 # -- dashboard ----------------------------------------------------------------------------
