@@ -13,7 +13,7 @@ import {
   stopCluster,
   WorkbenchAPIError
 } from '../request';
-import { ErrorBox } from './profiles';
+import { ErrorBox } from './common';
 
 /** How often the list is refreshed, so clusters started in notebooks appear. */
 export const POLL_INTERVAL_MS = 5000;

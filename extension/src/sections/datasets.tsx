@@ -4,7 +4,7 @@ import React, { useCallback, useEffect, useState } from 'react';
 import { IWorkbenchContext, IWorkbenchSection } from '../context';
 import { storageOptionsText } from '../display';
 import { IDataset, IDatasetList, listDatasets } from '../request';
-import { ErrorBox } from './profiles';
+import { ErrorBox, ProblemList, SourceFiles } from './common';
 
 function DatasetCard(props: { dataset: IDataset; context: IWorkbenchContext }) {
   const { dataset, context } = props;
@@ -109,28 +109,18 @@ function DatasetsView(props: { context: IWorkbenchContext }) {
           <DatasetCard key={d.name} dataset={d} context={context} />
         ))}
       </ul>
-      {list && list.problems.length > 0 && (
-        <details className="jp-workbench-problems">
-          <summary>{list.problems.length} problem(s) in catalog files</summary>
-          <ul>
-            {list.problems.map(p => (
-              <li key={p}>{p}</li>
-            ))}
-          </ul>
-        </details>
+      {list && (
+        <ProblemList
+          problems={list.problems}
+          summary={`${list.problems.length} problem(s) in catalog files`}
+        />
       )}
       {list && (
-        <details className="jp-workbench-files">
-          <summary className="jp-workbench-dim">Catalog files</summary>
-          <ul>
-            {list.files.map(f => (
-              <li key={f.path} className="jp-workbench-dim">
-                {f.scope}: <code>{f.path}</code>
-                {f.exists ? '' : ' (not found)'}
-              </li>
-            ))}
-          </ul>
-        </details>
+        <SourceFiles
+          files={list.files}
+          title="Catalog files"
+          missing="not found"
+        />
       )}
       <ErrorBox error={error} />
     </div>

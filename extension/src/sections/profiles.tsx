@@ -2,35 +2,15 @@ import { Notification, ReactWidget } from '@jupyterlab/apputils';
 import React, { useCallback, useEffect, useMemo, useState } from 'react';
 
 import { IWorkbenchContext, IWorkbenchSection } from '../context';
+import { ErrorBox, ProblemList, SourceFiles } from './common';
 import { collectOverrides, fieldsFromSchema, IField, toText } from '../form';
 import {
   getProfile,
   IProfileDetail,
   IProfileList,
   launchCluster,
-  listProfiles,
-  WorkbenchAPIError
+  listProfiles
 } from '../request';
-
-function ErrorBox(props: { error: WorkbenchAPIError | Error | null }) {
-  const { error } = props;
-  if (!error) {
-    return null;
-  }
-  const problems = error instanceof WorkbenchAPIError ? error.problems : [];
-  return (
-    <div className="jp-workbench-error" role="alert">
-      <div>{error.message}</div>
-      {problems.length > 0 && (
-        <ul>
-          {problems.map(p => (
-            <li key={p}>{p}</li>
-          ))}
-        </ul>
-      )}
-    </div>
-  );
-}
 
 function FieldInput(props: {
   field: IField;
@@ -253,28 +233,18 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
           </div>
         </div>
       )}
-      {list && list.problems.length > 0 && (
-        <details className="jp-workbench-problems">
-          <summary>{list.problems.length} problem(s) in profile files</summary>
-          <ul>
-            {list.problems.map(p => (
-              <li key={p}>{p}</li>
-            ))}
-          </ul>
-        </details>
+      {list && (
+        <ProblemList
+          problems={list.problems}
+          summary={`${list.problems.length} problem(s) in profile files`}
+        />
       )}
       {list && (
-        <details className="jp-workbench-files">
-          <summary className="jp-workbench-dim">Profile files</summary>
-          <ul>
-            {list.files.map(f => (
-              <li key={f.path} className="jp-workbench-dim">
-                {f.scope}: <code>{f.path}</code>
-                {f.exists ? '' : ' (not created yet)'}
-              </li>
-            ))}
-          </ul>
-        </details>
+        <SourceFiles
+          files={list.files}
+          title="Profile files"
+          missing="not created yet"
+        />
       )}
       {detail && (
         <form
@@ -338,5 +308,3 @@ export const profilesSection: IWorkbenchSection = {
   weight: 3,
   create: context => ReactWidget.create(<ProfilesView context={context} />)
 };
-
-export { ErrorBox };

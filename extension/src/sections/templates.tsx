@@ -15,7 +15,7 @@ import {
   ITemplateParameter,
   listTemplates
 } from '../request';
-import { ErrorBox } from './profiles';
+import { ErrorBox, ProblemList } from './common';
 
 function ParamInput(props: {
   param: ITemplateParameter;
@@ -255,15 +255,11 @@ function TemplatesView(props: { context: IWorkbenchContext }) {
           </li>
         ))}
       </ul>
-      {list && list.problems.length > 0 && (
-        <details className="jp-workbench-problems">
-          <summary>{list.problems.length} template(s) with problems</summary>
-          <ul>
-            {list.problems.map(p => (
-              <li key={p}>{p}</li>
-            ))}
-          </ul>
-        </details>
+      {list && (
+        <ProblemList
+          problems={list.problems}
+          summary={`${list.problems.length} template(s) with problems`}
+        />
       )}
       <ErrorBox error={error} />
     </div>
