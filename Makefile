@@ -9,29 +9,29 @@ LAB_PORT ?= 8888
 LAB_IP ?= 127.0.0.1
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-# Extras the test suite needs. Each feature adds its extra here.
-TEST_EXTRAS ?= test,lab,lab-test,dashboards,cloud,cloud-test,slurm,data,test-data,train
+# Installs come from the committed locks in requirements/ (scripts/lock, `make lock`), with no
+# dependency resolution at install time: scripts/install-env bootstraps uv into the venv with
+# pip, `uv pip sync`s the lock, adds torch as a CPU build (scripts/install-torch; set
+# TORCH_VARIANT=cuda on a GPU workstation) and workbench itself. Quick when nothing changed.
+export VENV PYTHON
 
-.PHONY: lab test install-lab install-test system-deps lint typecheck pytest notebooks bench bench-slurm clean extension extension-test
+.PHONY: lab test install-lab install-test lock lock-check system-deps lint typecheck pytest \
+	notebooks bench bench-slurm clean extension extension-test
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+install-lab:
+	@scripts/install-env lab
 
-# torch==2.13.0 first: a CPU wheel of it is what the tests use; installed after the extras,
-# pip would resolve the `train` extra's torch range to a multi-GB CUDA build.
-TORCH_PIN ?= torch==2.13.0
+install-test:
+	@scripts/install-env test
 
-# What `make lab` installs: the extension and every CPU feature a notebook user reaches for.
-LAB_EXTRAS ?= lab,dashboards,data,train,slurm,cloud
+# Re-resolve the locks after changing dependencies in pyproject.toml (pins kept where they
+# still fit; UPGRADE=1 takes the newest releases). Commit requirements/*.txt.
+lock: install-test
+	UV=$(BIN)/uv scripts/lock
 
-install-lab: $(BIN)/python
-	$(BIN)/pip install -q '$(TORCH_PIN)'
-	$(BIN)/pip install -q -e '.[$(LAB_EXTRAS)]'
-
-install-test: $(BIN)/python
-	$(BIN)/pip install -q '$(TORCH_PIN)'
-	$(BIN)/pip install -q -e '.[$(TEST_EXTRAS)]'
+# Fails when pyproject.toml and the locks disagree; resolves the gpu extras for Python 3.12.
+lock-check: install-test
+	UV=$(BIN)/uv scripts/lock --check
 
 # System packages and services the tests talk to (SLURM, browsers, storage servers):
 # one idempotent script per feature in scripts/setup/, run in name order.
@@ -47,9 +47,10 @@ EXT_SOURCES := $(wildcard extension/src/*.ts extension/src/*.tsx extension/src/*
 	extension/tsconfig.json
 
 $(LABEXT): $(EXT_SOURCES)
-	cd extension && $(JLPM) install && $(JLPM) build:prod
-	@# pip copies the built extension into the environment: copy the fresh build.
-	$(BIN)/pip install -q --no-deps -e .
+	cd extension && $(JLPM) install --immutable && $(JLPM) build:prod
+	@# The editable install links the built extension into the environment: refresh it.
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/uv pip install -q --python $(BIN)/python --no-deps \
+		--no-build-isolation -e .
 
 extension: $(LABEXT)
 
@@ -76,7 +77,7 @@ pytest: install-test system-deps extension
 notebooks: install-test system-deps
 	VENV_BIN=$(abspath $(BIN)) scripts/test-notebooks
 
-test: lint typecheck extension-test pytest notebooks
+test: lock-check lint typecheck extension-test pytest notebooks
 
 # Each prints workbench vs the raw library it wraps, measured in the same run.
 bench: install-test

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,16 +10,8 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from ._browser import launch_chromium
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 
 
@@ -84,14 +74,10 @@ def dash_store(dash_cluster: DashCluster) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """Headless Debian chromium driven by Playwright (installed by scripts/setup)."""
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-        pytest.fail(
-            f"{CHROMIUM} is missing: run 'make system-deps' (scripts/setup/45-dashboard-browser.sh)"
-        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             yield browser
         finally:

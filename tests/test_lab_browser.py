@@ -8,7 +8,6 @@ Screenshots go to artifacts/.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +17,17 @@ import pytest
 import workbench
 from workbench.clusters.running import ClusterRegistry
 
+from ._browser import launch_chromium
 from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
 from .test_templates import make_template
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.usefixtures("stop_clusters_after"),
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="run scripts/setup/40-browser.sh"),
 ]
 
 NOTEBOOK = {
@@ -107,7 +95,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
     console: list[str] = []
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.set_default_timeout(60_000)

@@ -1,0 +1,32 @@
+"""The one headless browser of the browser tests: Debian chromium driven by Playwright.
+
+scripts/setup/40-browser.sh installs /usr/bin/chromium; Playwright never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+# Headless as root, without the machine's closed network in the way (background connections
+# refused by the sandbox), and with /tmp instead of a small /dev/shm.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """A headless chromium browser from a `sync_playwright()` context."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run 'make system-deps' (scripts/setup/40-browser.sh)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
