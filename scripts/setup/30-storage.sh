@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Storage servers the data tests start themselves: Azurite (Azure Blob emulator, npm)
-# into the git-ignored .cache/node/. The S3 (moto) and GCS emulators are Python packages
-# installed by `make install-test` (extras data,test-data). Idempotent and quick when done.
+# into the git-ignored .cache/node/, from the committed lock in scripts/setup/azurite/
+# (`npm ci`: exact versions, integrity checked). The S3 (moto) and GCS emulators are Python
+# packages in requirements/test.txt. Idempotent and quick when done.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-AZURITE_VERSION="${AZURITE_VERSION:-3.37.0}"
+LOCK_DIR="scripts/setup/azurite"
 PREFIX=".cache/node"
 BIN="$PREFIX/node_modules/.bin/azurite-blob"
-STAMP="$PREFIX/.azurite-$AZURITE_VERSION"
+AZURITE_VERSION=$(sed -n 's/.*"azurite": "\(.*\)".*/\1/p' "$LOCK_DIR/package.json")
+STAMP="$PREFIX/.azurite-$(cat "$LOCK_DIR/package.json" "$LOCK_DIR/package-lock.json" | sha256sum | cut -c1-16)"
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "installing nodejs and npm (for Azurite)"
@@ -24,8 +26,8 @@ fi
 
 echo "installing azurite $AZURITE_VERSION into $PREFIX"
 mkdir -p "$PREFIX"
-npm install --prefix "$PREFIX" --no-save --no-audit --no-fund --loglevel=error \
-  "azurite@$AZURITE_VERSION"
+cp "$LOCK_DIR/package.json" "$LOCK_DIR/package-lock.json" "$PREFIX/"
+npm ci --prefix "$PREFIX" --no-audit --no-fund --loglevel=error
 "$BIN" --version >/dev/null
 rm -f "$PREFIX"/.azurite-*
 touch "$STAMP"
