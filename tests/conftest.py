@@ -33,7 +33,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=f"no GPU: {inventory.reason}")
     for item in items:
-        if "gpu" in item.keywords:
+        # The marker, not the keyword: keywords also hold directory names (a checkout in a
+        # directory named "gpu" would skip every test).
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
 
 
