@@ -27,6 +27,42 @@ def test_pcie_and_limits_arithmetic() -> None:
     assert bench.bottleneck([bench.Measurement("z", 1, "GB/s")]) is None
 
 
+def test_gpu_pcie_limit_is_the_links_maximum_not_its_idle_generation() -> None:
+    """An idle GPU reports a lower current link generation (Gen1 in this recording); the
+    limit of a copy is the link at its maximum generation and width."""
+    from workbench.metrics.nvml_replay import ReplayNVML
+
+    fixture = Path(__file__).parent / "fixtures" / "nvml" / "handwritten-h100.json"
+    nvml = ReplayNVML(fixture)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml.nvmlDeviceGetCurrPcieLinkGeneration(handle) == 1  # idle, as recorded
+    limit, source = bench.gpu_pcie_limit(0, nvml=ReplayNVML(fixture))
+    assert limit == pytest.approx(bench.PCIE_LANE_GBPS[5] * 16)
+    assert source == "PCIe Gen5 x16 (the link's maximum)"
+
+
+def _fake_block_device(root: Path, probe: Path, name: str, rotational: str) -> Path:
+    """A sysfs tree in which the disk holding ``probe`` is ``name``."""
+    st = os.stat(probe)
+    disk = root / "devices" / "virtual" / "block" / name
+    (disk / "queue").mkdir(parents=True)
+    (disk / "queue" / "rotational").write_text(rotational + "\n")
+    link = root / "dev" / "block" / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(disk)
+    return root
+
+
+@pytest.mark.parametrize("rotational", ["0", "1"])
+def test_disk_limit_is_never_guessed_for_a_disk_without_a_link_speed(
+    tmp_path: Path, rotational: str
+) -> None:
+    sysfs = _fake_block_device(tmp_path / "sys", tmp_path, "sda", rotational)
+    limit, source = bench.disk_limit(tmp_path, sysfs=sysfs)
+    assert limit is None
+    assert source.startswith("sda: ") and "no limit is guessed" in source
+
+
 def test_storage_read_measures_a_real_file(tmp_path: Path) -> None:
     probe_dir = tmp_path / "disk"
     probe_dir.mkdir()
