@@ -126,20 +126,21 @@ def detect_gpus(nvml: Any = None) -> GPUInventory:
     )
 
 
-def worker_gpu_uuids() -> list[str]:
+def worker_gpu_uuids(nvml: Any = None) -> list[str]:
     """Runs on a Dask worker: UUIDs of the GPUs that worker uses, through NVML.
 
     A worker with ``CUDA_VISIBLE_DEVICES`` set uses the first device listed (dask-cuda's
     convention, also that of ``dask cuda worker`` in a pod or a batch job); a worker without
     it may use every GPU of its machine. Empty where no GPU or no driver is visible.
+    ``nvml``: as for :func:`detect_gpus`.
     """
-    inventory = detect_gpus()
-    if not inventory.gpus:
-        return []
+    inventory = detect_gpus(nvml)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     first = (visible or "").split(",")[0].strip()
-    if first.startswith("MIG-"):
+    if first.startswith("MIG-") and inventory.driver_version is not None:
         return [first]  # a MIG instance: its own UUID names what the worker uses
+    if not inventory.gpus:
+        return []
     return [inventory.gpus[0].uuid] if visible else [g.uuid for g in inventory.gpus]
 
 
