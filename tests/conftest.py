@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -12,9 +13,11 @@ import pytest
 
 from workbench.gpus import detect_gpus
 
-# Fixture modules of each feature (servers the tests start, and so on).
+# Fixture modules of each feature (servers the tests start, and so on). pytest-jupyter's
+# server fixtures only where it is installed: `make test` installs it; the GPU machine's
+# device check (scripts/device-check) runs the gpu tests without the Jupyter stack.
 pytest_plugins: list[str] = [
-    "pytest_jupyter.jupyter_server",
+    *(["pytest_jupyter.jupyter_server"] if importlib.util.find_spec("pytest_jupyter") else []),
     "tests._dashboard_fixtures",
     "tests._gateway_fixtures",
     "tests._lab_fixtures",

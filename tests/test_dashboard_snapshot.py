@@ -88,3 +88,27 @@ def _empty_ring() -> Any:
     from workbench.metrics import SampleRing
 
     return SampleRing(10)
+
+
+@pytest.mark.gpu
+def test_the_gpu_tab_shows_real_series_and_is_drawn(tmp_path: Path) -> None:
+    """The host store sampling a real GPU: the GPU tab has no notice, its plots show, and
+    the PNG holds them."""
+    from workbench.metrics import get_store
+    from workbench.metrics import store as metrics_store
+
+    store = get_store(None, interval=0.5)
+    try:
+        store.wait_for(lambda s: len(s.sources["host"].ring) >= 4, timeout=30)
+        view = create_view(store)
+        view.panel()
+        assert view.state.gpu_notice() is None and view.active_tab == "GPU"
+        view.update(force=True)
+        shown = {s.plot.title for s in view.slots["GPU"].values() if s.showing_plot}
+        assert {"GPU utilization (%)", "GPU memory", "GPU temperature (°C)"} <= shown
+        titles = save_png(store, tmp_path / "gpu.png", tab="GPU")
+        assert "GPU memory" in titles and (tmp_path / "gpu.png").read_bytes().startswith(PNG)
+        restored = store_from_snapshot(json.loads(json.dumps(snapshot(store))))
+        assert restored.gpu_status()[0] == store.gpu_status()[0] >= 1
+    finally:
+        metrics_store.close_all()

@@ -496,6 +496,40 @@ def test_a_real_recording_replays_to_the_same_series() -> None:
     assert any(k.startswith("workbench_gpu_memory_used_bytes") for k in expected[-1])
 
 
+@pytest.mark.gpu
+def test_pcie_counters_see_host_to_device_and_back() -> None:
+    """While a pinned buffer is copied to the GPU the receive rate is GB/s and above the
+    transmit rate; copied back, the other way round. Real NVML, real copies."""
+    torch = pytest.importorskip("torch", reason="the copies use PyTorch: pip install torch")
+    sampler = GPUSampler(SamplerContext(role="host"))
+    assert sampler.reason is None, sampler.reason
+    host = torch.empty(512 << 20, dtype=torch.uint8).pin_memory()
+    dev = torch.empty_like(host, device="cuda")
+    rx = "workbench_gpu_pcie_receive_bytes_per_second"
+    tx = "workbench_gpu_pcie_transmit_bytes_per_second"
+
+    def rates_while(copy: Any) -> tuple[float, float]:
+        sampler.sample(time.time())
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            copy()
+            torch.cuda.synchronize()
+        values = sampler.sample(time.time())
+        down = max(v for k, v in values.items() if k.startswith(rx))
+        up = max(v for k, v in values.items() if k.startswith(tx))
+        return down, up
+
+    try:
+        down, up = rates_while(lambda: dev.copy_(host, non_blocking=True))
+        assert down > 1e9 and down > up, (down, up)
+        down, up = rates_while(lambda: host.copy_(dev, non_blocking=True))
+        assert up > 1e9 and up > down, (down, up)
+        values = sampler.sample(time.time())
+        assert max(v for k, v in values.items() if k.startswith("workbench_gpu_power_watts")) > 0
+    finally:
+        sampler.close()
+
+
 # -- registry and the sampling loop --------------------------------------------------------------
 class _Constant:
     name = "constant"
