@@ -55,6 +55,9 @@ def test_a_snapshot_restores_the_same_gpu_tab(tmp_path: Path) -> None:
     view.update(force=True)
     shown = [s.plot.title for s in view.slots["GPU"].values() if s.showing_plot]
     assert {"GPU utilization (%)", "GPU memory", "PCIe throughput"} <= set(shown)
+    later = store_from_snapshot(json.loads(json.dumps(data)), ending_at=time.time() + 3600)
+    newest = max(t for s in later.snapshot_sources() if (t := s.ring.last_time()))
+    assert newest == pytest.approx(time.time() + 3600, abs=5)
     with pytest.raises(ValueError, match="not a workbench-metrics-snapshot"):
         store_from_snapshot({"format": "something else"})
 

@@ -46,10 +46,20 @@ def snapshot(store: MetricsStore) -> dict[str, Any]:
     }
 
 
-def store_from_snapshot(data: dict[str, Any]) -> MetricsStore:
-    """A store holding a snapshot's samples; it is never started and samples nothing."""
+def store_from_snapshot(data: dict[str, Any], ending_at: float | None = None) -> MetricsStore:
+    """A store holding a snapshot's samples; it is never started and samples nothing.
+
+    ``ending_at``: shift every sample time so that the newest is at this time (e.g.
+    ``time.time()``, for live views whose time window ends now).
+    """
     if data.get("format") != FORMAT:
         raise ValueError(f"not a {FORMAT} snapshot")
+    if ending_at is not None:
+        rings = [src["ring"] for src in data["sources"]] + [data.get("cluster") or {"t": []}]
+        newest = max((max(r["t"]) for r in rings if r["t"]), default=ending_at)
+        shift = ending_at - newest
+        for r in rings:
+            r["t"] = [t + shift for t in r["t"]]
     store = MetricsStore(
         data.get("scheduler_address"), interval=float(data["interval"]), sample_host=False
     )
