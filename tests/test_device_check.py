@@ -114,3 +114,17 @@ def test_large_wheels_are_staged_in_pieces_that_join_back(tmp_path: Path) -> Non
     target = device / "stage-2" / piece["file"]
     target.write_bytes(b"x" + target.read_bytes()[1:])
     assert check.check_stage(stages[2], device) == [f"{piece['file']}: sha256 differs"]
+
+
+@pytest.mark.parametrize(
+    ("classname", "name", "expected"),
+    [
+        ("tests.test_gpus", "test_a[x-1]", "tests/test_gpus.py::test_a[x-1]"),
+        ("tests.test_gpus.TestB", "test_c", "tests/test_gpus.py::TestB::test_c"),
+        ("", "tests.test_gateway", "tests/test_gateway.py"),  # a module skipped as a whole
+    ],
+)
+def test_tier_two_reruns_what_tier_one_skipped_by_node_id(
+    classname: str, name: str, expected: str
+) -> None:
+    assert _script("device-check").nodeid(classname, name) == expected
