@@ -113,8 +113,5 @@ def test_worker_gpus_on_gpu_workers_are_the_uuids_nvml_reports() -> None:
     with workbench.launch(
         "local", enable_cudf_spill=False, dashboard_address=":0", wait=inventory.count
     ) as handle:
-        assert worker_gpus(handle.client) == sorted(
-            (g.uuid for g in inventory.gpus),
-            key=lambda u: [g.uuid for g in inventory.gpus].index(u),
-        )
+        assert sorted(worker_gpus(handle.client)) == sorted(g.uuid for g in inventory.gpus)
         assert sorted(worker_gpus(handle.client)) == sorted(handle.gpus)
