@@ -29,11 +29,12 @@ def _script(name: str) -> ModuleType:
     return module
 
 
-def _dry_run(**env: str) -> subprocess.CompletedProcess[str]:
+def _dry_run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The dry run with nothing staged (a developer's own .device/ stays out of it)."""
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "device-check"), "--dry-run", "--quick"],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, "WB_DEVICE_DIR": str(tmp_path / "device"), **env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -42,8 +43,10 @@ def _dry_run(**env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-def test_dry_run_checks_every_command_against_the_limit_and_says_what_to_run() -> None:
-    proc = _dry_run()
+def test_dry_run_checks_every_command_against_the_limit_and_says_what_to_run(
+    tmp_path: Path,
+) -> None:
+    proc = _dry_run(tmp_path)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     manifest = json.loads((ROOT / "requirements" / "device-wheels.json").read_text())
@@ -52,13 +55,14 @@ def test_dry_run_checks_every_command_against_the_limit_and_says_what_to_run() -
     assert '`pytest -m "gpu and not slurm"` on the device collects' in out
     assert "GPU tab from a replayed recording: " in out and "FAILED" not in out
     assert (ROOT / "artifacts" / "device-check-dry" / "gpu-tab.png").exists()
+    assert "nothing staged in .device/" in out
     assert 'command "scripts/device-check", carry [".device/tier1", ".device/stage-1"]' in out
     assert out.rstrip().endswith("dry run: ok")
 
 
 @pytest.mark.slow
-def test_dry_run_fails_when_a_command_would_carry_more_than_the_limit() -> None:
-    proc = _dry_run(DEVICE_CHECK_LIMIT_MIB="30")
+def test_dry_run_fails_when_a_command_would_carry_more_than_the_limit(tmp_path: Path) -> None:
+    proc = _dry_run(tmp_path, DEVICE_CHECK_LIMIT_MIB="30")
     assert proc.returncode == 1
     assert "FAIL: tier 1" in proc.stdout and "does not fit in a command" in proc.stdout
     assert proc.stdout.rstrip().endswith("dry run: FAILED")
