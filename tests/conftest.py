@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -12,9 +13,11 @@ import pytest
 
 from workbench.gpus import detect_gpus
 
-# Fixture modules of each feature (servers the tests start, and so on).
+# Fixture modules of each feature (servers the tests start, and so on). pytest-jupyter's
+# server fixtures only where it is installed: `make test` installs it; the GPU machine's
+# device check (scripts/device-check) runs the gpu tests without the Jupyter stack.
 pytest_plugins: list[str] = [
-    "pytest_jupyter.jupyter_server",
+    *(["pytest_jupyter.jupyter_server"] if importlib.util.find_spec("pytest_jupyter") else []),
     "tests._dashboard_fixtures",
     "tests._gateway_fixtures",
     "tests._lab_fixtures",
@@ -33,7 +36,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=f"no GPU: {inventory.reason}")
     for item in items:
-        if "gpu" in item.keywords:
+        # The marker, not the keyword: keywords also hold directory names (a checkout in a
+        # directory named "gpu" would skip every test).
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
 
 

@@ -124,6 +124,54 @@ def test_gpu_cluster_needs_dask_cuda_with_install_hint() -> None:
     assert "dask_cuda" in str(exc.value) and "pip install 'workbench[gpu]'" in str(exc.value)
 
 
+def test_gpu_prelaunch_check_asks_for_what_each_option_needs() -> None:
+    """cuDF spilling is on by default, so GPU workers need cuDF as well as dask-cuda (or the
+    option turned off); RMM options need RMM; protocol ucx needs distributed-ucxx; every
+    pre_import module must exist. Each is named with its option and what to install."""
+    options = LocalOptions(gpus="all", rmm_pool_size=0.8, rmm_async=True, pre_import=["zzwb"])
+    needed = LocalBackend(options, profile="gpu", inventory=TWO_GPUS).needed_modules()
+    assert [(m, why) for m, why, _ in needed] == [
+        ("dask_cuda", "GPU workers"),
+        ("cudf", "enable_cudf_spill: true, the default"),
+        ("rmm", "rmm_pool_size: 0.8, rmm_async: True"),
+        ("zzwb", "pre_import"),
+    ]
+    hints = {m: hint for m, _, hint in needed}
+    assert hints["cudf"] == "pip install 'workbench[gpu]' (cuDF), or set enable_cudf_spill: false"
+    plain = LocalBackend(LocalOptions(gpus=1, enable_cudf_spill=False), inventory=TWO_GPUS)
+    assert [m for m, _, _ in plain.needed_modules()] == ["dask_cuda"]
+    cuda12 = GPUInventory(gpus=TWO_GPUS.gpus, driver_version="535", cuda_driver_version="12.2")
+    ucx = LocalBackend(LocalOptions(gpus="all", protocol="ucx"), inventory=cuda12)
+    assert ("distributed_ucxx", "protocol: ucx", "pip install distributed-ucxx-cu12") in (
+        ucx.needed_modules()
+    )
+    assert "workbench[gpu-cu12]" in ucx.needed_modules()[0][2]
+    cpu = LocalBackend(LocalOptions(gpus="none", rmm_pool_size=0.8), inventory=TWO_GPUS)
+    assert cpu.needed_modules() == []  # GPU options mean nothing to CPU workers
+
+
+def test_gpu_prelaunch_check_lists_every_missing_package() -> None:
+    import importlib.util
+
+    if any(importlib.util.find_spec(m) for m in ("dask_cuda", "cudf", "rmm")):
+        pytest.skip("GPU packages are installed here; the GPU tests launch with them")
+    options = LocalOptions(gpus="all", rmm_pool_size=0.8, pre_import=["zzwb"])
+    backend = LocalBackend(options, profile="gpu", inventory=TWO_GPUS)
+    with pytest.raises(MissingDependencyError) as exc:
+        backend.check()
+    message = str(exc.value)
+    assert message.startswith("profile 'gpu' starts GPU workers with options that need")
+    for line in (
+        "  - dask_cuda (GPU workers): pip install 'workbench[gpu]'",
+        "  - cudf (enable_cudf_spill: true, the default): pip install 'workbench[gpu]' (cuDF), "
+        "or set enable_cudf_spill: false",
+        "  - rmm (rmm_pool_size: 0.8): pip install 'workbench[gpu]' (RMM), "
+        "or leave those options out",
+        "  - zzwb (pre_import): install it, or remove it from pre_import",
+    ):
+        assert line in message.splitlines(), message
+
+
 def test_gpu_cluster_kwargs_map_profile_options_to_dask_cuda() -> None:
     options = LocalOptions(
         gpus=["GPU-bbbb"], rmm_pool_size="20GB", device_memory_limit=0.7, memory_limit="32GB"

@@ -27,6 +27,42 @@ def test_pcie_and_limits_arithmetic() -> None:
     assert bench.bottleneck([bench.Measurement("z", 1, "GB/s")]) is None
 
 
+def test_gpu_pcie_limit_is_the_links_maximum_not_its_idle_generation() -> None:
+    """An idle GPU reports a lower current link generation (Gen1 in this recording); the
+    limit of a copy is the link at its maximum generation and width."""
+    from workbench.metrics.nvml_replay import ReplayNVML
+
+    fixture = Path(__file__).parent / "fixtures" / "nvml" / "handwritten-h100.json"
+    nvml = ReplayNVML(fixture)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml.nvmlDeviceGetCurrPcieLinkGeneration(handle) == 1  # idle, as recorded
+    limit, source = bench.gpu_pcie_limit(0, nvml=ReplayNVML(fixture))
+    assert limit == pytest.approx(bench.PCIE_LANE_GBPS[5] * 16)
+    assert source == "PCIe Gen5 x16 (the link's maximum)"
+
+
+def _fake_block_device(root: Path, probe: Path, name: str, rotational: str) -> Path:
+    """A sysfs tree in which the disk holding ``probe`` is ``name``."""
+    st = os.stat(probe)
+    disk = root / "devices" / "virtual" / "block" / name
+    (disk / "queue").mkdir(parents=True)
+    (disk / "queue" / "rotational").write_text(rotational + "\n")
+    link = root / "dev" / "block" / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(disk)
+    return root
+
+
+@pytest.mark.parametrize("rotational", ["0", "1"])
+def test_disk_limit_is_never_guessed_for_a_disk_without_a_link_speed(
+    tmp_path: Path, rotational: str
+) -> None:
+    sysfs = _fake_block_device(tmp_path / "sys", tmp_path, "sda", rotational)
+    limit, source = bench.disk_limit(tmp_path, sysfs=sysfs)
+    assert limit is None
+    assert source.startswith("sda: ") and "no limit is guessed" in source
+
+
 def test_storage_read_measures_a_real_file(tmp_path: Path) -> None:
     probe_dir = tmp_path / "disk"
     probe_dir.mkdir()
@@ -77,10 +113,15 @@ def test_gpu_measurements_empty_without_gpu() -> None:
 
 @pytest.mark.gpu
 def test_gpu_measurements_on_a_gpu() -> None:
-    pytest.importorskip("torch")
+    """The copy and the matmul beside limits the GPU reports: the link at its maximum
+    generation (a copy never beats it) and the data sheet's dense bf16 peak."""
+    pytest.importorskip("torch", reason="GPU measurements use PyTorch: pip install torch")
     results = {m.name: m for m in bench.gpu_measurements()}
-    assert results["host-to-device copy"].value > 1
-    assert results["GPU matmul (bf16)"].value > 1
+    copy, matmul = results["host-to-device copy"], results["GPU matmul (bf16)"]
+    assert copy.value > 1 and copy.limit and "the link's maximum" in copy.limit_source
+    assert not copy.above_limit, copy
+    assert matmul.value > 1
+    assert bench.bottleneck(list(results.values())) is not None
 
 
 def test_cli_bench_json(tmp_path: Path) -> None:

@@ -387,9 +387,12 @@ def test_cudf_backend_needs_dask_cudf(datasets: LocalDatasets) -> None:
 
 
 @pytest.mark.gpu
-def test_gpu_cluster_loads_cudf(datasets: LocalDatasets) -> None:
-    import cudf
-
+def test_gpu_cluster_loads_cudf_equal_to_pandas(datasets: LocalDatasets) -> None:
+    """On a GPU cluster ``load`` gives cuDF partitions, holding what pandas reads from the
+    same files."""
+    cudf = pytest.importorskip(
+        "cudf", reason="cuDF loading needs cuDF: pip install 'workbench[gpu]'"
+    )
     import workbench
 
     with workbench.launch("local", n_workers=1, dashboard_address=":0", wait=1) as handle:
@@ -399,4 +402,11 @@ def test_gpu_cluster_loads_cudf(datasets: LocalDatasets) -> None:
         assert manifest.dataframe_backend == "cudf", manifest.backend_reason
         part = df.partitions[0].compute()
         assert isinstance(part, cudf.DataFrame)
-        assert int(df["id"].sum().compute()) == int(datasets.expected["id"].sum())  # type: ignore[index]
+        on_gpu = df.compute().to_pandas()
+        on_cpu = wd.load(datasets.parquet, columns=["id", "value"], backend="pandas").compute()
+    expected = datasets.expected[["id", "value"]]  # type: ignore[index]
+    for got in (on_gpu, on_cpu):
+        got = got.sort_values("id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            got, expected.sort_values("id").reset_index(drop=True), check_dtype=False
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -12,6 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip(
+    "dask_gateway_server",
+    reason="the gateway tests run a real dask-gateway-server: pip install 'workbench[cloud-test]'",
+)
 from pydantic import ValidationError
 
 import workbench
@@ -54,6 +60,7 @@ def test_launch_compute_scale_close(
         assert handle.scheduler_address.startswith(gateway_server.proxy_address + "/")
         assert handle.dashboard_link and handle.dashboard_link.startswith(gateway_server.address)
         assert handle.client.submit(sum, [1, 2, 3]).result() == 6
+        assert handle.gpus == []  # asked of the workers, which see no GPU on this machine
         # The profile's cluster options reached the gateway's workers.
         (worker,) = _worker_facts(handle)
         assert worker["nthreads"] == 1 and worker["memory_limit"] == 512 * 2**20
@@ -71,6 +78,29 @@ def test_launch_compute_scale_close(
     assert handle.status == "closed"
     wait_until(lambda: name not in gateway_server.running_clusters())
     assert ClusterRegistry().list() == []
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpus_of_the_gateways_workers_are_asked_of_them(
+    gateway_server: GatewayServer, gateway_password: str, user_profiles
+) -> None:
+    """This machine's GPUs are the gateway's workers' GPUs here (its local backend starts
+    them as processes of this machine): the handle reports them by asking the workers, so
+    training chooses CUDA and loading chooses cuDF where cuDF is installed."""
+    from workbench.data.dataframe_backend import choose
+    from workbench.gpus import detect_gpus
+    from workbench.training._cluster import resolve_device
+
+    user_profiles(gateway_server.profile(n_workers=1))
+    with workbench.launch("gw", wait=1, timeout=120) as handle:
+        assert handle.gpus == [g.uuid for g in detect_gpus().gpus]
+        assert ClusterRegistry().get(handle.id).gpus == handle.gpus
+        assert resolve_device("auto", handle, handle.client) == "cuda"
+        assert resolve_device("cuda", handle, handle.client) == "cuda"
+        choice = choose("auto", handle)
+        assert f"has {len(handle.gpus)} GPU(s)" in choice.reason
+        assert choice.backend == ("cudf" if importlib.util.find_spec("dask_cudf") else "pandas")
 
 
 @pytest.mark.slow

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import workbench
 from workbench.clusters.local import select_gpus
 from workbench.errors import ResourceError
-from workbench.gpus import GPUInfo, GPUInventory, detect_gpus, filter_visible
+from workbench.gpus import (
+    GPUInfo,
+    GPUInventory,
+    detect_gpus,
+    filter_visible,
+    worker_gpu_uuids,
+    worker_gpus,
+)
+from workbench.metrics.nvml_replay import ReplayNVML
+
+TWO_GPUS = Path(__file__).parent / "fixtures" / "nvml" / "handwritten-2gpu.json"
 
 GPUS = [
     GPUInfo(0, "GPU-aaaa-1111", "A", 1),
@@ -62,3 +74,44 @@ def test_launch_asking_for_more_gpus_than_exist_is_a_clear_error() -> None:
         workbench.launch("local", gpus=have + 1, dashboard_address=":0")
     assert f"asks for {have + 1} GPU" in str(exc.value)
     assert f"has {have} visible" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (None, ["GPU-a", "GPU-b"]),  # a plain worker may use every GPU of its machine
+        ("1,0", ["GPU-b"]),  # a dask-cuda worker uses the first device it is given
+        ("MIG-1234", ["MIG-1234"]),  # a MIG instance is named by its own UUID
+        ("", []),
+    ],
+)
+def test_a_worker_reports_the_gpus_it_uses(
+    monkeypatch: pytest.MonkeyPatch, env: str | None, expected: list[str]
+) -> None:
+    if env is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", env)
+    assert worker_gpu_uuids(ReplayNVML(TWO_GPUS)) == expected
+
+
+def test_worker_gpus_asks_every_worker_once() -> None:
+    """On a real CPU cluster each worker answers through NVML (no driver here: nothing)."""
+    with workbench.launch(
+        "local-cpu", n_workers=2, threads_per_worker=1, dashboard_address=":0", wait=2
+    ) as handle:
+        assert worker_gpus(handle.client) == []
+        assert handle.gpus == []
+
+
+@pytest.mark.gpu
+def test_worker_gpus_on_gpu_workers_are_the_uuids_nvml_reports() -> None:
+    pytest.importorskip(
+        "dask_cuda", reason="GPU workers need dask-cuda: pip install 'workbench[gpu]'"
+    )
+    inventory = detect_gpus()
+    with workbench.launch(
+        "local", enable_cudf_spill=False, dashboard_address=":0", wait=inventory.count
+    ) as handle:
+        assert sorted(worker_gpus(handle.client)) == sorted(g.uuid for g in inventory.gpus)
+        assert sorted(worker_gpus(handle.client)) == sorted(handle.gpus)

@@ -2,13 +2,16 @@
 
 Host samplers read the real /proc of this machine (with real traffic and real writes
 made by the test). InfiniBand and RAPL samplers read directory trees laid out like
-sysfs. The NVML conversion is tested with recorded readings replayed through the
-same DeviceReader/GPUSeries/GPUSampler code that runs on GPU machines; the GPU test
-at the end runs it against a real driver.
+sysfs. The NVML sampler is tested with NVML replies replayed (workbench.metrics.nvml_replay)
+through the same GPUSampler code that runs on GPU machines: replies recorded on a real GPU by
+scripts/device-check where tests/fixtures/nvml holds them, hand-written ones for hardware no
+GPU run has recorded; the GPU tests at the end run it against a real driver.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import socket
@@ -17,25 +20,25 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pynvml
 import pytest
 
-from workbench.gpus import detect_gpus
+from workbench.gpus import GPUInfo, detect_gpus
 from workbench.metrics import (
     SamplerContext,
     SampleRing,
     create_samplers,
     known_samplers,
+    nvml_replay,
     parse_key,
     register_sampler,
     series_key,
 )
 from workbench.metrics.base import _registry, get_sampler_factory
 from workbench.metrics.host import DiskSampler, HostSampler, NetworkSampler, ProcessSampler
-from workbench.metrics.nvml import DeviceReader, GPUSampler, GPUSeries
+from workbench.metrics.nvml import GPUSampler
 from workbench.metrics.plugin import SamplingLoop
 from workbench.metrics.rates import CounterRates, EnergyIntegrator
 from workbench.metrics.sysfs import InfinibandSampler, RaplSampler
@@ -248,181 +251,171 @@ def test_rapl_unreadable_counters_give_a_reason(tmp_path: Path) -> None:
     assert "not readable" in (sampler.reason or "")
 
 
-# -- NVML: recorded readings through the real reader/converter ---------------------------------
-class RecordedNVML:
-    """Replays recorded NVML answers per device and tick; counts every call.
-
-    A recording maps function names to a value, to ``{"error": NVML error code}``, or to
-    a list with one entry per tick. Errors are raised as pynvml's own exception classes.
-    """
-
-    NVMLError = pynvml.NVMLError
-
-    def __init__(self, devices: list[dict[str, Any]]) -> None:
-        self.devices = devices
-        self.tick = 0
-        self.calls: dict[str, int] = {}
-        for name in dir(pynvml):
-            if name.startswith("NVML_ERROR_"):
-                setattr(self, name, getattr(pynvml, name))
-
-    def _answer(self, device: int, fn: str) -> Any:
-        self.calls[fn] = self.calls.get(fn, 0) + 1
-        value = self.devices[device][fn]
-        if isinstance(value, list):
-            value = value[min(self.tick, len(value) - 1)]
-        if isinstance(value, dict) and "error" in value:
-            raise pynvml.NVMLError(value["error"])
-        return value
-
-    def nvmlInit(self) -> None:
-        pass
-
-    def nvmlShutdown(self) -> None:
-        pass
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.devices)
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        return i
-
-    def __getattr__(self, fn: str) -> Any:
-        if not fn.startswith("nvmlDevice"):
-            raise AttributeError(fn)
-
-        def call(handle: int, *args: Any) -> Any:
-            value = self._answer(handle, fn)
-            if fn == "nvmlDeviceGetFieldValues":
-                return [
-                    SimpleNamespace(
-                        fieldId=v["fieldId"],
-                        nvmlReturn=v.get("ret", 0),
-                        value=SimpleNamespace(ullVal=v.get("value", 0)),
-                    )
-                    for v in value
-                ]
-            if isinstance(value, dict):
-                return SimpleNamespace(**value)
-            return value
-
-        return call
+# -- NVML: recorded replies through the real reader/converter ---------------------------------
+FIXTURES = Path(__file__).parent / "fixtures" / "nvml"
 
 
-NOT_SUPPORTED = {"error": pynvml.NVML_ERROR_NOT_SUPPORTED}
-GPU_LOST = {"error": pynvml.NVML_ERROR_GPU_IS_LOST}
+def _recording(name: str) -> dict[str, Any]:
+    return nvml_replay.load(FIXTURES / name)
 
 
-def _h100(uuid: str = "GPU-h100-0") -> dict[str, Any]:
-    """Three ticks (1 s apart) of an H100 SXM under load, in NVML units (hand-written)."""
-    gib = 1 << 30
-    return {
-        "nvmlDeviceGetUUID": uuid,
-        "nvmlDeviceGetName": "NVIDIA H100 80GB HBM3",
-        "nvmlDeviceGetMemoryInfo": [
-            {"used": 10 * gib, "total": 80 * gib},
-            {"used": 40 * gib, "total": 80 * gib},
-            {"used": 41 * gib, "total": 80 * gib},
-        ],
-        "nvmlDeviceGetUtilizationRates": [{"gpu": 0, "memory": 0}, {"gpu": 97, "memory": 60}],
-        "nvmlDeviceGetTemperature": [35, 61, 63],
-        "nvmlDeviceGetPowerUsage": [90_000, 650_000, 700_000],  # mW
-        "nvmlDeviceGetEnforcedPowerLimit": 700_000,
-        "nvmlDeviceGetTotalEnergyConsumption": [5_000_000, 5_400_000, 6_100_000],  # mJ
-        "nvmlDeviceGetFieldValues": [  # PCIe TX/RX byte counters, then NVLink TX/RX KiB
-            [{"fieldId": 197, "value": 0}, {"fieldId": 196, "value": 0}],
-            [{"fieldId": 138, "value": 0}, {"fieldId": 139, "value": 0}],
-            [{"fieldId": 197, "value": 2_000_000_000}, {"fieldId": 196, "value": 25_000_000_000}],
-            [{"fieldId": 138, "value": 100_000_000}, {"fieldId": 139, "value": 50_000_000}],
-        ],
-        "nvmlDeviceGetMigMode": NOT_SUPPORTED,
-    }
+def _under_load() -> list[Path]:
+    """Recordings of one GPU sampled idle and under copies and matmuls: those recorded on a
+    real GPU (scripts/device-check), else the hand-written H100 until one exists."""
+    files = sorted(FIXTURES.glob("*.json"))
+    recorded = [f for f in files if nvml_replay.load(f)["source"]["kind"] == "recorded"]
+    return recorded or [FIXTURES / "handwritten-h100.json"]
 
 
-class _FieldTicks(RecordedNVML):
-    """Field-value answers alternate PCIe/NVLink within a tick."""
-
-    def _answer(self, device: int, fn: str) -> Any:
-        if fn != "nvmlDeviceGetFieldValues":
-            return super()._answer(device, fn)
-        self.calls[fn] = self.calls.get(fn, 0) + 1
-        answers = self.devices[device][fn]
-        if isinstance(answers, dict):
-            raise pynvml.NVMLError(answers["error"])
-        group = self.calls[fn] % 2 == 0  # first call of a tick: PCIe, second: NVLink
-        per_tick = answers[0:2] if self.tick == 0 else answers[2:4]
-        return per_tick[1 if group else 0]
-
-
-def _sample(nvml: RecordedNVML, sampler: GPUSampler, t: float) -> dict[str, float]:
-    values = sampler.sample(t)
-    nvml.tick += 1
-    return values
-
-
-def test_nvml_h100_energy_counter_and_counter_rates() -> None:
-    nvml = _FieldTicks([_h100()])
+def _replay_ticks(recording: dict[str, Any]) -> tuple[GPUSampler, list[dict[str, float]]]:
+    nvml = nvml_replay.ReplayNVML(recording)
     sampler = GPUSampler(SamplerContext(role="host"), nvml=nvml)
-    assert sampler.reason is None and len(sampler.devices) == 1
-    labels = {"gpu": "0", "uuid": "GPU-h100-0"}
-    k = lambda name: series_key(name, labels)  # noqa: E731
-    first = _sample(nvml, sampler, 100.0)
-    assert first[k("workbench_gpu_energy_joules_total")] == 0.0
-    assert k("workbench_gpu_pcie_transmit_bytes_per_second") not in first  # needs 2 readings
-    second = _sample(nvml, sampler, 101.0)
-    assert second[k("workbench_gpu_utilization_percent")] == 97.0
-    assert second[k("workbench_gpu_memory_used_bytes")] == 40 * (1 << 30)
-    assert second[k("workbench_gpu_temperature_celsius")] == 61.0
-    assert second[k("workbench_gpu_power_watts")] == 650.0
-    assert second[k("workbench_gpu_power_limit_watts")] == 700.0
-    assert second[k("workbench_gpu_energy_joules_total")] == pytest.approx(400.0)  # counter
-    assert second[k("workbench_gpu_pcie_transmit_bytes_per_second")] == 2e9
-    assert second[k("workbench_gpu_pcie_receive_bytes_per_second")] == 25e9
-    assert second[k("workbench_gpu_nvlink_transmit_bytes_per_second")] == 100_000_000 * 1024
-    third = _sample(nvml, sampler, 102.0)
-    assert third[k("workbench_gpu_energy_joules_total")] == pytest.approx(1100.0)
+    assert sampler.reason is None, sampler.reason
+    values = [sampler.sample(t) for t in recording["tick_times"]]
+    return sampler, values
+
+
+def _value(values: dict[str, float], name: str, gpu: GPUInfo) -> float | None:
+    return values.get(series_key(name, {"gpu": str(gpu.index), "uuid": gpu.uuid}))
+
+
+@pytest.mark.parametrize("path", _under_load(), ids=lambda p: p.stem)
+def test_nvml_replies_under_load_become_series(path: Path) -> None:
+    """Every NVML call the sampler makes is answered from the recording (a field id the
+    driver was not asked for fails here), and the series follow the recorded load."""
+    recording = nvml_replay.load(path)
+    sampler, ticks = _replay_ticks(recording)
+    assert len(sampler.devices) == recording["source"]["gpus"]
+    gpu = sampler.devices[0][0]
+    assert gpu.name == recording["source"]["gpu"]
+    rx = "workbench_gpu_pcie_receive_bytes_per_second"
+    tx = "workbench_gpu_pcie_transmit_bytes_per_second"
+    energy = [_value(v, "workbench_gpu_energy_joules_total", gpu) for v in ticks]
+    assert energy[0] == 0.0 and all(e is not None for e in energy)
+    assert all(b >= a for a, b in itertools.pairwise(energy))  # type: ignore[operator]
+    assert energy[-1] > 0
+    for tick, values in enumerate(ticks):
+        phase = nvml_replay.phase_of(recording, tick)
+        used = _value(values, "workbench_gpu_memory_used_bytes", gpu)
+        assert used is not None and 0 <= used <= gpu.memory_total
+        util = _value(values, "workbench_gpu_utilization_percent", gpu)
+        assert util is not None and 0 <= util <= 100
+        assert 0 < (_value(values, "workbench_gpu_power_watts", gpu) or 0) < 2000
+        if tick == 0:
+            assert _value(values, rx, gpu) is None  # a rate needs two readings
+            continue
+        down, up = _value(values, rx, gpu), _value(values, tx, gpu)
+        assert down is not None and up is not None, f"tick {tick}: no PCIe rates"
+        if phase == "host-to-device copy":
+            assert down > 1e9 and down > 10 * up, f"tick {tick} ({phase}): rx {down}, tx {up}"
+        elif phase == "device-to-host copy":
+            assert up > 1e9 and up > 10 * down, f"tick {tick} ({phase}): rx {down}, tx {up}"
+        elif phase == "bf16 matmul":
+            assert util > 50, f"tick {tick} ({phase}): utilization {util}"
+    phases = {p["what"] for p in recording["phases"]}
+    assert {"host-to-device copy", "device-to-host copy", "bf16 matmul"} <= phases
     assert sampler.devices[0][2].energy_source == "counter"
-    assert nvml.calls.get("nvmlDeviceGetPcieThroughput", 0) == 0  # counters were enough
-    info = sampler.info()
-    assert info["gpus"][0]["name"] == "NVIDIA H100 80GB HBM3"
-    assert "mig_mode" in info["gpus"][0]["skipped"]
 
 
-def _t4() -> dict[str, Any]:
-    """An older GPU: no energy counter, no PCIe counters, no NVLink (hand-written)."""
-    return {
-        "nvmlDeviceGetUUID": "GPU-t4-0",
-        "nvmlDeviceGetName": "Tesla T4",
-        "nvmlDeviceGetMemoryInfo": {"used": 1 << 30, "total": 16 << 30},
-        "nvmlDeviceGetUtilizationRates": {"gpu": 50, "memory": 20},
-        "nvmlDeviceGetTemperature": 50,
-        "nvmlDeviceGetPowerUsage": [60_000, 70_000, GPU_LOST, 70_000],
-        "nvmlDeviceGetEnforcedPowerLimit": NOT_SUPPORTED,
-        "nvmlDeviceGetTotalEnergyConsumption": NOT_SUPPORTED,
-        "nvmlDeviceGetFieldValues": NOT_SUPPORTED,
-        "nvmlDeviceGetPcieThroughput": 1_500,  # KB/s
-        "nvmlDeviceGetMigMode": NOT_SUPPORTED,
-    }
+def test_replay_refuses_a_call_the_driver_was_not_asked() -> None:
+    """Field 196 is NVML_FI_DEV_TEMPERATURE_GPU_MAX_TLIMIT, not PCIe bytes: asking for it
+    is not what the recording holds, and the replay says what was recorded instead."""
+    nvml = nvml_replay.ReplayNVML(_recording("handwritten-h100.json"))
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert pynvml.NVML_FI_DEV_TEMPERATURE_GPU_MAX_TLIMIT == 196
+    wrong = [(pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, 0), (196, 0)]
+    with pytest.raises(
+        nvml_replay.ReplayMismatch, match=r"recorded arguments: .*\[197, 0\], \[198, 0\]"
+    ):
+        nvml.nvmlDeviceGetFieldValues(handle, wrong)
+    right = [
+        (pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, 0),
+        (pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES, 0),
+    ]
+    assert [v.fieldId for v in nvml.nvmlDeviceGetFieldValues(handle, right)] == [197, 198]
+
+
+def test_recorded_replies_keep_the_bindings_own_structures() -> None:
+    """The bindings' ctypes replies (a field value array, a memory struct) are recorded with
+    their field names and come back from the replay with the same attributes."""
+    values = (pynvml.c_nvmlFieldValue_t * 2)()
+    for v, field, count in zip(
+        values,
+        (pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES),
+        (7, 1 << 40),
+        strict=True,
+    ):
+        v.fieldId, v.valueType, v.value.ullVal = (
+            field,
+            pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+            count,
+        )
+    values[1].nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+    memory = pynvml.c_nvmlMemory_t(total=80 << 30, free=70 << 30, used=10 << 30)
+
+    class Driver:  # answers like the real bindings; no NVIDIA driver on this machine
+        NVMLError = pynvml.NVMLError
+
+        def nvmlDeviceGetFieldValues(self, handle: Any, ids: Any) -> Any:
+            return values
+
+        def nvmlDeviceGetMemoryInfo(self, handle: Any) -> Any:
+            return memory
+
+    recorder = nvml_replay.RecordingNVML(Driver())
+    ids = [(pynvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, 0), (pynvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES, 0)]
+    recorder.nvmlDeviceGetFieldValues(None, ids)
+    recorder.nvmlDeviceGetMemoryInfo(None)
+    fields = recorder.calls[0]["reply"]
+    assert [f["field"] for f in fields] == [
+        "NVML_FI_DEV_PCIE_COUNT_TX_BYTES",
+        "NVML_FI_DEV_PCIE_COUNT_RX_BYTES",
+    ]
+    assert fields[0]["value"] == 7 and fields[1]["value"] is None
+    assert recorder.calls[1]["reply"] == {"total": 80 << 30, "free": 70 << 30, "used": 10 << 30}
+    recording = {"format": nvml_replay.FORMAT, "source": {}, "calls": recorder.calls}
+    replay = nvml_replay.ReplayNVML(json.loads(json.dumps(recording)))
+    back = replay.nvmlDeviceGetFieldValues(None, ids)
+    assert [(v.fieldId, v.nvmlReturn, v.value.ullVal) for v in back] == [
+        (197, 0, 7),
+        (198, pynvml.NVML_ERROR_NOT_SUPPORTED, 0),
+    ]
+    assert replay.nvmlDeviceGetMemoryInfo(None).used == 10 << 30
+
+
+def test_a_recording_without_a_driver_replays_the_same_reason() -> None:
+    """On this machine (no NVIDIA driver) the recorder logs nvmlInit's real error, and a
+    sampler replaying it gives the reason the live one gave."""
+    if detect_gpus().count:
+        pytest.skip("this machine has a GPU: covered by the GPU test below")
+    recorder = nvml_replay.RecordingNVML()
+    live = GPUSampler(SamplerContext(role="host"), nvml=recorder)
+    assert recorder.calls[0]["fn"] == "nvmlInit" and recorder.calls[0]["error_name"]
+    recording = {"format": nvml_replay.FORMAT, "source": {}, "calls": recorder.calls}
+    replayed = GPUSampler(SamplerContext(role="host"), nvml=nvml_replay.ReplayNVML(recording))
+    assert replayed.reason == live.reason and "NVML could not start" in (live.reason or "")
 
 
 def test_nvml_unsupported_fields_are_skipped_for_good_and_power_is_integrated() -> None:
-    nvml = RecordedNVML([_t4()])
+    recording = _recording("handwritten-t4.json")
+    nvml = nvml_replay.ReplayNVML(recording)
     sampler = GPUSampler(SamplerContext(role="host"), nvml=nvml)
     k = lambda name: series_key(name, {"gpu": "0", "uuid": "GPU-t4-0"})  # noqa: E731
-    ticks = [_sample(nvml, sampler, 10.0 + i) for i in range(4)]
+    ticks = [sampler.sample(t) for t in recording["tick_times"]]
     # energy from power: 60 W then 70 W for 1 s = 65 J (trapezoid)
     assert ticks[1][k("workbench_gpu_energy_joules_total")] == pytest.approx(65.0)
     assert sampler.devices[0][2].energy_source == "integrated"
     # a lost GPU drops the power reading of that sample only; it is asked again after
     assert k("workbench_gpu_power_watts") not in ticks[2]
     assert ticks[3][k("workbench_gpu_power_watts")] == 70.0
-    assert nvml.calls["nvmlDeviceGetPowerUsage"] == 4
+    assert nvml.count("nvmlDeviceGetPowerUsage") == 4
     # unsupported calls were made once, never again
-    assert nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 1
-    assert nvml.calls["nvmlDeviceGetEnforcedPowerLimit"] == 1
-    assert nvml.calls["nvmlDeviceGetFieldValues"] == 2  # PCIe counters once, NVLink once
+    assert nvml.count("nvmlDeviceGetTotalEnergyConsumption") == 1
+    assert nvml.count("nvmlDeviceGetEnforcedPowerLimit") == 1
+    assert nvml.count("nvmlDeviceGetFieldValues") == 2  # PCIe counters once, NVLink once
     # PCIe fell back to the driver's KB/s sample
     assert ticks[0][k("workbench_gpu_pcie_transmit_bytes_per_second")] == 1_500_000
+    assert ticks[0][k("workbench_gpu_pcie_receive_bytes_per_second")] == 3_000_000
     assert not any("nvlink" in key for tick in ticks for key in tick)
     unsupported = sampler.info()["unsupported"]
     assert "Not Supported" in unsupported["workbench_gpu_nvlink_transmit_bytes_per_second"]
@@ -430,42 +423,23 @@ def test_nvml_unsupported_fields_are_skipped_for_good_and_power_is_integrated() 
 
 
 def test_nvml_mig_instances_report_their_memory() -> None:
-    device = _t4()
-    device.update(
-        {
-            "nvmlDeviceGetMigMode": (1, 1),
-            "nvmlDeviceGetMaxMigDeviceCount": 3,
-            "nvmlDeviceGetMigDeviceHandleByIndex": 0,
-        }
-    )
-    nvml = RecordedNVML([device])
-    # the MIG handles point back at device 0's recording; slot 1 is empty
-    answers = iter([0, pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND), 0])
-
-    def mig_handle(handle: int, index: int) -> int:
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    nvml.nvmlDeviceGetMigDeviceHandleByIndex = mig_handle  # type: ignore[method-assign]
-    reader = DeviceReader(nvml, 0)
-    raw = reader.read()
-    assert [m["mem_used"] for m in raw["mig"]] == [1 << 30, 1 << 30]
-    values = GPUSeries(0, "GPU-t4-0").update(raw, 1.0)
-    mig = [k for k in values if k.startswith("workbench_gpu_mig_memory_used_bytes")]
-    assert len(mig) == 1 and 'mig="GPU-t4-0"' in mig[0]  # recorded UUIDs are the same
+    recording = _recording("handwritten-a100-mig.json")
+    sampler = GPUSampler(SamplerContext(role="host"), nvml=nvml_replay.ReplayNVML(recording))
+    values = sampler.sample(recording["tick_times"][0])
+    mig = {k: v for k, v in values.items() if k.startswith("workbench_gpu_mig_memory_used_bytes")}
+    assert sorted(mig.values()) == [(1 << 30) // 2, 1 << 30]  # slot 1 is empty
+    assert any('mig="MIG-aaaa"' in k for k in mig) and any('mig="MIG-cccc"' in k for k in mig)
 
 
 def test_worker_samples_its_own_gpu_host_samples_all(monkeypatch: pytest.MonkeyPatch) -> None:
-    nvml = _FieldTicks([_h100("GPU-a"), _h100("GPU-b")])
+    recording = _recording("handwritten-2gpu.json")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")  # dask-cuda's order for worker 1
-    worker = GPUSampler(SamplerContext(role="worker"), nvml=nvml)
+    worker = GPUSampler(SamplerContext(role="worker"), nvml=nvml_replay.ReplayNVML(recording))
     assert [g.uuid for g, _, _ in worker.devices] == ["GPU-b"]
-    host = GPUSampler(SamplerContext(role="host"), nvml=nvml)
+    host = GPUSampler(SamplerContext(role="host"), nvml=nvml_replay.ReplayNVML(recording))
     assert [g.uuid for g, _, _ in host.devices] == ["GPU-b", "GPU-a"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    hidden = GPUSampler(SamplerContext(role="host"), nvml=nvml)
+    hidden = GPUSampler(SamplerContext(role="host"), nvml=nvml_replay.ReplayNVML(recording))
     assert hidden.devices == [] and "hides every GPU" in (hidden.reason or "")
 
 
@@ -497,6 +471,61 @@ def test_gpu_sampler_on_real_nvml() -> None:
             assert util is None or 0 <= util <= 100
             energy = values.get(series_key("workbench_gpu_energy_joules_total", labels))
             assert energy is None or energy >= 0
+    finally:
+        sampler.close()
+
+
+@pytest.mark.gpu
+def test_a_real_recording_replays_to_the_same_series() -> None:
+    """Sampling the real driver through the recorder, then replaying what it recorded through
+    a new sampler, gives the same series: the recording holds every reply the sampler uses."""
+    recorder = nvml_replay.RecordingNVML()
+    live = GPUSampler(SamplerContext(role="host"), nvml=recorder)
+    assert live.reason is None, live.reason
+    times = [time.time() + i for i in range(3)]
+    try:
+        expected = []
+        for t in times:
+            expected.append(live.sample(t))
+            time.sleep(0.2)
+    finally:
+        live.close()
+    recording = {"format": nvml_replay.FORMAT, "source": {}, "calls": recorder.calls}
+    replay = GPUSampler(SamplerContext(role="host"), nvml=nvml_replay.ReplayNVML(recording))
+    assert [replay.sample(t) for t in times] == expected
+    assert any(k.startswith("workbench_gpu_memory_used_bytes") for k in expected[-1])
+
+
+@pytest.mark.gpu
+def test_pcie_counters_see_host_to_device_and_back() -> None:
+    """While a pinned buffer is copied to the GPU the receive rate is GB/s and above the
+    transmit rate; copied back, the other way round. Real NVML, real copies."""
+    torch = pytest.importorskip("torch", reason="the copies use PyTorch: pip install torch")
+    sampler = GPUSampler(SamplerContext(role="host"))
+    assert sampler.reason is None, sampler.reason
+    host = torch.empty(512 << 20, dtype=torch.uint8).pin_memory()
+    dev = torch.empty_like(host, device="cuda")
+    rx = "workbench_gpu_pcie_receive_bytes_per_second"
+    tx = "workbench_gpu_pcie_transmit_bytes_per_second"
+
+    def rates_while(copy: Any) -> tuple[float, float]:
+        sampler.sample(time.time())
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            copy()
+            torch.cuda.synchronize()
+        values = sampler.sample(time.time())
+        down = max(v for k, v in values.items() if k.startswith(rx))
+        up = max(v for k, v in values.items() if k.startswith(tx))
+        return down, up
+
+    try:
+        down, up = rates_while(lambda: dev.copy_(host, non_blocking=True))
+        assert down > 1e9 and down > up, (down, up)
+        down, up = rates_while(lambda: host.copy_(dev, non_blocking=True))
+        assert up > 1e9 and up > down, (down, up)
+        values = sampler.sample(time.time())
+        assert max(v for k, v in values.items() if k.startswith("workbench_gpu_power_watts")) > 0
     finally:
         sampler.close()
 

@@ -136,6 +136,53 @@ def test_cli_new_and_list(tmp_path: Path) -> None:
     assert out.exit_code == 1 and "already exists" in out.stderr
 
 
+def test_health_check_defaults_start_on_a_machine_with_one_gpu() -> None:
+    """The network test launches its profile with its worker count: with the defaults that
+    must be valid where one GPU is visible (the ``local`` profile runs one worker per GPU,
+    so ``local`` with 2 workers is an error there)."""
+    from workbench.clusters.local import LocalBackend
+    from workbench.clusters.profiles import get_profile
+    from workbench.gpus import GPUInfo, GPUInventory
+    from workbench.templates import list_templates
+
+    params = list_templates()["infrastructure-health-check"].parameters
+    profile = get_profile(params["profile"].default)
+    options = profile.resolve(n_workers=params["network_workers"].default)
+    one_gpu = GPUInventory(gpus=[GPUInfo(0, "GPU-one", "NVIDIA H100 80GB HBM3", 80 << 30)])
+    assert profile.backend == "local"
+    backend = LocalBackend(options, profile=profile.name, inventory=one_gpu)
+    assert backend.selected == []  # CPU workers: a 2-worker network test on any machine
+    assert [m for m, _, _ in backend.needed_modules()] == []
+    backend.check()
+    source = "".join(
+        c.source
+        for c in nbformat.read(list_templates()["infrastructure-health-check"].path, 4).cells
+    )
+    assert "n_workers=network_workers" in source and "n_workers=2" not in source
+
+
+@pytest.mark.gpu
+def test_health_check_code_runs_on_a_gpu_machine(tmp_path: Path) -> None:
+    """The template's code cells, with its defaults, on a GPU: doctor, storage, the worker
+    network and the GPU measurements beside their limits (run in this process: the device
+    check has no Jupyter kernel)."""
+    import contextlib
+    import io
+
+    from workbench.templates import list_templates
+
+    nb = nbformat.read(list_templates()["infrastructure-health-check"].path, as_version=4)
+    namespace: dict[str, object] = {}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                exec(compile(cell.source, "health-check", "exec"), namespace)
+    text = out.getvalue()
+    assert "host-to-device copy:" in text and "GPU matmul (bf16):" in text, text
+    assert "worker-to-worker network:" in text and "bottleneck:" in text
+
+
 @pytest.mark.slow
 def test_health_check_template_runs_end_to_end(tmp_path: Path) -> None:
     """Execute the created notebook in a real kernel: doctor, storage and network measured."""

@@ -102,6 +102,7 @@ def test_single_worker_path(train_cluster, digits) -> None:
     )
     assert fit.world_size == 1
     assert len(fit.ranks) == 1 and fit.ranks[0]["rows"] == 1500
+    assert fit.ranks[0]["data_device"] == "cpu"  # pandas partitions, through NumPy
     assert fit.history["valid-accuracy"][-1] > 0.8
 
 
@@ -170,12 +171,47 @@ def test_bad_input(train_cluster, digits) -> None:
 
 @pytest.mark.gpu
 def test_torch_trains_on_the_workers_gpu(digits, workbench_home) -> None:
+    pytest.importorskip(
+        "dask_cuda", reason="GPU workers need dask-cuda: pip install 'workbench[gpu]'"
+    )
     import workbench
 
-    with workbench.launch("local", gpus=1, dashboard_address=":0", wait=True) as handle:
-        fit = train_torch(handle, mlp(), digits, "target", epochs=2, progress=None, tracking=False)
+    with workbench.launch(
+        "local", gpus=1, enable_cudf_spill=False, dashboard_address=":0", wait=True
+    ) as handle:
+        fit = train_torch(
+            handle, mlp(), digits, "target", epochs=4, lr=5e-3, progress=None, tracking=False
+        )
         assert fit.trained_device == "cuda"
         assert fit.ranks[0]["device"] == "cuda:0"
+        assert fit.ranks[0]["data_device"] == "cpu"  # pandas rows, copied per batch
+        assert fit.history["train-loss"][-1] < fit.history["train-loss"][0]
+
+
+@pytest.mark.gpu
+def test_torch_trains_on_cudf_partitions_without_a_host_copy(digits, tmp_path) -> None:
+    """On a GPU cluster ``load`` gives cuDF partitions; a rank concatenates its partitions
+    with cuDF and hands the columns to torch through DLPack: the rows are on the GPU before
+    the first step, and never went through pandas."""
+    cudf = pytest.importorskip(
+        "cudf", reason="cuDF partitions need cuDF: pip install 'workbench[gpu]'"
+    )
+    import dask.dataframe as dd
+
+    import workbench
+    import workbench.data as wd
+
+    dd.from_pandas(digits, npartitions=4).to_parquet(tmp_path / "digits")
+    with workbench.launch("local", gpus=1, dashboard_address=":0", wait=True) as handle:
+        df = wd.load(str(tmp_path / "digits"), client=handle)
+        assert isinstance(df.partitions[0].compute(), cudf.DataFrame)
+        fit = train_torch(
+            handle, mlp(), df, "target", epochs=6, lr=5e-3, progress=None, tracking=False
+        )
+    (rank,) = fit.ranks
+    assert rank["data_device"] == "cuda:0" and rank["device"] == "cuda:0"
+    assert rank["rows"] == len(digits)
+    assert fit.history["train-loss"][-1] < fit.history["train-loss"][0] / 2
 
 
 def test_a_rank_that_fails_stops_the_others_with_its_own_error(train_cluster, digits) -> None:

@@ -253,9 +253,15 @@ def test_workbench_handle_and_default_client(breast_cancer, workbench_home) -> N
 
 @pytest.mark.gpu
 def test_xgboost_trains_on_gpus_with_cuda(breast_cancer, workbench_home) -> None:
+    pytest.importorskip("xgboost", reason="XGBoost's CUDA build: pip install 'workbench[train]'")
+    pytest.importorskip(
+        "dask_cuda", reason="GPU workers need dask-cuda: pip install 'workbench[gpu]'"
+    )
     import workbench
 
-    with workbench.launch("local", gpus=1, dashboard_address=":0", wait=True) as handle:
+    with workbench.launch(
+        "local", gpus=1, enable_cudf_spill=False, dashboard_address=":0", wait=True
+    ) as handle:
         assert handle.gpus
         model = train_xgboost(
             handle,

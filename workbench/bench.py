@@ -9,6 +9,7 @@ disk, loopback between workers on one host) the limit is shown as unknown, never
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import tempfile
 import time
@@ -93,10 +94,14 @@ def _pcie_gbps(speed: str | None, width: str | None) -> float | None:
     return PCIE_LANE_GBPS[gen] * lanes if gen else None
 
 
-def disk_limit(path: Path) -> tuple[float | None, str]:
-    """The read limit of the block device holding ``path``, from sysfs."""
+def disk_limit(path: Path, sysfs: Path = Path("/sys")) -> tuple[float | None, str]:
+    """The read limit of the block device holding ``path``, from sysfs (``sysfs``: its root).
+
+    Only an NVMe drive reports one (its PCIe link); for any other disk the limit is unknown
+    and said so, never guessed.
+    """
     st = os.stat(path)
-    dev = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}")
+    dev = sysfs / "dev" / "block" / f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
     if not dev.exists():
         return None, "not a block device (network or overlay file system)"
     real = dev.resolve()
@@ -112,9 +117,8 @@ def disk_limit(path: Path) -> tuple[float | None, str]:
         return None, f"{name}: PCIe link not reported"
     if name.startswith(("vd", "xvd")):
         return None, f"{name}: virtual disk, the host does not report its limit"
-    if _read_sys(disk / "queue" / "rotational") == "1":
-        return 0.25, f"{name}: rotational disk, ~250 MB/s sequential"
-    return 0.55, f"{name}: SATA SSD, 6 Gb/s link"
+    kind = "rotational disk" if _read_sys(disk / "queue" / "rotational") == "1" else "disk"
+    return None, f"{name}: {kind} with no link speed reported (no limit is guessed)"
 
 
 def storage_read(directory: str | Path | None = None, size_mb: int = 256) -> Measurement:
@@ -257,7 +261,7 @@ def gpu_measurements() -> list[Measurement]:
 
     gpu = inv.gpus[0]
     out: list[Measurement] = []
-    limit, source = _gpu_pcie_limit(gpu.index)
+    limit, source = gpu_pcie_limit(gpu.index)
     host = torch.empty(256 << 20, dtype=torch.uint8).pin_memory()
     dev = torch.empty_like(host, device="cuda")
     dev.copy_(host, non_blocking=True)
@@ -298,21 +302,29 @@ def gpu_measurements() -> list[Measurement]:
     return out
 
 
-def _gpu_pcie_limit(index: int) -> tuple[float | None, str]:
-    try:
-        import pynvml
+def gpu_pcie_limit(index: int, nvml: Any = None) -> tuple[float | None, str]:
+    """Host-to-device limit of GPU ``index``: its PCIe link at the *maximum* generation and
+    width the GPU and the slot support (``nvmlDeviceGetMaxPcieLinkGeneration``/``Width``).
 
-        pynvml.nvmlInit()
+    The current link is no limit: an idle GPU drops its link to a lower generation to save
+    power, and trains it up again under load, so a copy would look faster than its limit.
+    """
+    try:
+        if nvml is None:
+            nvml = importlib.import_module("pynvml")
+        nvml.nvmlInit()
         try:
-            h = pynvml.nvmlDeviceGetHandleByIndex(index)
-            gen = pynvml.nvmlDeviceGetCurrPcieLinkGeneration(h)
-            width = pynvml.nvmlDeviceGetCurrPcieLinkWidth(h)
+            h = nvml.nvmlDeviceGetHandleByIndex(index)
+            gen = nvml.nvmlDeviceGetMaxPcieLinkGeneration(h)
+            width = nvml.nvmlDeviceGetMaxPcieLinkWidth(h)
         finally:
-            pynvml.nvmlShutdown()
+            nvml.nvmlShutdown()
     except Exception as exc:
         return None, f"PCIe link not reported by NVML ({exc})"
     gbps = PCIE_LANE_GBPS.get(gen)
-    return (gbps * width, f"PCIe Gen{gen} x{width}") if gbps else (None, f"PCIe Gen{gen}")
+    if not gbps or not width:
+        return None, f"NVML reports PCIe Gen{gen} x{width}, which has no known bandwidth"
+    return gbps * width, f"PCIe Gen{gen} x{width} (the link's maximum)"
 
 
 def bottleneck(results: list[Measurement]) -> Measurement | None:

@@ -9,6 +9,7 @@ and workbench falls back to CPU, reporting why in ``GPUInventory.reason``.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -74,12 +75,18 @@ def filter_visible(gpus: list[GPUInfo], cuda_visible_devices: str | None) -> lis
     return chosen
 
 
-def detect_gpus() -> GPUInventory:
-    """Inventory of the GPUs this process may use. Never raises."""
-    try:
-        import pynvml
-    except ImportError:
-        return GPUInventory(reason="the NVML bindings (nvidia-ml-py) are not installed")
+def detect_gpus(nvml: Any = None) -> GPUInventory:
+    """Inventory of the GPUs this process may use. Never raises.
+
+    ``nvml``: the NVML bindings to ask (default ``pynvml``; tests pass a replay of recorded
+    replies, see :mod:`workbench.metrics.nvml_replay`).
+    """
+    pynvml = nvml
+    if pynvml is None:
+        try:
+            pynvml = importlib.import_module("pynvml")
+        except ImportError:
+            return GPUInventory(reason="the NVML bindings (nvidia-ml-py) are not installed")
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
@@ -117,3 +124,36 @@ def detect_gpus() -> GPUInventory:
     return GPUInventory(
         gpus=visible, driver_version=driver, cuda_driver_version=cuda_version, reason=reason
     )
+
+
+def worker_gpu_uuids(nvml: Any = None) -> list[str]:
+    """Runs on a Dask worker: UUIDs of the GPUs that worker uses, through NVML.
+
+    A worker with ``CUDA_VISIBLE_DEVICES`` set uses the first device listed (dask-cuda's
+    convention, also that of ``dask cuda worker`` in a pod or a batch job); a worker without
+    it may use every GPU of its machine. Empty where no GPU or no driver is visible.
+    ``nvml``: as for :func:`detect_gpus`.
+    """
+    inventory = detect_gpus(nvml)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    first = (visible or "").split(",")[0].strip()
+    if first.startswith("MIG-") and inventory.driver_version is not None:
+        return [first]  # a MIG instance: its own UUID names what the worker uses
+    if not inventory.gpus:
+        return []
+    return [inventory.gpus[0].uuid] if visible else [g.uuid for g in inventory.gpus]
+
+
+def worker_gpus(client: Any) -> list[str]:
+    """UUIDs of the GPUs a cluster's workers use, asked of the workers themselves.
+
+    One round trip (``client.run``: NVML on every connected worker); each GPU is listed once,
+    in worker order. For clusters whose workers run elsewhere (dask-gateway, Kubernetes),
+    where this process cannot see their GPUs.
+    """
+    answers = client.run(worker_gpu_uuids)
+    seen: dict[str, None] = {}
+    for address in sorted(answers):
+        for uuid in answers[address]:
+            seen.setdefault(uuid, None)
+    return list(seen)

@@ -60,6 +60,8 @@ class Backend(ABC):
     requires: ClassVar[dict[str, str]] = {}
     #: Seconds between two calls of :meth:`wait_state` while waiting for workers.
     wait_poll_interval: ClassVar[float] = 1.0
+    #: The workers run where this process cannot see their GPUs: ``handle.gpus`` asks them.
+    gpus_from_workers: ClassVar[bool] = False
 
     def __init__(self, options: BackendOptions, profile: str = "") -> None:
         self.options = options

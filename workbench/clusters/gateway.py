@@ -357,6 +357,7 @@ class GatewayBackend(Backend):
     Options = GatewayOptions
     options: GatewayOptions
     requires = {"dask_gateway": CLOUD_HINT, "aiohttp": CLOUD_HINT}
+    gpus_from_workers = True  # the workers' GPUs are seen by asking them
 
     @property
     def address(self) -> str:
@@ -506,10 +507,6 @@ class GatewayBackend(Backend):
 
     def record_extra(self, cluster: Cluster) -> dict[str, Any]:
         return {"cluster_name": getattr(cluster, "name", None), **self.connect_spec()}
-
-    @property
-    def gpus(self) -> list[str]:
-        return []  # GPUs are on the gateway's workers, not visible from here
 
     def describe(self) -> dict[str, Any]:
         o = self.options

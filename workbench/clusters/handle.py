@@ -70,6 +70,7 @@ class ClusterHandle:
         self.registry = registry or ClusterRegistry()
         self._client: Client | None = None
         self._closed = False
+        self._worker_gpus: tuple[tuple[str, ...], list[str]] | None = None
         self._lock = threading.RLock()
         self._cost = CostMeter(
             self.n_workers,
@@ -86,7 +87,7 @@ class ClusterHandle:
             dashboard_link=self.dashboard_link,
             owner_pid=me.pid,
             owner_create_time=me.create_time(),
-            gpus=self.gpus,
+            gpus=self._backend.gpus,  # workers' own GPUs are added once they connect
             worker_pids=backend.worker_processes(cluster),
             extra=backend.record_extra(cluster),
             detached=detached,
@@ -103,8 +104,21 @@ class ClusterHandle:
 
     @property
     def gpus(self) -> list[str]:
-        """UUIDs of the GPUs the workers use; empty for a CPU cluster."""
-        return self._backend.gpus
+        """UUIDs of the GPUs the workers use; empty for a CPU cluster.
+
+        Where the workers run out of this process's sight (dask-gateway, Kubernetes) they are
+        asked: NVML on each worker, one round trip per new set of connected workers.
+        """
+        if not self._backend.gpus_from_workers:
+            return self._backend.gpus
+        from ..gpus import worker_gpus
+
+        workers = tuple(sorted(self.cluster.scheduler_info.get("workers", {})))
+        if self._closed or not workers:
+            return []
+        if self._worker_gpus is None or self._worker_gpus[0] != workers:
+            self._worker_gpus = (workers, worker_gpus(self.client))
+        return list(self._worker_gpus[1])
 
     @property
     def scheduler_address(self) -> str:
@@ -297,6 +311,7 @@ class ClusterHandle:
         with contextlib.suppress(Exception):
             self.registry.update(
                 self.id,
+                gpus=self.gpus,
                 worker_pids=self._backend.worker_processes(self.cluster),
                 extra=self._backend.record_extra(self.cluster),
             )

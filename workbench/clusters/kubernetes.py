@@ -193,6 +193,7 @@ class KubernetesBackend(Backend):
     Options = KubernetesOptions
     options: KubernetesOptions
     requires = {"dask_kubernetes": CLOUD_HINT, "kr8s": CLOUD_HINT}
+    gpus_from_workers = True  # the workers' GPUs are seen by asking them
 
     def __init__(self, options: BackendOptions, profile: str = "") -> None:
         super().__init__(options, profile)

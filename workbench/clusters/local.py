@@ -9,12 +9,13 @@ is visible on the handle (``handle.gpus``, ``handle.backend``).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from typing import TYPE_CHECKING, Any, Literal
 
 from dask.utils import parse_bytes
 from pydantic import Field, field_validator
 
-from ..errors import ResourceError
+from ..errors import MissingDependencyError, ResourceError
 from ..gpus import GPUInfo, GPUInventory, detect_gpus
 from .backend import Backend, BackendOptions
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from distributed.deploy.cluster import Cluster
 
 GPU_HINT = "pip install 'workbench[gpu]'"
+#: Where dask-cuda's cluster options send it: option -> (module it imports, what it does).
+_RMM_OPTIONS = ("rmm_pool_size", "rmm_maximum_pool_size", "rmm_async", "rmm_managed_memory")
 Memory = str | int | float
 
 
@@ -180,8 +183,54 @@ class LocalBackend(Backend):
                 f"profile {self.profile!r} asks for {n} workers on {len(gpus)} GPU(s); the local "
                 "backend runs one worker per GPU. Lower n_workers or select more GPUs."
             )
-        if gpus:
-            self.require({"dask_cuda": GPU_HINT})
+        missing = [
+            (module, why, hint)
+            for module, why, hint in self.needed_modules()
+            if importlib.util.find_spec(module) is None
+        ]
+        if missing:
+            lines = "\n".join(f"  - {m} ({why}): {hint}" for m, why, hint in missing)
+            what = "GPU workers" if gpus else "its workers"
+            raise MissingDependencyError(
+                f"profile {self.profile!r} starts {what} with options that need packages that "
+                f"are not installed:\n{lines}"
+            )
+
+    def needed_modules(self) -> list[tuple[str, str, str]]:
+        """(module, the option that needs it, how to get it) for what the options ask of
+        this machine: dask-cuda for GPU workers, cuDF for ``enable_cudf_spill`` (on by
+        default), RMM for the ``rmm_*`` options, distributed-ucxx for ``protocol: ucx``, and
+        every ``pre_import`` module."""
+        o = self.options
+        out: list[tuple[str, str, str]] = []
+        if self.selected:
+            cuda = self.inventory.cuda_driver_version or ""
+            extra = "gpu-cu12" if cuda.split(".")[0] == "12" else "gpu"
+            hint = f"pip install 'workbench[{extra}]'"
+            out.append(("dask_cuda", "GPU workers", hint))
+            if o.enable_cudf_spill:
+                out.append(
+                    (
+                        "cudf",
+                        "enable_cudf_spill: true, the default",
+                        f"{hint} (cuDF), or set enable_cudf_spill: false",
+                    )
+                )
+            rmm = [
+                f"{k}: {getattr(o, k)}" for k in _RMM_OPTIONS if getattr(o, k) not in (None, False)
+            ]
+            if rmm:
+                out.append(("rmm", ", ".join(rmm), f"{hint} (RMM), or leave those options out"))
+            if o.protocol == "ucx":
+                suffix = "cu12" if extra == "gpu-cu12" else "cu13"
+                out.append(
+                    ("distributed_ucxx", "protocol: ucx", f"pip install distributed-ucxx-{suffix}")
+                )
+        for name in o.pre_import:
+            out.append(
+                (name.split(".")[0], "pre_import", "install it, or remove it from pre_import")
+            )
+        return out
 
     def cluster_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for LocalCUDACluster (GPUs) or LocalCluster (CPU)."""

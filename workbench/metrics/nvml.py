@@ -18,18 +18,17 @@ first visible device (dask-cuda's convention: that is the worker's GPU); otherwi
 every visible GPU. Views deduplicate by GPU UUID, so a GPU seen by several
 processes counts once.
 
-Record real readings on a GPU machine for tests with::
-
-    python -m workbench.metrics.nvml --seconds 5 > readings.json
+Every NVML id (field ids, sensor and direction selectors, modes) is the bindings' named
+constant, read from the module the sampler was given (``pynvml`` or a replay of it). The
+tests replay real NVML replies recorded on a GPU machine
+(:mod:`workbench.metrics.nvml_replay`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import ctypes
 import os
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -163,13 +162,12 @@ GPU_SPECS = define(
     ),
 )
 
-# NVML field ids (nvml.h); kept here so readings do not depend on the bindings' version.
-FI_NVLINK_TX_KIB = 138
-FI_NVLINK_RX_KIB = 139
-FI_PCIE_RX_BYTES = 196
-FI_PCIE_TX_BYTES = 197
-ALL_LINKS = 0xFFFFFFFF  # scopeId: every NVLink of the device
-PCIE_TX, PCIE_RX = 0, 1  # NVML_PCIE_UTIL_TX_BYTES, NVML_PCIE_UTIL_RX_BYTES
+#: scopeId of an NVLink throughput field that sums every link: nvml.h says "a scopeId of
+#: UINT_MAX returns aggregate value summed up across all links" (the bindings name no constant).
+ALL_LINKS = ctypes.c_uint32(-1).value
+#: (field, scopeId) pairs read with nvmlDeviceGetFieldValues, by the bindings' constant names.
+PCIE_COUNTER_FIELDS = ("NVML_FI_DEV_PCIE_COUNT_TX_BYTES", "NVML_FI_DEV_PCIE_COUNT_RX_BYTES")
+NVLINK_FIELDS = ("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX")
 
 #: Which DeviceReader call groups each metric comes from (to explain a missing plot).
 METRIC_GROUPS: dict[str, tuple[str, ...]] = {
@@ -224,17 +222,29 @@ class DeviceReader:
 
     def _fields(self, group: str, ids: list[tuple[int, int]]) -> list[int] | None:
         """Field values (unsigned) for ``ids``, or None if any of them is not available."""
+        if not ids:
+            return None
         values = self._call(group, lambda: self.nvml.nvmlDeviceGetFieldValues(self.handle, ids))
         if values is None:
             return None
         out: list[int] = []
         for v in values:
-            if v.nvmlReturn != 0:
+            if v.nvmlReturn != self.nvml.NVML_SUCCESS:
                 if v.nvmlReturn in self._permanent:
                     self.skipped[group] = f"field {v.fieldId}: NVML error {v.nvmlReturn}"
                 return None
             out.append(int(v.value.ullVal))
         return out
+
+    def _field_ids(self, group: str, names: tuple[str, ...], scope: int) -> list[tuple[int, int]]:
+        """The (field id, scopeId) pairs of ``names``; empty (and skipped for good) where the
+        installed bindings predate one of those fields."""
+        ids = [getattr(self.nvml, name, None) for name in names]
+        if any(i is None for i in ids):
+            missing = [n for n, i in zip(names, ids, strict=True) if i is None]
+            self.skipped[group] = f"the NVML bindings have no {', '.join(missing)}"
+            return []
+        return [(int(i), scope) for i in ids if i is not None]
 
     def read(self) -> dict[str, Any]:
         n, h = self.nvml, self.handle
@@ -245,7 +255,9 @@ class DeviceReader:
         mem = self._call("memory", lambda: n.nvmlDeviceGetMemoryInfo(h))
         if mem is not None:
             raw["mem_used"], raw["mem_total"] = mem.used, mem.total
-        temp = self._call("temperature", lambda: n.nvmlDeviceGetTemperature(h, 0))
+        temp = self._call(
+            "temperature", lambda: n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU)
+        )
         if temp is not None:
             raw["temperature"] = temp
         power = self._call("power", lambda: n.nvmlDeviceGetPowerUsage(h))
@@ -260,23 +272,29 @@ class DeviceReader:
         # PCIe: cumulative byte counters (recent GPUs, no waiting) or the driver's
         # 20 ms throughput sample in KB/s (older GPUs).
         if self._pcie_counters:
-            pcie = self._fields("pcie_counters", [(FI_PCIE_TX_BYTES, 0), (FI_PCIE_RX_BYTES, 0)])
+            pcie = self._fields(
+                "pcie_counters", self._field_ids("pcie_counters", PCIE_COUNTER_FIELDS, 0)
+            )
             if pcie is not None:
                 raw["pcie_tx_bytes"], raw["pcie_rx_bytes"] = pcie
             elif "pcie_counters" in self.skipped:
                 self._pcie_counters = False
         if not self._pcie_counters:
-            tx = self._call("pcie_throughput", lambda: n.nvmlDeviceGetPcieThroughput(h, PCIE_TX))
-            rx = self._call("pcie_throughput", lambda: n.nvmlDeviceGetPcieThroughput(h, PCIE_RX))
+            tx = self._call(
+                "pcie_throughput",
+                lambda: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_TX_BYTES),
+            )
+            rx = self._call(
+                "pcie_throughput",
+                lambda: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_RX_BYTES),
+            )
             if tx is not None and rx is not None:
                 raw["pcie_tx_kbps"], raw["pcie_rx_kbps"] = tx, rx
-        nvlink = self._fields(
-            "nvlink", [(FI_NVLINK_TX_KIB, ALL_LINKS), (FI_NVLINK_RX_KIB, ALL_LINKS)]
-        )
+        nvlink = self._fields("nvlink", self._field_ids("nvlink", NVLINK_FIELDS, ALL_LINKS))
         if nvlink is not None:
             raw["nvlink_tx_kib"], raw["nvlink_rx_kib"] = nvlink
         mig = self._call("mig_mode", lambda: n.nvmlDeviceGetMigMode(h))
-        if mig is not None and mig[0] == 1:
+        if mig is not None and mig[0] == n.NVML_DEVICE_MIG_ENABLE:
             raw["mig"] = self._read_mig()
         return raw
 
@@ -462,34 +480,3 @@ class GPUSampler:
             self._initialised = False
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-
-
-def record(seconds: float, interval: float = 1.0) -> dict[str, Any]:
-    """Raw readings of every visible GPU, one per ``interval``: the format tests replay."""
-    sampler = GPUSampler()
-    if sampler.reason:
-        raise SystemExit(f"no GPU to record: {sampler.reason}")
-    ticks = []
-    try:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            now = time.time()
-            ticks.append({"t": now, "devices": [r.read() for _, r, _ in sampler.devices]})
-            time.sleep(interval)
-        return {
-            "gpus": [g.to_dict() for g, _, _ in sampler.devices],
-            "skipped": [dict(r.skipped) for _, r, _ in sampler.devices],
-            "ticks": ticks,
-        }
-    finally:
-        sampler.close()
-
-
-if __name__ == "__main__":  # pragma: no cover - a recording tool for GPU machines
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Record raw NVML readings as JSON.")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--interval", type=float, default=1.0)
-    args = parser.parse_args()
-    json.dump(record(args.seconds, args.interval), sys.stdout, indent=1)

@@ -44,7 +44,6 @@ from .progress import CallbackLike, DisplayLike, Reporter
 from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, make_tracker
 
 if TYPE_CHECKING:
-    import pandas as pd
     import torch
     from distributed import Client
 
@@ -105,18 +104,31 @@ def make_optimizer(
     return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
 
 
+FRACTIONAL_LABELS = (
+    "cross_entropy needs integer class labels (0..n_classes-1); the label column has "
+    "fractional values: use loss='mse' for regression"
+)
+
+
 def label_tensor(values: Any, loss: Any) -> torch.Tensor:
-    """Labels as the loss wants them: class indices (int64) for cross-entropy, floats else."""
+    """Labels as the loss wants them: class indices (int64) for cross-entropy, floats else.
+
+    ``values``: a NumPy array (pandas partitions) or a tensor already on the GPU (cuDF
+    partitions, through DLPack), which stays where it is.
+    """
     import numpy as np
     import torch
 
+    if isinstance(values, torch.Tensor):
+        if loss == "cross_entropy":
+            if values.is_floating_point() and not bool(torch.all(values == values.round())):
+                raise InvalidDataError(FRACTIONAL_LABELS)
+            return values.to(torch.int64)
+        return values.to(torch.float32)
     if loss == "cross_entropy":
         arr = np.asarray(values)
         if arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0):
-            raise InvalidDataError(
-                "cross_entropy needs integer class labels (0..n_classes-1); the label column "
-                "has fractional values: use loss='mse' for regression"
-            )
+            raise InvalidDataError(FRACTIONAL_LABELS)
         return torch.tensor(arr.astype(np.int64))
     return torch.tensor(np.asarray(values, dtype=np.float32))
 
@@ -163,22 +175,42 @@ def _free_port() -> tuple[str, int]:
         return host, int(s.getsockname()[1])
 
 
-def _frame(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    import pandas as pd
+def _frame(parts: list[Any]) -> Any:
+    """One frame of a rank's partitions, concatenated by their own library: ``cudf.concat``
+    for cuDF partitions (on the GPU), ``pandas.concat`` for pandas ones (dask's dispatch)."""
+    from dask.dataframe.dispatch import concat
 
     parts = [p for p in parts if len(p)]
-    if not parts:
-        return pd.DataFrame()
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    if len(parts) <= 1:
+        return parts[0] if parts else None
+    return concat(parts, ignore_index=True)
 
 
-def _tensors(parts: list[pd.DataFrame], spec: RankSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def on_gpu(frame: Any) -> bool:
+    """A cuDF frame (its columns live in GPU memory), rather than pandas."""
+    return type(frame).__module__.split(".")[0] in ("cudf", "dask_cudf")
+
+
+def _tensors(parts: list[Any], spec: RankSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and labels of a rank's partitions as tensors.
+
+    cuDF partitions reach torch without leaving the GPU: ``to_cupy`` gives a CuPy array of
+    the columns (missing values as NaN) and ``torch.from_dlpack`` wraps that memory. pandas
+    partitions go through NumPy on the host.
+    """
     import numpy as np
     import torch
 
     frame = _frame(parts)
-    if len(frame) == 0:
+    if frame is None:
         return torch.empty((0, len(spec.features))), torch.empty((0,))
+    if on_gpu(frame):
+        from torch.utils.dlpack import from_dlpack
+
+        columns = frame[spec.features].to_cupy(dtype=np.float32, na_value=np.nan)
+        X = from_dlpack(columns).contiguous()  # cuDF may hand out column-major memory
+        y = from_dlpack(frame[spec.label].to_cupy())
+        return X, label_tensor(y, spec.loss)
     X = torch.tensor(frame[spec.features].to_numpy(dtype=np.float32, na_value=np.nan))
     return X, label_tensor(frame[spec.label].to_numpy(), spec.loss)
 
@@ -238,8 +270,8 @@ class PeerFailedError(TrainingError):
 def run_rank(
     spec: RankSpec,
     rank: int,
-    parts: list[pd.DataFrame],
-    valid_parts: list[pd.DataFrame],
+    parts: list[Any],
+    valid_parts: list[Any],
 ) -> dict[str, Any]:
     """One rank of a training run, executed as a task on its Dask worker.
 
@@ -378,6 +410,7 @@ def run_rank(
             "state": state,
             "checksum": checksum,
             "device": str(device),
+            "data_device": str(X.device),  # where the rows were before training (cuDF: GPU)
         }
     finally:
         if world > 1 and dist.is_initialized():
