@@ -15,8 +15,8 @@ import pytest
 from pydantic import ValidationError
 
 import workbench
+from workbench.clusters import ClusterControl, RecordStore
 from workbench.clusters.gateway import GatewayOptions
-from workbench.clusters.running import ClusterRegistry
 from workbench.errors import (
     AuthenticationError,
     BackendError,
@@ -48,7 +48,7 @@ def _worker_facts(handle: workbench.ClusterHandle) -> list[dict]:  # type: ignor
 def test_launch_compute_scale_close(
     gateway_server: GatewayServer, gateway_password: str, user_profiles
 ) -> None:
-    user_profiles(gateway_server.profile(image="registry.example/analysis:1", n_workers=1))
+    user_profiles(gateway_server.profile(image="control.example/analysis:1", n_workers=1))
     with workbench.launch("gw", wait=1, timeout=120) as handle:
         assert handle.backend == "gateway"
         assert handle.scheduler_address.startswith(gateway_server.proxy_address + "/")
@@ -70,7 +70,7 @@ def test_launch_compute_scale_close(
         assert "gateway" in handle._repr_html_() and handle.status == "running"
     assert handle.status == "closed"
     wait_until(lambda: name not in gateway_server.running_clusters())
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 @pytest.mark.slow
@@ -80,7 +80,7 @@ def test_connect_code_carries_security_and_no_secret(
     user_profiles(gateway_server.profile(n_workers=1))
     with workbench.launch("gw", wait=1, timeout=120) as handle:
         code = handle.connect_code()
-        record_json = (ClusterRegistry().root / f"{handle.id}.json").read_text()
+        record_json = (RecordStore().root / f"{handle.id}.json").read_text()
         # References only: the resolved password is nowhere, nor the cluster's TLS key.
         for text in (code, record_json):
             assert gateway_password not in text
@@ -145,7 +145,7 @@ def test_stop_and_scale_from_another_process(
         )
         assert stop.returncode == 0, stop.stderr
         wait_until(lambda: name not in gateway_server.running_clusters())
-        assert ClusterRegistry().list() == []
+        assert ClusterControl().list() == []
     finally:
         handle.close()
 
@@ -177,7 +177,7 @@ def test_killed_owner_is_cleaned_up_on_the_gateway(
             assert name in gateway_server.running_clusters()
         finally:
             os.kill(proc.pid, signal.SIGKILL)
-    assert ClusterRegistry().status(ClusterRegistry().get(cluster_id)) == "stale"
+    assert ClusterControl().status(ClusterControl().get(cluster_id)) == "stale"
     out = subprocess.run(
         [*WORKBENCH, "clusters", "cleanup"],
         env=subprocess_env,
@@ -200,7 +200,7 @@ def test_wrong_password_is_an_authentication_error(
     assert "rejected the credentials (HTTP 401" in message
     assert f"password from env:{GATEWAY_PASSWORD_ENV}" in message and "alice" in message
     assert "not-the-password" not in message
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_credential_that_cannot_be_resolved(

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 import workbench
-from workbench.clusters.running import ClusterRegistry
+from workbench.clusters import ClusterControl
 
 from ._browser import launch_chromium
 from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
@@ -128,7 +128,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             card = sidebar.locator(".jp-workbench-cluster")
             expect(card).to_have_count(1, timeout=150_000)
             expect(card.locator(".jp-workbench-workers")).to_have_text("1 worker", timeout=60_000)
-            (record,) = ClusterRegistry().list()
+            (record,) = ClusterControl().list()
             assert record.profile == "local-cpu" and record.detached
             expect(card).to_have_attribute("data-cluster-id", record.id)
             expect(card.locator(".jp-workbench-cluster-state")).to_have_text("running")
@@ -196,7 +196,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             expect(sidebar.locator(".jp-workbench-empty")).to_be_visible()
             expect(dash).to_have_count(0)  # the stopped cluster's dashboard tab closed
             expect(panel_tab).to_have_count(0)
-            assert ClusterRegistry().list() == []
+            assert ClusterControl().list() == []
             page.screenshot(path=str(ARTIFACTS / "lab-workbench-stopped.png"))
 
             # A cluster started elsewhere (here, as in a notebook kernel) shows up by polling.

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from workbench.clusters import ClusterRecord, RecordStore
 from workbench.clusters.connect import connect_code
-from workbench.clusters.running import ClusterRecord, ClusterRegistry
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after")
 
@@ -125,7 +125,7 @@ async def test_tls_connect_cell_references_the_cert_files_and_connects(
         "tls_client_cert": tls_files["cert"],
         "tls_client_key": tls_files["key"],
     }
-    ClusterRegistry().add(_record(address, security=security))
+    RecordStore().add(_record(address, security=security))
     reply = await api("GET", "clusters/conn000001/connect")
     assert reply.status == 200, reply.data
     code = reply.data["code"]

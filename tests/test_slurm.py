@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import workbench
-from workbench.clusters.running import ClusterRecord, ClusterRegistry
+from workbench.clusters import ClusterControl, ClusterRecord
 from workbench.errors import ResourceError, WorkbenchError, WorkersTimeoutError
 
 from ._slurm_fixtures import SlurmInstance
@@ -79,7 +79,7 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
     handle = workbench.launch("slurm", wait=True, timeout=120, jobs=2, job_name=name, **SMALL)
     try:
         assert handle.backend == "slurm" and handle.n_workers() == 2
-        record = ClusterRegistry().get(handle.id)
+        record = ClusterControl().get(handle.id)
         assert sorted(record.extra["job_ids"]) == sorted(slurm.jobs_named(name))
         assert len(record.extra["job_ids"]) == 2 and record.extra["job_name"] == name
         assert record.extra["slurm_conf"] == slurm.conf
@@ -92,7 +92,7 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
         lifetimes = handle.client.run(lambda dask_worker: dask_worker.lifetime)
         assert all(510 <= v <= 570 for v in lifetimes.values()), lifetimes
         assert "SLURM jobs: 2 RUNNING" in handle._repr_html_()
-        # Scale in jobs, from another process, through the registry.
+        # Scale in jobs, from another process, through the control path.
         scaled = subprocess.run(
             [*WORKBENCH, "clusters", "scale", handle.id, "1", "--jobs"],
             env={**subprocess_env, "SLURM_CONF": slurm.conf},
@@ -117,7 +117,7 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
     finally:
         handle.close()
     slurm.wait_no_jobs(name)
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_gpu_job_worker_gets_cuda_visible_devices(slurm: SlurmInstance, unique_name) -> None:
@@ -163,7 +163,7 @@ def test_rejected_jobs_give_a_clear_error_and_submit_nothing(
         workbench.launch("slurm", wait=True, timeout=30, **options)
     assert words in str(info.value)
     assert slurm.jobs_named(name) == []
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_pending_jobs_show_their_reason_and_time_out_cancelling_them(
@@ -192,7 +192,7 @@ def test_pending_jobs_show_their_reason_and_time_out_cancelling_them(
         shown = capsys.readouterr().err
         assert "0/1 workers" in shown and "PENDING (Resources" in shown
         slurm.wait_no_jobs(name)
-        assert ClusterRegistry().list() == []
+        assert ClusterControl().list() == []
     finally:
         slurm.scancel(blocker)
 
@@ -217,7 +217,7 @@ def test_job_that_fails_on_the_node_is_reported_with_its_log(
     assert "ended (FAILED) before its Dask worker connected" in message
     assert "/nonexistent/bin/python" in message  # the job's log, quoted
     slurm.wait_no_jobs(name)
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 @pytest.mark.slow
@@ -277,9 +277,9 @@ def test_killed_kernel_leaves_no_job_after_cleanup_or_stop(
     name = unique_name("wb-orphan")
     env = {**subprocess_env, "SLURM_CONF": slurm.conf}
     owner = _run_owner(tmp_path, env, name)
-    registry = ClusterRegistry()
-    record = registry.get(owner["id"])
-    assert registry.status(record) == "stale"
+    control = ClusterControl()
+    record = control.get(owner["id"])
+    assert control.status(record) == "stale"
     # Running workers notice the scheduler is gone and end their jobs soon, but the queued
     # job would start later and wait death_timeout for a scheduler that never comes.
     assert slurm.jobs_named(name)
@@ -297,7 +297,7 @@ def test_killed_kernel_leaves_no_job_after_cleanup_or_stop(
     said = f"removed stale cluster {record.id}" if command == "cleanup" else f"stopped {record.id}"
     assert said in cleaned.stdout
     slurm.wait_no_jobs(name, timeout=30)  # the pending job too, though no record listed it
-    assert registry.list() == []
+    assert control.list() == []
 
 
 def test_kernel_exit_cancels_its_jobs(
@@ -328,7 +328,7 @@ def test_kernel_exit_cancels_its_jobs(
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
     slurm.wait_no_jobs(name)
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_notebook_shows_the_queue_state_in_a_live_display(
@@ -399,8 +399,8 @@ def test_doctor_sees_the_slurm_cluster(slurm: SlurmInstance, subprocess_env) -> 
 def test_cleanup_that_cannot_cancel_keeps_the_record(slurm: SlurmInstance, tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    registry = ClusterRegistry()
-    registry.add(
+    control = ClusterControl()
+    control.store.add(
         ClusterRecord(
             id="slurmdead0",
             profile="slurm",
@@ -415,12 +415,12 @@ def test_cleanup_that_cannot_cancel_keeps_the_record(slurm: SlurmInstance, tmp_p
         )
     )
     with pytest.raises(WorkbenchError, match="could not release what its dead owner left"):
-        registry.cleanup()
-    assert [r.id for r in registry.list()] == ["slurmdead0"]
+        control.cleanup()
+    assert [r.id for r in control.list()] == ["slurmdead0"]
     # Pointing it at the right SLURM lets the next cleanup through.
-    registry.update("slurmdead0", extra={"job_name": "wb-never", "slurm_conf": slurm.conf})
-    assert [r.id for r in registry.cleanup()] == ["slurmdead0"]
-    assert registry.list() == []
+    control.store.update("slurmdead0", extra={"job_name": "wb-never", "slurm_conf": slurm.conf})
+    assert [r.id for r in control.cleanup()] == ["slurmdead0"]
+    assert control.list() == []
 
 
 @pytest.mark.gpu
