@@ -48,7 +48,7 @@ def _worker_facts(handle: workbench.ClusterHandle) -> list[dict]:  # type: ignor
 def test_launch_compute_scale_close(
     gateway_server: GatewayServer, gateway_password: str, user_profiles
 ) -> None:
-    user_profiles(gateway_server.profile(image="control.example/analysis:1", n_workers=1))
+    user_profiles(gateway_server.profile(image="registry.example/analysis:1", n_workers=1))
     with workbench.launch("gw", wait=1, timeout=120) as handle:
         assert handle.backend == "gateway"
         assert handle.scheduler_address.startswith(gateway_server.proxy_address + "/")

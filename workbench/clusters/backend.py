@@ -167,12 +167,14 @@ class Backend(ABC):
 
         Raises OSError (or asyncio.TimeoutError) when the scheduler does not answer.
         """
+        from distributed.utils import sync
+
         comm: Any = cluster.scheduler_comm
 
         async def ask() -> Any:
             return await asyncio.wait_for(comm.check_idle(), 10)
 
-        value = cluster.sync(ask)
+        value = sync(cluster.loop, ask)
         return None if value is None else float(value)
 
     def record_extra(self, cluster: Cluster) -> dict[str, Any]:

@@ -256,6 +256,9 @@ class ClusterHandle:
                 raise ValueError(f"cannot scale to {value} {what}")
         self._usable()
         self._cost.sample()
+        adaptive = getattr(self.cluster, "_adaptive", None)  # distributed's Cluster.adapt
+        if adaptive is not None:
+            adaptive.stop()  # else it would undo this request at its next round
         self._backend.scale(self.cluster, n=n, jobs=jobs)
         self._refresh_record()
         return self

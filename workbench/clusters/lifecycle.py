@@ -234,6 +234,7 @@ class Monitor:
         idle_key: float | None = None
         idle_start = 0.0
         failing_since: float | None = None
+        probe_broken = False
         while not self._stop.wait(self.interval):
             handle = self._handle()
             if handle is None or handle.closed:
@@ -245,14 +246,29 @@ class Monitor:
             if now >= next_beat:
                 self._store.touch(self._id)
                 next_beat = now + HEARTBEAT_S
+            if probe_broken:
+                continue
             try:
                 since = handle._backend.idle_since(handle.cluster)
-            except Exception as exc:
+            except (OSError, TimeoutError) as exc:  # CommClosedError is an OSError
                 if handle.closed:
                     return
                 failing_since = failing_since or now
                 if now - failing_since >= LOST_AFTER_S:
                     handle._lost(exc)
+                continue
+            except Exception as exc:
+                if handle.closed:
+                    return
+                # Not the scheduler's absence: a cluster type the probe does not fit.
+                logger.warning(
+                    "cluster %s: cannot ask its scheduler whether it is idle (%s: %s); "
+                    "idle_timeout and the lost-scheduler check are off for it",
+                    handle.id,
+                    type(exc).__name__,
+                    exc,
+                )
+                probe_broken = True
                 continue
             failing_since = None
             handle._found()
