@@ -174,7 +174,8 @@ class Backend(ABC):
         async def ask() -> Any:
             return await asyncio.wait_for(comm.check_idle(), 10)
 
-        value = sync(cluster.loop, ask)
+        loop: Any = cluster.loop
+        value = sync(loop, ask)
         return None if value is None else float(value)
 
     def record_extra(self, cluster: Cluster) -> dict[str, Any]:
