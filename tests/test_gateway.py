@@ -151,7 +151,7 @@ def test_stop_and_scale_from_another_process(
 
 
 @pytest.mark.slow
-def test_killed_owner_is_cleaned_up_on_the_gateway(
+def test_killed_owner_and_watchdog_are_cleaned_up_by_a_sweep(
     gateway_server: GatewayServer,
     gateway_password: str,
     user_profiles,
@@ -162,8 +162,9 @@ def test_killed_owner_is_cleaned_up_on_the_gateway(
     script = tmp_path / "owner.py"
     script.write_text(
         textwrap.dedent("""
-        import time, workbench
+        import os, signal, time, workbench
         h = workbench.launch("gw")
+        os.kill(h.record.watchdog[0], signal.SIGKILL)  # only a sweep can clean up now
         print(h.id, h.record.extra["cluster_name"], flush=True)
         time.sleep(600)
     """)

@@ -96,7 +96,7 @@ def tls_cluster(tls_files: dict[str, str]) -> Iterator[Any]:
         processes=False,
         protocol="tls",
         security=security,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # None would mean port 8787, maybe busy
     )
     try:
         yield cluster

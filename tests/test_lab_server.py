@@ -368,7 +368,7 @@ async def test_health_explains_an_unreachable_dashboard_and_a_prefix_mismatch(
         n_workers=0,
         processes=False,
         protocol="tcp",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # None would mean port 8787, maybe busy
     )
     try:
         control = ClusterControl()

@@ -254,6 +254,9 @@ def _run_owner(tmp_path: Path, subprocess_env: dict[str, str], name: str) -> dic
                                      dashboard_address=":0", death_timeout=300)
                 h.scale(jobs=3)  # a third job that stays PENDING: only 2 fit on the node
                 print(json.dumps({{"id": h.id}}), flush=True)
+                # The machine's worst case: the watchdog dies too (a reboot, an OOM killer),
+                # so only a sweep or a stop can release the jobs.
+                os.kill(h.record.watchdog[0], signal.SIGKILL)
                 os.kill(os.getpid(), signal.SIGKILL)  # a kernel that dies: no atexit, no close
             """
         )
@@ -271,7 +274,7 @@ def _run_owner(tmp_path: Path, subprocess_env: dict[str, str], name: str) -> dic
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["cleanup", "stop"])
-def test_killed_kernel_leaves_no_job_after_cleanup_or_stop(
+def test_killed_kernel_and_watchdog_leave_no_job_after_cleanup_or_stop(
     slurm: SlurmInstance, unique_name, tmp_path: Path, subprocess_env, command: str
 ) -> None:
     name = unique_name("wb-orphan")
