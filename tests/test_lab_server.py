@@ -22,7 +22,7 @@ import workbench
 from workbench.clusters import ClusterControl, ClusterRecord, RecordStore
 from workbench.server import API_PREFIX
 
-from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
+from ._lab_fixtures import SMALL_CLUSTER
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after")
 
@@ -435,24 +435,3 @@ async def test_connect_code_refuses_secret_material(api: Any) -> None:
     assert reply.status == 409
     assert "never writes secrets into a notebook" in reply.data["message"]
     assert "abc" not in json.dumps(reply.data)
-
-
-@pytest.mark.slow
-def test_clusters_launched_from_the_api_survive_a_server_restart(lab_process: Any) -> None:
-    server: JupyterProcess = lab_process("server")
-    reply = server.request(
-        "POST", "workbench/api/clusters", {"profile": "local-cpu", "options": SMALL_CLUSTER}
-    )
-    assert reply.status == 201, reply.data
-    cid = reply.data["id"]
-    server.stop()
-    assert server.proc.returncode is not None
-    control = ClusterControl()
-    assert control.status(control.get(cid)) == "running"
-
-    server = lab_process("server")
-    listing = server.request("GET", "workbench/api/clusters")
-    (cluster,) = listing.data["clusters"]
-    assert cluster["id"] == cid and cluster["status"] == "running" and cluster["workers"] == 1
-    assert server.request("DELETE", f"workbench/api/clusters/{cid}").status == 200
-    assert control.list() == []

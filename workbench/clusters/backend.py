@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from distributed import Client
     from distributed.deploy.cluster import Cluster
 
+#: Seconds a scheduler has to answer the owner's idle probe.
+IDLE_PROBE_TIMEOUT_S = 3.0
+
 
 class BackendOptions(BaseModel):
     """Options shared by every backend. Backends subclass this; unknown keys are errors."""
@@ -172,7 +175,7 @@ class Backend(ABC):
         comm: Any = cluster.scheduler_comm
 
         async def ask() -> Any:
-            return await asyncio.wait_for(comm.check_idle(), 10)
+            return await asyncio.wait_for(comm.check_idle(), IDLE_PROBE_TIMEOUT_S)
 
         loop: Any = cluster.loop
         value = sync(loop, ask)

@@ -104,9 +104,13 @@ class ClusterControl:
             f"record for {age:.0f}s"
         )
 
-    def running(self, cluster_id: str) -> ClusterRecord:
+    def running(self, cluster_id: str, probe: bool = False) -> ClusterRecord:
         """The record of a cluster that can take requests now, or an error that says why not:
-        ClusterNotFoundError (unknown or ended), ClusterStaleError, ClusterUnreachableError."""
+        ClusterNotFoundError (unknown or ended), ClusterStaleError, ClusterUnreachableError.
+
+        Without ``probe`` the scheduler's port is enough; with it the backend is asked for
+        the live facts too (a gateway's proxy answers for a scheduler that is gone).
+        """
         record = self.get(cluster_id)
         status = self.status(record)
         if status == "stale":
@@ -121,6 +125,8 @@ class ClusterControl:
                 f"accept connections, though its owner (pid {record.owner_pid}) runs. The "
                 "scheduler was stopped or killed; stop the cluster to release the rest."
             )
+        if probe:
+            self.info(record)
         return record
 
     def info(self, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:
@@ -207,7 +213,7 @@ class ClusterControl:
         count = n if jobs is None else jobs
         if count is None or count < 0:
             raise ValueError(f"cannot scale to {count} {'jobs' if jobs is not None else 'workers'}")
-        record = self.running(cluster_id)
+        record = self.running(cluster_id, probe=True)
         cls = backend_class(record)
         if jobs is not None and not cls.has_jobs:
             raise ClusterStateError(
@@ -226,7 +232,7 @@ class ClusterControl:
         """Let the cluster scale itself between ``minimum`` and ``maximum`` workers."""
         if minimum < 0 or (maximum is not None and maximum < minimum):
             raise ValueError(f"adapt: need 0 <= minimum <= maximum (got {minimum}, {maximum})")
-        record = self.running(cluster_id)
+        record = self.running(cluster_id, probe=True)
         backend_class(record).remote_adapt(record, minimum, maximum, timeout=timeout)
         return record
 

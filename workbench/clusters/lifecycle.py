@@ -253,7 +253,8 @@ class Monitor:
             except (OSError, TimeoutError) as exc:  # CommClosedError is an OSError
                 if handle.closed:
                     return
-                failing_since = failing_since or now
+                failing_since = failing_since or now  # when the failed probe was sent
+                now = time.monotonic()
                 if now - failing_since >= LOST_AFTER_S:
                     handle._lost(exc)
                 continue
