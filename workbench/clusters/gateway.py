@@ -348,6 +348,7 @@ def gateway_connect_code(spec: dict[str, Any], cluster_name: str) -> str:
         f"cluster = gateway.connect({cluster_name!r})",
         "# The cluster's TLS credentials come from the gateway as cluster.security:",
         "client = Client(cluster, security=cluster.security)",
+        "client",
         "",
     ]
     return "\n".join(lines)

@@ -610,6 +610,7 @@ class KubernetesBackend(Backend):
             "",
             f"cluster = KubeCluster.from_name({', '.join(args)})",
             "client = Client(cluster)",
+            "client",
             "",
         ]
         return "\n".join(lines)
