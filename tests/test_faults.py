@@ -361,3 +361,49 @@ def test_jupyter_server_restart_keeps_clusters_listed_and_controllable(
         if orphan.poll() is None:
             orphan.kill()
         orphan.wait()
+
+
+@pytest.mark.slurm
+def test_sigterm_to_a_kernel_cancels_jobs_first_and_closes_clusters_at_once(
+    slurm: SlurmInstance,
+    gateway_server: Any,
+    gateway_password: str,
+    unique_name: Any,
+    user_profiles: Any,
+    tmp_path: Path,
+    timings: Timings,
+) -> None:
+    """What JupyterLab sends a kernel that did not exit within half its shutdown wait: the
+    kernel's SIGTERM handler releases every cluster itself (no watchdog note) and then
+    ends as SIGTERM would have ended it."""
+    name = unique_name("wb-sigterm")
+    user_profiles(_three_profiles(slurm, gateway_server, name))
+    with kernel(tmp_path) as (_km, kc):
+        out = run_cell(
+            kc,
+            """
+import json, os, workbench
+hs = [workbench.launch(p, wait=1, timeout=180, progress="off") for p in ("three-local", "three-gw")]
+sl = workbench.launch("three-slurm", progress="off")
+sl.scale(jobs=10)
+print(json.dumps({"pid": os.getpid(), "records": [h.record.to_dict() for h in (*hs, sl)]}))
+""",
+        )
+        facts = json.loads(out.strip().splitlines()[-1])
+        records = [ClusterRecord.from_dict(r) for r in facts["records"]]
+        local, gw, _ = records
+        wait_until(lambda: len(slurm_states(slurm, name)) == 10, 60)
+        process = psutil.Process(facts["pid"])
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == -signal.SIGTERM  # it ended as SIGTERM ends a process
+        timings.record(
+            "kernel exit after SIGTERM (3 clusters, 10 jobs)", time.monotonic() - started
+        )
+        slurm.wait_no_jobs(name, timeout=60)
+        timings.record("10 SLURM jobs gone after SIGTERM", time.monotonic() - started)
+        assert gw.extra["cluster_name"] not in gateway_server.running_clusters()
+        assert not any(process_alive(*p) for p in local.worker_pids)
+        assert ClusterControl().list() == []
+        # Released by the kernel itself, not by the watchdogs (they leave a note).
+        assert [RecordStore().ended(r.id) for r in records] == [None, None, None]

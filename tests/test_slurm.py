@@ -452,3 +452,38 @@ def test_gpu_jobs_run_dask_cuda_workers_with_split_memory(
         visible = h.client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
         assert next(iter(visible.values())) in {str(i) for i in range(slurm.gpus)}
     slurm.wait_no_jobs(name)
+
+
+def test_a_record_of_another_host_is_cleaned_once_its_heartbeat_stops(
+    slurm: SlurmInstance, unique_name
+) -> None:
+    """A second login node sharing $HOME sees the record but cannot check the owner's pid:
+    the owner's heartbeat (the record's mtime, refreshed every 10 s) tells; once it is
+    older than a minute the record is stale there and its jobs are cancelled from there."""
+    from workbench.clusters.record_store import STALE_AFTER_S
+
+    name = unique_name("wb-other-host")
+    job = slurm.sbatch("-J", name, "-t", "00:10:00", "--wrap", "sleep 600")
+    control = ClusterControl()
+    control.store.add(
+        ClusterRecord(
+            id="otherhost1",
+            profile="slurm",
+            backend="slurm",
+            scheduler_address="tcp://login-2.example:8786",
+            hostname="login-2.example",
+            owner_pid=os.getpid(),  # a pid of *that* host: says nothing here
+            extra={"job_name": name, "job_ids": [job], "slurm_conf": slurm.conf},
+        )
+    )
+    record = control.get("otherhost1")
+    assert control.status(record) == "unreachable"  # fresh heartbeat: not ours to clean
+    assert control.cleanup() == []
+    assert slurm.jobs_named(name) == [job]
+    old = time.time() - STALE_AFTER_S - 5
+    os.utime(control.store.path(record.id), (old, old))
+    assert control.status(record) == "stale"
+    assert "login-2.example" in control.stale_reason(record)
+    assert [r.id for r in control.cleanup()] == ["otherhost1"]
+    slurm.wait_no_jobs(name, timeout=30)
+    assert control.list() == []

@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 from dask.utils import parse_bytes
-from workbench.clusters.backend_registry import get_backend_class
 
+from workbench.clusters.backend_registry import get_backend_class
 from workbench.clusters.profiles import get_profile
 from workbench.clusters.slurm import SLURMBackend, lifetime
 from workbench.clusters.slurm_commands import format_time, parse_gres, parse_time

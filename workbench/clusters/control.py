@@ -260,7 +260,7 @@ class ClusterControl:
                 cls.cleanup_orphans(record)
             except WorkbenchError as exc:
                 raise WorkbenchError(
-                    f"cluster {record.id} ({record.backend}): could not release what its "
+                    f"cluster {record.id} ({record.backend}): could not release what its dead "
                     f"owner left: {exc} The record is kept; fix this and run "
                     "'workbench clusters cleanup' again."
                 ) from exc
