@@ -197,6 +197,32 @@ def test_s3_environment_credentials(
     assert len(df.compute(scheduler="threads")) == 2000
 
 
+def test_s3_planning_asks_the_store_once(
+    s3: S3Server, s3_data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load lists the directory once and reads each footer once; dask's planning of the
+    same frame (its listing, its two reads of the first footer) is answered from those."""
+    import s3fs
+
+    requests: list[str] = []
+    call = s3fs.S3FileSystem._call_s3
+
+    async def counted(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        requests.append(method)
+        return await call(self, method, *args, **kwargs)
+
+    # a spy on the real client: every request still goes to the server
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    df, manifest = wd.load(
+        f"{s3_data}/parquet/", storage_options=s3.storage_options(), return_manifest=True
+    )
+    assert requests.count("list_objects_v2") == 1 and "head_object" not in requests
+    assert requests.count("get_object") == len(manifest.files) == 3
+    assert manifest.row_count == 90_000 and df.npartitions >= 3
+    plan = [r for r in iostats.recent_reads() if r["load_id"] == manifest.load_id]
+    assert len(plan) == 3 and {r["phase"] for r in plan} == {"plan"}
+
+
 def test_s3_missing_bucket(s3: S3Server) -> None:
     with pytest.raises(DataNotFoundError, match=r"bucket 'no-such-bucket' does not exist at http"):
         wd.load("s3://no-such-bucket/trips/", storage_options=s3.storage_options())

@@ -7,14 +7,18 @@ and CPU share one code path. Around it, ``load``:
 
 1. resolves a catalog name to its URI, format, options and storage options;
 2. resolves credential references in the storage options (here, at load time);
-3. lists the files once, with their size, ETag / mtime / version (the lineage);
+3. lists the files once (one recursive listing), with their size, ETag / mtime / version
+   (the lineage);
 4. tells the format from the file names when ``format="auto"``;
-5. reads every Parquet / ORC footer (``validate=True``): exact row counts, and a corrupt
-   file is reported by name before any work starts;
+5. reads every Parquet / ORC footer (``validate=True``, one batch of ranged reads):
+   exact row counts, and a corrupt file is reported by name before any work starts;
 6. wraps the filesystem in :class:`~workbench.data.metering.MeteredFileSystem` so that
    every byte read on the workers is counted (:mod:`workbench.data.iostats`);
 7. checks the columns and filters asked for against the schema, and builds the frame
-   with column and filter push-down for Parquet.
+   with column and filter push-down for Parquet. Dask's planning asks the filesystem
+   again for the listing and the first footer: those answers come from what steps 3 and
+   5 already hold (:mod:`workbench.data.planning`), so a load makes the same number of
+   round trips to the store as a bare ``dask.dataframe.read_parquet``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,16 @@ from ..errors import (
     DataNotFoundError,
     UnknownDatasetError,
 )
-from . import caching, dataframe_backend, formats, iostats, lineage, metering, storage
+from . import (
+    caching,
+    dataframe_backend,
+    formats,
+    iostats,
+    lineage,
+    metering,
+    planning,
+    storage,
+)
 from .catalog import Dataset, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -128,8 +141,9 @@ def _cache_mode(cache: bool, protocol: str) -> str | None:
 # -- footers -------------------------------------------------------------------------------
 def _parquet_rows(
     fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str
-) -> tuple[list[int], Any]:
-    """Row count of every Parquet file (footers read in one batch), and the first schema."""
+) -> tuple[list[int], dict[str, tuple[int, bytes]]]:
+    """Row count of every Parquet file (footers read in one batch), and the bytes read at
+    the end of each file: ``{path: (offset, tail)}``, for dask's planning to reuse."""
     import pyarrow.parquet as pq
 
     paths = [str(i["name"]) for i in infos]
@@ -140,7 +154,7 @@ def _parquet_rows(
     except Exception as exc:
         raise storage.translate_error(exc, uri, *storage.split_uri(uri), {}) from exc
     rows: list[int] = []
-    schema = None
+    known: dict[str, tuple[int, bytes]] = {}
     for path, size, tail in zip(paths, sizes, tails, strict=True):
         where = _url(fs, protocol, path)
         if isinstance(tail, BaseException):
@@ -158,14 +172,11 @@ def _parquet_rows(
         except Exception as exc:
             raise CorruptDataError(f"{where} is not a valid Parquet file: {exc}") from exc
         rows.append(meta.num_rows)
-        if schema is None:
-            schema = meta.schema.to_arrow_schema()
-    return rows, schema
+        known[path] = (size - len(tail), bytes(tail))
+    return rows, known
 
 
-def _orc_rows(
-    fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str
-) -> tuple[list[int], Any]:
+def _orc_rows(fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str) -> list[int]:
     from pyarrow import orc
 
     def one(info: dict[str, Any]) -> tuple[int, Any]:
@@ -185,8 +196,7 @@ def _orc_rows(
             ) from exc
 
     with ThreadPoolExecutor(max_workers=min(16, len(infos))) as pool:
-        results = list(pool.map(one, infos))
-    return [r for r, _ in results], results[0][1] if results else None
+        return [rows for rows, _ in pool.map(one, infos)]
 
 
 # -- readers -------------------------------------------------------------------------------
@@ -346,11 +356,12 @@ def load(
         iostats.start_load(load_id, source=label, format=fmt, protocol=protocol, cache=cache_mode)
         try:
             raw_fs.invalidate_cache(path if not storage.has_glob(path) else None)
-            infos = storage.list_files(raw_fs, path)
+            listing = storage.list_tree(raw_fs, path)
         except Exception as exc:
             raise storage.translate_error(
                 exc, req.uri, protocol, path, req.storage_options, raw_fs
             ) from exc
+        infos = listing.files
         if not infos:
             raise DataNotFoundError(
                 f"{req.uri} holds no data files (files and directories starting with '_' or "
@@ -386,13 +397,18 @@ def load(
         )
         metered = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id)
         planner = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id, phase="plan")
-        # Footers are read in a thread while dask plans the frame (both wait on IO).
-        footers: Future[tuple[list[int], Any]] | None = None
+        rows: list[int] | None = None
+        tails: dict[str, tuple[int, bytes]] = {}
+        # Parquet footers first (one batch of ranged reads): dask's planning below reads
+        # the first footer again, and gets it from memory. ORC footers are read in a
+        # thread while dask plans.
+        orc_rows: Future[list[int]] | None = None
         pool: ThreadPoolExecutor | None = None
-        if validate and fmt in ("parquet", "orc"):
+        if validate and fmt == "parquet":
+            rows, tails = _parquet_rows(planner, infos, req.uri, protocol)
+        elif validate and fmt == "orc":
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-footers")
-            reader = _parquet_rows if fmt == "parquet" else _orc_rows
-            footers = pool.submit(reader, planner, infos, req.uri, protocol)
+            orc_rows = pool.submit(_orc_rows, planner, infos, req.uri, protocol)
 
         read_fs: Any = metered
         if cache_mode is not None and fmt == "parquet":
@@ -402,7 +418,6 @@ def load(
             formats.format_of(p) and not p.lower().endswith(formats.COMPRESSION_SUFFIXES)
             for p in file_paths
         )
-        target = path
         read_args = dict(
             urls=urls,
             fs=read_fs,
@@ -416,20 +431,23 @@ def load(
         )
         import dask
 
-        rows: list[int] | None = None
+        # dask's planning asks the metered filesystem what load already knows: answer
+        # from the listing and the footers rather than asking the store again
+        metered.plan = planning.PlanSnapshot(listing.root, listing.found, tails)
         try:
             with dask.config.set({"dataframe.backend": choice.backend}):
-                df = _build(fmt, target, dnf, req, read_args)
+                df = _build(fmt, path, dnf, req, read_args)
         except BaseException:
-            footer_error = footers.exception() if footers is not None else None
+            footer_error = orc_rows.exception() if orc_rows is not None else None
             if footer_error is not None:
                 raise footer_error from None  # names the bad file precisely
             raise
         finally:
+            metered.plan = None
             if pool is not None:
                 pool.shutdown(wait=True)
-        if footers is not None:
-            rows, _ = footers.result()
+        if orc_rows is not None:
+            rows = orc_rows.result()
     except BaseException as exc:
         iostats.update_load(load_id, error=f"{type(exc).__name__}: {exc}")
         raise

@@ -28,6 +28,7 @@ from fsspec.spec import AbstractFileSystem
 
 from . import iostats
 from .fslayer import IDENTITY_METHODS, DelegatingFileSystem
+from .planning import PlanSnapshot
 
 PROTOCOL = "wbmeter"
 
@@ -49,6 +50,15 @@ _OWN_METHODS = frozenset(
         "head",
         "tail",
         "_emit",
+        # answered from a PlanSnapshot while ``load`` plans (see workbench.data.planning)
+        "plan",
+        "find",
+        "info",
+        "isdir",
+        "isfile",
+        "exists",
+        "_planned",
+        "_open_metered",
     }
     | IDENTITY_METHODS
 )
@@ -183,6 +193,8 @@ class MeteredFileSystem(DelegatingFileSystem):
         self.fs = fs
         self.load_id = load_id
         self.phase = phase
+        #: set by ``load`` while dask plans the frame in this process; never pickled
+        self.plan: PlanSnapshot | None = None
 
     def layer_settings(self) -> dict[str, Any]:
         return {"load_id": self.load_id, "phase": self.phase}
@@ -197,10 +209,74 @@ class MeteredFileSystem(DelegatingFileSystem):
     tail = AbstractFileSystem.tail
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        plan = self.plan
+        if plan is not None and mode == "rb":
+            served = plan.open(
+                self.fs._strip_protocol(path), lambda: self._open_metered(path, mode, kwargs)
+            )
+            if served is not None:
+                return served
+        return self._open_metered(path, mode, kwargs)
+
+    def _open_metered(self, path: str, mode: str, kwargs: dict[str, Any]) -> Any:
         f = self.fs._open(path, mode=mode, **kwargs)
         if "r" not in mode:
             return f
         return MeteredFile(f, self.fs.unstrip_protocol(path), self)
+
+    # -- listing and metadata: from the plan snapshot while there is one ---------------------
+    def _planned(self, path: str) -> dict[str, Any] | None:
+        """The snapshot's entry for ``path`` (None: ask the store); FileNotFoundError for a
+        path the snapshot knows is absent."""
+        plan = self.plan
+        if plan is None:
+            return None
+        return plan.info(self.fs._strip_protocol(path))
+
+    def find(
+        self,
+        path: str,
+        maxdepth: int | None = None,
+        withdirs: bool = False,
+        detail: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        plan = self.plan
+        if plan is not None:
+            hit = plan.find(self.fs._strip_protocol(path), maxdepth, withdirs, detail, kwargs)
+            if hit is not None:
+                return hit
+        return self.fs.find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, **kwargs)
+
+    def info(self, path: str, **kwargs: Any) -> Any:
+        if not kwargs:
+            entry = self._planned(path)
+            if entry is not None:
+                return entry
+        return self.fs.info(path, **kwargs)
+
+    def isdir(self, path: str) -> bool:
+        try:
+            entry = self._planned(path)
+        except FileNotFoundError:
+            return False
+        return entry.get("type") == "directory" if entry is not None else self.fs.isdir(path)
+
+    def isfile(self, path: str) -> bool:
+        try:
+            entry = self._planned(path)
+        except FileNotFoundError:
+            return False
+        return entry.get("type") == "file" if entry is not None else self.fs.isfile(path)
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        if not kwargs:
+            try:
+                if self._planned(path) is not None:
+                    return True
+            except FileNotFoundError:
+                return False
+        return bool(self.fs.exists(path, **kwargs))
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kw: Any
