@@ -231,8 +231,10 @@ def test_dask_plans_from_what_load_already_read(datasets: LocalDatasets, which: 
     assert df.divisions == raw.divisions
     want = raw.compute(scheduler="sync")
     same_rows(df.compute(scheduler="sync")[list(want.columns)], want)
-    # each footer was read from storage once while planning (by load, for the manifest):
-    # dask's own reads of the first footer and its listing were answered from memory
+    # each footer was read from storage once while planning (by load, for the manifest; the
+    # first before load returned, the others in the background): dask's own reads of the
+    # first footer and its listing were answered from memory
+    assert manifest.rows_in_files == len(want)  # waits for the footers read in the background
     reads = plan_reads(manifest.load_id)
     assert sorted(Path(p).name for p in reads) == sorted(Path(f.uri).name for f in manifest.files)
     assert set(reads.values()) == {1}
@@ -385,11 +387,29 @@ def test_missing_path(tmp_path: Path) -> None:
     assert failed["error"].startswith("DataNotFoundError") and failed["files_read"] == 0
 
 
-def test_corrupt_parquet_is_named(tmp_path: Path, datasets: LocalDatasets) -> None:
+def test_corrupt_parquet_is_named(cpu_cluster, tmp_path: Path, datasets: LocalDatasets) -> None:
     good = (datasets.parquet / "part-0.parquet").read_bytes()
     (tmp_path / "a.parquet").write_bytes(good)
     (tmp_path / "b.parquet").write_bytes(good[: len(good) // 2])  # truncated upload
-    with pytest.raises(CorruptDataError, match=r"b\.parquet is not a valid Parquet file"):
+    bad = r"b\.parquet is not a valid Parquet file \(no Parquet footer"
+    # load reads the first footer before it returns, the others in the background: the
+    # manifest's row fields wait for them and raise the damaged file's error, every time
+    df, manifest = wd.load(tmp_path, client=cpu_cluster, return_manifest=True)
+    for _ in range(2):
+        with pytest.raises(CorruptDataError, match=bad):
+            manifest.row_count  # noqa: B018
+    with pytest.raises(CorruptDataError, match=bad):
+        manifest.to_json()
+    assert not manifest.resolved()
+    assert iostats.get(manifest.load_id)["error"].startswith("CorruptDataError")
+    # computing the frame names the file too: on the cluster's workers, and in this process
+    with pytest.raises(CorruptDataError, match=bad):
+        df.compute()
+    with pytest.raises(CorruptDataError, match=bad):
+        wd.load(tmp_path, validate=False).compute(scheduler="sync")
+    # a first file that is not Parquet fails load itself
+    (tmp_path / "a.parquet").unlink()
+    with pytest.raises(CorruptDataError, match=bad):
         wd.load(tmp_path)
 
 

@@ -23,11 +23,13 @@ and CPU share one code path. Around it, ``load``:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import logging
 import os
 import re
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -395,17 +397,25 @@ def load(
             files_planned=len(infos),
             bytes_planned=sum(int(i.get("size") or 0) for i in infos),
         )
-        metered = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id)
+        metered = metering.MeteredFileSystem(
+            fs=raw_fs, load_id=load_id, check_footer="parquet" if fmt == "parquet" else None
+        )
         planner = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id, phase="plan")
         rows: list[int] | None = None
         tails: dict[str, tuple[int, bytes]] = {}
-        # Parquet footers first (one batch of ranged reads): dask's planning below reads
-        # the first footer again, and gets it from memory. ORC footers are read in a
-        # thread while dask plans.
+        # Parquet: the first footer now (dask's planning below needs it, and gets it from
+        # memory; a first file that is not Parquet fails here), the others in the
+        # background while the frame is planned and used (the manifest waits for them).
+        # ORC: every footer in a thread while dask plans, then waited for.
+        later: Future[list[int]] | None = None
         orc_rows: Future[list[int]] | None = None
         pool: ThreadPoolExecutor | None = None
         if validate and fmt == "parquet":
-            rows, tails = _parquet_rows(planner, infos, req.uri, protocol)
+            rows, tails = _parquet_rows(planner, infos[:1], req.uri, protocol)
+            if len(infos) > 1:
+                later = _background().submit(
+                    _later_footers, planner, infos[1:], req.uri, protocol, load_id
+                )
         elif validate and fmt == "orc":
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-footers")
             orc_rows = pool.submit(_orc_rows, planner, infos, req.uri, protocol)
@@ -454,14 +464,7 @@ def load(
     finally:
         metering.planning.reset(token)
 
-    row_count: int | None = None
-    row_source: str | None = None
-    rows_in_files = sum(rows) if rows is not None else None
-    if rows_in_files is not None and not dnf:
-        row_count, row_source = rows_in_files, "file metadata"
-    if count_rows:
-        row_count, row_source = len(df), "computed"
-
+    computed = len(df) if count_rows else None
     manifest = lineage.Manifest(
         load_id=load_id,
         uri=req.uri if protocol not in ("file", "local") else path,
@@ -470,7 +473,7 @@ def load(
         files=[
             lineage.FileEntry(
                 uri=url,
-                rows=rows[i] if rows is not None else None,
+                rows=rows[i] if rows is not None and i < len(rows) else None,
                 **storage.file_facts(info),
             )
             for i, (url, info) in enumerate(zip(urls, infos, strict=True))
@@ -480,9 +483,6 @@ def load(
         columns=list(req.columns) if req.columns is not None else None,
         filters=dnf,
         schema={str(c): str(t) for c, t in df.dtypes.items()},
-        row_count=row_count,
-        row_count_source=row_source,
-        rows_in_files=rows_in_files,
         npartitions=df.npartitions,
         dataframe_backend=choice.backend,
         backend_reason=choice.reason,
@@ -490,9 +490,64 @@ def load(
         cache=cache_mode,
         workbench_version=__version__,
     )
+    _set_rows(manifest, rows if later is None else None, dnf, computed)
+    if later is not None:
+        first = list(rows or [])
+        manifest.defer(later, lambda m, others: _set_rows(m, first + list(others), dnf, computed))
     lineage.remember(df._name, manifest)
-    logger.info("load %s: %s", load_id, manifest.summary())
+    logger.info(
+        "load %s: %s: %d %s file(s), %d bytes, %d column(s), %s",
+        load_id,
+        manifest.uri,
+        len(infos),
+        fmt,
+        sum(int(i.get("size") or 0) for i in infos),
+        len(manifest.schema),
+        choice.backend,
+    )
     return (df, manifest) if return_manifest else df
+
+
+def _set_rows(
+    manifest: lineage.Manifest, rows: list[int] | None, dnf: Any, computed: int | None
+) -> None:
+    """The manifest's row fields from the footers' row counts (None: not read)."""
+    if rows is not None:
+        manifest.files = [
+            dataclasses.replace(f, rows=n) for f, n in zip(manifest.files, rows, strict=True)
+        ]
+    manifest.rows_in_files = sum(rows) if rows is not None else None
+    manifest.row_count, manifest.row_count_source = None, None
+    if rows is not None and not dnf:
+        manifest.row_count, manifest.row_count_source = sum(rows), "file metadata"
+    if computed is not None:
+        manifest.row_count, manifest.row_count_source = computed, "computed"
+
+
+_footer_pool: ThreadPoolExecutor | None = None
+_footer_lock = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """The threads that read footers after ``load`` has returned (shared by all loads)."""
+    global _footer_pool
+    with _footer_lock:
+        if _footer_pool is None:
+            _footer_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wb-footers")
+        return _footer_pool
+
+
+def _later_footers(
+    fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str, load_id: str
+) -> list[int]:
+    """Row counts of the files after the first, read in the background; a failure is
+    recorded with the load (dashboards, the log) and raised by the manifest's row fields."""
+    try:
+        return _parquet_rows(fs, infos, uri, protocol)[0]
+    except Exception as exc:
+        iostats.update_load(load_id, error=f"{type(exc).__name__}: {exc}")
+        logger.warning("load %s: %s", load_id, exc)
+        raise
 
 
 def _build(

@@ -39,6 +39,7 @@ _OWN_METHODS = frozenset(
     {
         "load_id",
         "phase",
+        "check_footer",
         "open",
         "_open",
         "cat_file",
@@ -75,10 +76,21 @@ def _current_worker() -> Any:
         return None
 
 
-class MeteredFile:
-    """A read-only file object that counts bytes and time spent in reads."""
+#: The magic bytes that end a Parquet file (after its footer).
+PARQUET_MAGIC = b"PAR1"
 
-    def __init__(self, f: Any, path: str, owner: MeteredFileSystem) -> None:
+
+class MeteredFile:
+    """A read-only file object that counts bytes and time spent in reads.
+
+    With ``check_footer="parquet"``, a read that reaches the end of the file must end with
+    Parquet's magic bytes, or it raises :class:`~workbench.errors.CorruptDataError` naming
+    the file (the reader's own error does not say which file of a dataset is damaged).
+    """
+
+    def __init__(
+        self, f: Any, path: str, owner: MeteredFileSystem, check_footer: str | None = None
+    ) -> None:
         self._f = f
         self._path = path
         self._owner = owner
@@ -86,6 +98,19 @@ class MeteredFile:
         self._seconds = 0.0
         self._started = time.time()
         self._reported = False
+        size = getattr(f, "size", None)
+        self._size = size if check_footer == "parquet" and isinstance(size, int) else None
+
+    def _check(self, data: Any) -> None:
+        if self._size is None or len(data) < len(PARQUET_MAGIC):
+            return
+        if bytes(data[-len(PARQUET_MAGIC) :]) != PARQUET_MAGIC and self._f.tell() == self._size:
+            from ..errors import CorruptDataError
+
+            raise CorruptDataError(
+                f"{self._path} is not a valid Parquet file (no Parquet footer; {self._size} "
+                "bytes). It may be truncated, still being written, or another format."
+            )
 
     # -- counted reads ---------------------------------------------------------------
     def read(self, *args: Any) -> Any:
@@ -93,6 +118,7 @@ class MeteredFile:
         data = self._f.read(*args)
         self._seconds += time.perf_counter() - t0
         self._bytes += len(data)
+        self._check(data)
         return data
 
     def read1(self, *args: Any) -> Any:
@@ -101,6 +127,7 @@ class MeteredFile:
         data = reader(*args)
         self._seconds += time.perf_counter() - t0
         self._bytes += len(data)
+        self._check(data)
         return data
 
     def readinto(self, buffer: Any) -> Any:
@@ -108,6 +135,8 @@ class MeteredFile:
         n = self._f.readinto(buffer)
         self._seconds += time.perf_counter() - t0
         self._bytes += n or 0
+        if n:
+            self._check(memoryview(buffer).cast("B")[:n])
         return n
 
     def readinto1(self, buffer: Any) -> Any:
@@ -116,6 +145,8 @@ class MeteredFile:
         n = reader(buffer)
         self._seconds += time.perf_counter() - t0
         self._bytes += n or 0
+        if n:
+            self._check(memoryview(buffer).cast("B")[:n])
         return n
 
     def readline(self, *args: Any) -> Any:
@@ -182,6 +213,7 @@ class MeteredFileSystem(DelegatingFileSystem):
         target_options: dict[str, Any] | None = None,
         load_id: str = "",
         phase: str = "read",
+        check_footer: str | None = None,
         fo: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -193,11 +225,16 @@ class MeteredFileSystem(DelegatingFileSystem):
         self.fs = fs
         self.load_id = load_id
         self.phase = phase
+        #: "parquet": files read whole to their end must end like a Parquet file
+        self.check_footer = check_footer
         #: set by ``load`` while dask plans the frame in this process; never pickled
         self.plan: PlanSnapshot | None = None
 
     def layer_settings(self) -> dict[str, Any]:
-        return {"load_id": self.load_id, "phase": self.phase}
+        settings: dict[str, Any] = {"load_id": self.load_id, "phase": self.phase}
+        if self.check_footer:
+            settings["check_footer"] = self.check_footer
+        return settings
 
     def __repr__(self) -> str:
         return f"<MeteredFileSystem load={self.load_id} over {self.fs!r}>"
@@ -222,7 +259,7 @@ class MeteredFileSystem(DelegatingFileSystem):
         f = self.fs._open(path, mode=mode, **kwargs)
         if "r" not in mode:
             return f
-        return MeteredFile(f, self.fs.unstrip_protocol(path), self)
+        return MeteredFile(f, self.fs.unstrip_protocol(path), self, self.check_footer)
 
     # -- listing and metadata: from the plan snapshot while there is one ---------------------
     def _planned(self, path: str) -> dict[str, Any] | None:
