@@ -78,6 +78,7 @@ class Curve:
     target: float
     target_from: float | None = None  # the target applies from this x on (None: everywhere)
     y_label: str = "seconds"
+    unit: Literal["s", "ms"] = "s"  # of the times in tables and plots (samples stay seconds)
     logx: bool = False
     points: list[Point] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -110,10 +111,18 @@ class Curve:
         return f"{what} {sign} {self.target:g}{where}"
 
     # -- output ----------------------------------------------------------------------------
+    @property
+    def _factor(self) -> float:
+        return 1000.0 if self.unit == "ms" else 1.0
+
+    def _spread(self, values: list[float]) -> str:
+        return _spread([v * self._factor for v in values])
+
     def table(self) -> str:
         """A markdown table: one row per size."""
+        u = self.unit
         head = (
-            f"| {self.x_label} | {self.raw} (s) | {self.workbench} (s) | ratio | "
+            f"| {self.x_label} | {self.raw} ({u}) | {self.workbench} ({u}) | ratio | "
             "paired ratios (min-max) | target |\n| --- | --- | --- | --- | --- | --- |"
         )
         rows = []
@@ -122,7 +131,7 @@ class Curve:
             paired = self.paired(p)
             verdict = ("met" if self.meets(p) else "**missed**") if self.applies(p) else "-"
             rows.append(
-                f"| {p.size} | {_spread(raw)} | {_spread(wb)} | {self.ratio(p):.3f} | "
+                f"| {p.size} | {self._spread(raw)} | {self._spread(wb)} | {self.ratio(p):.3f} | "
                 f"{min(paired):.3f}-{max(paired):.3f} | {verdict} |"
             )
         return "\n".join([head, *rows])
@@ -133,12 +142,12 @@ class Curve:
         others += sorted({s for p in self.points for s in p.details})
         if not others:
             return ""
-        head = f"| {self.x_label} | " + " | ".join(f"{s} (s)" for s in others) + " |"
+        head = f"| {self.x_label} | " + " | ".join(f"{s} ({self.unit})" for s in others) + " |"
         sep = "| --- |" + " --- |" * len(others)
         rows = []
         for p in self.points:
             values = {**p.samples, **p.details}
-            cells = [_spread(values[s]) if s in values else "-" for s in others]
+            cells = [self._spread(values[s]) if s in values else "-" for s in others]
             rows.append(f"| {p.size} | " + " | ".join(cells) + " |")
         return "\n".join([head, sep, *rows])
 
@@ -177,12 +186,16 @@ class Curve:
         for s in series:
             pts = [p for p in self.points if s in p.samples]
             label = {RAW: self.raw, WORKBENCH: self.workbench}.get(s, s)
-            med = [p.median(s) for p in pts]
-            lo = [m - min(p.samples[s]) for m, p in zip(med, pts, strict=True)]
-            hi = [max(p.samples[s]) - m for m, p in zip(med, pts, strict=True)]
+            f = self._factor
+            med = [p.median(s) * f for p in pts]
+            lo = [m - min(p.samples[s]) * f for m, p in zip(med, pts, strict=True)]
+            hi = [max(p.samples[s]) * f - m for m, p in zip(med, pts, strict=True)]
             left.errorbar(
                 [p.x for p in pts], med, yerr=[lo, hi], marker="o", capsize=3, label=label
             )
+        times = [v for p in self.points for vs in p.samples.values() for v in vs]
+        if times and min(times) > 0 and max(times) / min(times) > 30:
+            left.set_yscale("log")  # sizes that span orders of magnitude
         left.set_xlabel(self.x_label)
         left.set_ylabel(self.y_label)
         left.legend(fontsize=8)

@@ -31,7 +31,7 @@ from _scale import Curve, ScaleOptions, Unavailable, machine, update_docs, write
 BENCHMARKS: dict[str, str] = {
     "data": "load",  # workbench.data.load vs dask.dataframe.read_parquet, 10 MB-2 GB
     "xgboost": "train",  # train_xgboost vs xgboost.dask, 1-4 workers, two data sizes
-    "int8": "quantize",  # int8 serving path vs fp32, over model sizes
+    "int8": "int8_speed",  # quantize_int8 (CPU: onnxruntime int8) vs fp32 torch, over sizes
     "slurm": "slurm_launch",  # time to all workers ready, 1-16 jobs
 }
 

@@ -138,6 +138,15 @@ def test_int8_torchao_paths_and_choices(teacher, data) -> None:
         optimize.quantize_int8(optimize.quantize_int8(teacher))
 
 
+@pytest.mark.slow
+def test_int8_torchao_compiled_on_cpu(teacher, data) -> None:
+    q = optimize.quantize_int8(
+        teacher, backend="torchao", compile=True, example_input=data["Xt"][:64]
+    )
+    assert optimize.runtime_of(q) == "torchao (cpu, compiled)"
+    assert abs(accuracy(q, data) - accuracy(teacher, data)) < 0.01
+
+
 def test_int8_of_a_cnn_with_an_example_batch(data) -> None:
     cnn = fit(SmallCNN(), data, epochs=3)
     q = optimize.quantize_int8(cnn, example_input=data["Xt"][:8])
@@ -151,7 +160,9 @@ def test_int8_on_cuda_is_torchao_compiled(teacher, data) -> None:
 
     if not detect_gpus().count:
         pytest.skip("no GPU")
-    model = optimize.quantize_int8(copy.deepcopy(teacher).cuda())  # torchao + torch.compile
+    batch = data["Xt"][:256].cuda()
+    # torchao's int8 GEMMs + torch.compile, compiled on a batch of the serving size
+    model = optimize.quantize_int8(copy.deepcopy(teacher).cuda(), example_input=batch)
     assert optimize.runtime_of(model) == "torchao (cuda:0, compiled)"
     with torch.no_grad():
         got = model(data["Xt"].cuda()).argmax(1).cpu()

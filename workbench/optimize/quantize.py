@@ -19,8 +19,9 @@ that stores int8 weights:
 
 ``mode="weight_only"`` (torchao ``Int8WeightOnlyConfig``, activations stay float) saves
 memory for memory-bound serving (small batches on GPUs); it is a torchao path on every
-device. ``backend="torchao"`` on a CPU gives a torch module with int8 weights, which is
-smaller but slower than float32 there (see docs/training.md).
+device. ``backend="torchao"`` on a CPU gives a torch module with int8 weights: smaller, but slower
+than float32 unless compiled too (``compile=True``; as fast as ONNX Runtime's int8 on this
+project's benchmark CPU, after a compilation of about 20 s; see docs/training.md).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import copy
 import io
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +73,10 @@ def quantize_int8(
     ``example_input``: a batch of real inputs, needed by the ONNX Runtime path to export
     the model (for a ``Sequential`` starting with a ``Linear`` it can be omitted).
     ``path``: where the int8 ``.onnx`` file goes (default: a temporary directory).
-    ``compile``: ``torch.compile`` the torchao model (default: on CUDA); a string is the
-    compile mode. ``threads``: onnxruntime intra-op threads (default: torch's).
-    ``inplace``: quantize ``model`` itself (torchao only).
+    ``compile``: ``torch.compile`` the torchao model (default: on CUDA; a string is the
+    compile mode), compiled at once on ``example_input`` when given (a batch of the size
+    it will serve), else on its first call. ``threads``: onnxruntime intra-op threads
+    (default: torch's). ``inplace``: quantize ``model`` itself (torchao only).
     """
     if mode not in MODES:
         raise OptimizationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -104,7 +107,7 @@ def quantize_int8(
         if inplace:
             raise OptimizationError("inplace=True applies to backend='torchao' only")
         return _onnxruntime_int8(module, example_input, path, threads, len(linears))
-    return _torchao_int8(module, mode, target_device, compile, inplace, len(linears))
+    return _torchao_int8(module, mode, target_device, compile, inplace, len(linears), example_input)
 
 
 def _example(module: torch.nn.Module, example_input: torch.Tensor | None) -> torch.Tensor:
@@ -168,6 +171,7 @@ def _torchao_int8(
     compile: bool | str | None,
     inplace: bool,
     n_linear: int,
+    example_input: torch.Tensor | None,
 ) -> torch.nn.Module:
     try:
         from torchao.quantization import (
@@ -194,5 +198,11 @@ def _torchao_int8(
         compiled: torch.nn.Module = torch.compile(  # type: ignore[assignment]
             target, mode=compile if isinstance(compile, str) else None
         )
+        if example_input is not None:
+            # compile now, on a batch like the ones to come, rather than on the first call
+            # (torch warns once, about caching torchao's tensor subclass: not actionable)
+            with warnings.catch_warnings(), torch.inference_mode():
+                warnings.filterwarnings("ignore", message=".*_stable_hash_for_caching")
+                compiled(example_input.to(device))
         return compiled
     return target
