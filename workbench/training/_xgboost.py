@@ -194,10 +194,32 @@ class XGBoostTrainer:
         params: dict[str, Any] = {"tree_method": "hist", "device": device, **self.params}
         self.train_params = params
 
-        data = prepare(client, df, label, features)
+        # The row and missing-label counts run on the cluster while the DMatrix is built
+        # from the same persisted data; they are checked before anything is tracked or
+        # trained (and first, if building the DMatrix fails, for the clearer message).
+        data = prepare(client, df, label, features, wait=False)
         vdata: Tabular | None = None
         if valid is not None:
-            vdata = prepare(client, valid, label, data.features, what="validation data")
+            vdata = prepare(client, valid, label, data.features, what="validation data", wait=False)
+        try:
+            with client.as_current():
+                dtrain = xgb_dask.DaskQuantileDMatrix(
+                    client, data.X, data.y, enable_categorical=data.categorical
+                )
+                evals: list[tuple[Any, str]] = [(dtrain, "train")] if self.eval_train else []
+                if vdata is not None:
+                    dvalid = xgb_dask.DaskQuantileDMatrix(
+                        client, vdata.X, vdata.y, ref=dtrain, enable_categorical=vdata.categorical
+                    )
+                    evals.append((dvalid, "valid"))
+        except BaseException:
+            data.check()
+            if vdata is not None:
+                vdata.check()
+            raise
+        data.check()
+        if vdata is not None:
+            vdata.check()
 
         tracker = make_tracker(
             self.tracking, run_name=self.run_name, default_experiment=self.experiment
@@ -226,16 +248,6 @@ class XGBoostTrainer:
             if lineage_data is not None:
                 tracker.log_lineage(lineage_data)
         try:
-            with client.as_current():
-                dtrain = xgb_dask.DaskQuantileDMatrix(
-                    client, data.X, data.y, enable_categorical=data.categorical
-                )
-                evals: list[tuple[Any, str]] = [(dtrain, "train")] if self.eval_train else []
-                if vdata is not None:
-                    dvalid = xgb_dask.DaskQuantileDMatrix(
-                        client, vdata.X, vdata.y, ref=dtrain, enable_categorical=vdata.categorical
-                    )
-                    evals.append((dvalid, "valid"))
             reporter.start(device=device, n_rows=data.n_rows, features=data.features)
             with LiveJob(client, reporter) as job:
                 relay = WorkbenchProgressRelay(job.topic, job.stop_name)
