@@ -83,7 +83,7 @@ test: lock-check lint typecheck extension-test pytest notebooks
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
 	$(BIN)/python benchmarks/sampler.py
-	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/load.py --sizes 250 --extras
 	$(BIN)/python benchmarks/train.py
 
 # Needs a SLURM: `sudo scripts/slurm-up` and the SLURM_CONF it prints (docs/slurm.md).

@@ -10,8 +10,10 @@ and CPU share one code path. Around it, ``load``:
 3. lists the files once (one recursive listing), with their size, ETag / mtime / version
    (the lineage);
 4. tells the format from the file names when ``format="auto"``;
-5. reads every Parquet / ORC footer (``validate=True``, one batch of ranged reads):
-   exact row counts, and a corrupt file is reported by name before any work starts;
+5. reads every Parquet / ORC footer (``validate=True``): exact row counts, and a corrupt
+   file reported by name. Parquet: the first footer before returning, the others in the
+   background (one batch of ranged reads) while the frame is used; the manifest's row
+   fields wait for them (:mod:`workbench.data.lineage`). ORC: all before returning;
 6. wraps the filesystem in :class:`~workbench.data.metering.MeteredFileSystem` so that
    every byte read on the workers is counted (:mod:`workbench.data.iostats`);
 7. checks the columns and filters asked for against the schema, and builds the frame
@@ -310,8 +312,10 @@ def load(
     ``backend``: ``auto`` (cuDF when the cluster's workers have GPUs), ``pandas`` or
     ``cudf``; ``client``: the ClusterHandle or Client that decides ``auto`` and whose
     workers' IO is counted (default: the default client). ``blocksize`` sets partition
-    size (reader default otherwise). ``validate`` reads every Parquet/ORC footer now
-    (row counts, corrupt files found early). ``count_rows`` computes the exact row count
+    size (reader default otherwise). ``validate`` reads every Parquet/ORC footer (row
+    counts, corrupt files named): for Parquet the first before returning, the others in
+    the background (the manifest's row fields wait for them and raise a damaged file's
+    error; the worker reading it names it too). ``count_rows`` computes the exact row count
     after filters (a pass over the data). Other keyword arguments go to the dask reader.
 
     Returns the frame, or ``(frame, manifest)`` with ``return_manifest=True``; the
