@@ -131,10 +131,10 @@ def xgboost_benchmark(args: argparse.Namespace) -> None:
 
 
 #: the scale curves: rows of each data size, workers, boosting rounds, rounds per point
-SCALE_ROWS = (100_000, 400_000)
+SCALE_ROWS = (50_000, 200_000)
 SCALE_WORKERS = (1, 2, 4)
 SCALE_FEATURES = 20
-SCALE_BOOST_ROUNDS = 50
+SCALE_BOOST_ROUNDS = 40
 SCALE_REPEATS = 3
 
 
