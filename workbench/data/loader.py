@@ -409,17 +409,12 @@ def load(
         tails: dict[str, tuple[int, bytes]] = {}
         # Parquet: the first footer now (dask's planning below needs it, and gets it from
         # memory; a first file that is not Parquet fails here), the others in the
-        # background while the frame is planned and used (the manifest waits for them).
-        # ORC: every footer in a thread while dask plans, then waited for.
-        later: Future[list[int]] | None = None
+        # background once the frame is planned (the manifest waits for them). ORC: every
+        # footer in a thread while dask plans, then waited for.
         orc_rows: Future[list[int]] | None = None
         pool: ThreadPoolExecutor | None = None
         if validate and fmt == "parquet":
             rows, tails = _parquet_rows(planner, infos[:1], req.uri, protocol)
-            if len(infos) > 1:
-                later = _background().submit(
-                    _later_footers, planner, infos[1:], req.uri, protocol, load_id
-                )
         elif validate and fmt == "orc":
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-footers")
             orc_rows = pool.submit(_orc_rows, planner, infos, req.uri, protocol)
@@ -494,10 +489,14 @@ def load(
         cache=cache_mode,
         workbench_version=__version__,
     )
-    _set_rows(manifest, rows if later is None else None, dnf, computed)
-    if later is not None:
+    if validate and fmt == "parquet" and len(infos) > 1:
+        # the other footers once the frame is planned (not competing with that planning)
+        later = _background().submit(_later_footers, planner, infos[1:], req.uri, protocol, load_id)
         first = list(rows or [])
+        _set_rows(manifest, None, dnf, computed)
         manifest.defer(later, lambda m, others: _set_rows(m, first + list(others), dnf, computed))
+    else:
+        _set_rows(manifest, rows, dnf, computed)
     lineage.remember(df._name, manifest)
     logger.info(
         "load %s: %s: %d %s file(s), %d bytes, %d column(s), %s",
