@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scale import RAW, WORKBENCH, Curve, Point, ScaleOptions, interleave, machine
 
 WIDTHS = (256, 1024, 4096)
-ROUNDS = 15
+ROUNDS = 10
 BATCH = 256
 #: forward passes timed per round: about this many milliseconds of fp32 work
 ROUND_MS = 40.0

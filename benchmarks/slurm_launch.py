@@ -34,7 +34,7 @@ from _scale import RAW, WORKBENCH, Curve, Point, ScaleOptions, Unavailable, inte
 
 OPTIONS = {"cores": 1, "memory": "1GiB", "walltime": "00:10:00"}
 SCALE_JOBS = (1, 4, 16)
-SCALE_ROUNDS = {1: 9, 4: 4, 16: 2}
+SCALE_ROUNDS = {1: 7, 4: 4, 16: 2}
 
 
 def wait_released(name: str, timeout: float = 120) -> None:

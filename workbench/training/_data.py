@@ -8,6 +8,8 @@ reported here with the column names involved.
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +41,8 @@ class Tabular:
         """Wait for the row counts; InvalidDataError for empty data or missing labels."""
         if self.pending is None:
             return self
-        client, futures = self.pending
-        n_rows, n_missing = (int(v) for v in client.gather(futures))
+        fetched = self.pending
+        n_rows, n_missing = (int(v) for v in fetched.result())
         self.pending = None
         if n_rows == 0:
             raise InvalidDataError(
@@ -53,6 +55,20 @@ class Tabular:
             )
         self.n_rows = n_rows
         return self
+
+
+_gather_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_gather_lock = threading.Lock()
+
+
+def _gatherer() -> concurrent.futures.ThreadPoolExecutor:
+    global _gather_pool
+    with _gather_lock:
+        if _gather_pool is None:
+            _gather_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="workbench-counts"
+            )
+        return _gather_pool
 
 
 def as_dask(df: Any, npartitions: int, what: str = "data") -> dd.DataFrame:
@@ -155,6 +171,8 @@ def prepare(
     y = ddf[label]
     X, y = client.persist([X, y])
     counts = client.compute([y.size, y.isna().sum()])
+    # gathered by a helper thread, so that the round trip overlaps the caller's next steps
+    fetched = _gatherer().submit(client.gather, counts)
     data = Tabular(
         X=X,
         y=y,
@@ -162,7 +180,7 @@ def prepare(
         label=label,
         n_rows=-1,
         categorical=categorical,
-        pending=(client, counts),
+        pending=fetched,
         what=what,
     )
     return data.check() if wait else data
