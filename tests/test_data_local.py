@@ -92,6 +92,43 @@ def test_parquet_directory_values_lineage_and_iostats(cpu_cluster, datasets: Loc
     json.dumps(iostats.snapshot())  # plain data for the dashboards
 
 
+def _outbox_state(dask_worker: Any) -> tuple[bool, int, bool] | None:
+    from workbench.data import outbox
+
+    box = outbox._outboxes.get(dask_worker)
+    if box is None:
+        return None
+    callback = box._callback
+    return box._running, len(box._records), bool(callback and callback.is_running())
+
+
+def _short_idle(dask_worker: Any) -> None:
+    from workbench.data.outbox import Outbox
+
+    Outbox.idle_limit = 2  # stop after 0.2 s without records (50 in real use)
+
+
+def test_worker_io_records_leave_from_the_event_loop_in_batches(
+    cpu_cluster, datasets: LocalDatasets
+) -> None:
+    client = cpu_cluster.client
+    client.run(_short_idle)
+
+    def read_once() -> str:
+        df = wd.load(datasets.parquet, client=cpu_cluster)
+        df.compute()
+        load_id = wd.manifest_of(df).load_id
+        assert settled(load_id, files=3)["files_read"] == 3  # every record arrived
+        return load_id
+
+    read_once()
+    states = [s for s in client.run(_outbox_state).values() if s is not None]
+    assert states and all(queued == 0 for _, queued, _ in states)  # nothing left unsent
+    time.sleep(1.0)  # idle: each worker's periodic flush stops
+    assert all(s == (False, 0, False) for s in client.run(_outbox_state).values() if s is not None)
+    read_once()  # the next records start it again: they arrive
+
+
 def test_column_pruning_reads_fewer_bytes(cpu_cluster, datasets: LocalDatasets) -> None:
     full = wd.load(datasets.parquet, client=cpu_cluster)
     full.compute()

@@ -4,8 +4,9 @@
 delegates everything to it, except the calls that move file content (``open``,
 ``cat_file``, ``cat_ranges``, ``get_file`` ...), which it times and counts. Each file a
 reader closes becomes one record, sent to the Dask scheduler as an event (topic
-``workbench.io``) when read on a worker, or counted directly in
-:mod:`workbench.data.iostats` when read in this process.
+``workbench.io``, in batches from the worker's event loop: :mod:`workbench.data.outbox`)
+when read on a worker, or counted directly in :mod:`workbench.data.iostats` when read in
+this process.
 
 It is registered with fsspec as protocol ``wbmeter`` so that chained URLs work where a
 reader takes a URL and storage options rather than a filesystem object
@@ -28,6 +29,7 @@ from fsspec.spec import AbstractFileSystem
 
 from . import iostats
 from .fslayer import IDENTITY_METHODS, DelegatingFileSystem
+from .outbox import outbox
 from .planning import PlanSnapshot
 
 PROTOCOL = "wbmeter"
@@ -399,7 +401,7 @@ class MeteredFileSystem(DelegatingFileSystem):
         }
         if worker is not None:
             try:
-                worker.log_event(iostats.TOPIC, record)
+                outbox(worker).put(record)  # sent from the worker's event loop, in batches
                 return
             except Exception:  # worker shutting down: count it here instead
                 pass
