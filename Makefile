@@ -16,7 +16,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export VENV PYTHON
 
 .PHONY: lab test install-lab install-test lock lock-check system-deps lint typecheck pytest \
-	notebooks bench bench-slurm clean extension extension-test
+	notebooks bench bench-slurm bench-scale clean extension extension-test
 
 install-lab:
 	@scripts/install-env lab
@@ -83,12 +83,19 @@ test: lock-check lint typecheck extension-test pytest notebooks
 bench: install-test
 	$(BIN)/python benchmarks/launch.py
 	$(BIN)/python benchmarks/sampler.py
-	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/load.py --sizes 250 --extras
 	$(BIN)/python benchmarks/train.py
 
 # Needs a SLURM: `sudo scripts/slurm-up` and the SLURM_CONF it prints (docs/slurm.md).
 bench-slurm: install-test
 	$(BIN)/python benchmarks/slurm_launch.py
+
+# Cost curves over sizes, each against the raw library in the same run (benchmarks/scale.py):
+# data 10 MB-2 GB (local and S3), XGBoost at 1-4 workers, int8 over model sizes, SLURM at
+# 1-16 jobs (this checkout's SLURM started if SLURM_CONF is unset). Tables and plots go to
+# docs/performance.md. Under 15 minutes on the 2-core VM. BENCH_ARGS="--only data --quick"
+bench-scale: install-test
+	VENV_BIN=$(abspath $(BIN)) scripts/bench-scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache extension/node_modules extension/lib \

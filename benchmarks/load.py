@@ -1,34 +1,58 @@
-"""Parquet read throughput: workbench.data.load vs raw dask.dataframe.read_parquet vs
-pyarrow.parquet.read_table, on local disk and on a moto S3 server, in the same run.
+"""Parquet load time over dataset sizes: workbench.data.load vs raw
+dask.dataframe.read_parquet, on local disk and through a moto S3 server, in the same run.
 
-The dataset (default 8 files, ~240 MB) is written once to a temporary directory and
-uploaded to a moto S3 server started for the run. Both dask paths run on the same
-LocalCluster (2 workers x 1 thread by default) and materialise every column of every
-partition; pyarrow reads the whole dataset in this process (its own threads), from
-local disk and through pyarrow's native S3 filesystem. Runs alternate between the
-three readers, in a rotating order, to cancel drift; the median of ``--repeats`` timed
-runs after one warm-up is reported, and the ratio of the best runs (steadier on a busy
-machine). Throughput is the dataset's size on storage over the wall time of "build the
-frame + compute it" (for workbench that includes listing, reading every Parquet footer
-for the lineage manifest, and the IO metering; the ``validate=False`` row skips the
-footers).
+Datasets of 10 MB, 100 MB, 1 GB and 2 GB (files of about 25 MB, 5 columns; each dataset a
+directory, read recursively, that holds the next smaller one) are written once to a
+temporary directory and uploaded to a moto S3 server started for the run. Both
+readers run on the same LocalCluster (2 workers x 1 thread) and materialise every column
+of every partition. Workbench's time includes everything ``load`` does with validation
+on: listing, reading every footer for the lineage manifest and the row counts, the IO
+metering on the workers. Rounds interleave the readers in a rotating order; the table
+gives, per size, the medians, the ratio raw time / workbench time (workbench's share of
+dask's throughput; target: at least 0.95 from 100 MB) and the spread of the ratios of
+the runs paired by round, and the planning part of each run (the call that returns the
+lazy frame: listing, footers, schema) on its own.
 
-    python benchmarks/load.py [--files 8] [--rows-per-file 1000000] [--repeats 5] [--no-s3]
+    python benchmarks/load.py [--sizes 10,100,1000,2000] [--rounds N] [--no-s3] [--extras]
+
+``--extras`` adds ``load(validate=False)`` and ``pyarrow.parquet.read_table`` (in this
+process, pyarrow's own threads and S3 client) as further columns. ``make bench-scale``
+runs this through benchmarks/scale.py and puts the tables and plots in
+docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import os
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _scale import RAW, WORKBENCH, Curve, Point, ScaleOptions, interleave, machine
+
+SIZES_MB = (10, 100, 1000, 2000)
+#: rounds per size (each round reads the dataset once with every reader)
+ROUNDS = {10: 5, 100: 5, 1000: 3, 2000: 3}
+FILE_MB = 25
+#: Parquet bytes per row of _frame's data (snappy, measured): sizes -> row counts
+BYTES_PER_ROW = 27.8
+#: distinct files generated; bigger datasets repeat them (copies, not links)
+UNIQUE_FILES = 8
+#: the planning part of each load: from the call to the lazy frame, before any data is read
+PLAN_WB = "load() call"
+PLAN_RAW = "read_parquet() call"
 
 
 def _frame(seed: int, rows: int) -> Any:
@@ -47,15 +71,56 @@ def _frame(seed: int, rows: int) -> Any:
     )
 
 
-def write_dataset(root: Path, files: int, rows: int) -> int:
+def _write(path: Path, seed: int, rows: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(files):
-        table = pa.Table.from_pandas(_frame(i, rows), preserve_index=False)
-        pq.write_table(table, root / f"part-{i:03d}.parquet", row_group_size=rows // 4)
-    return sum(p.stat().st_size for p in root.glob("*.parquet"))
+    table = pa.Table.from_pandas(_frame(seed, rows), preserve_index=False)
+    pq.write_table(table, path, row_group_size=max(1, rows // 4))
+
+
+@dataclass
+class Dataset:
+    size_mb: int
+    local: Path
+    files: int
+    nbytes: int
+    s3_url: str | None = None
+
+
+def write_datasets(root: Path, sizes: tuple[int, ...]) -> list[Dataset]:
+    """The datasets under ``root``, written once: files of about FILE_MB, nested so that
+    each dataset is a directory holding the next smaller one (2 GB = its own files + the
+    1 GB directory, which holds its own + the 100 MB directory), read recursively; the
+    big ones are made of UNIQUE_FILES distinct files and copies of them. A dataset below
+    FILE_MB is one smaller file of its own."""
+    rows = round(FILE_MB * 1e6 / BYTES_PER_ROW)
+    big = sorted(s for s in sizes if s >= FILE_MB)
+    dirs = {
+        size: root.joinpath("data", *["inner"] * (len(big) - 1 - k)) for k, size in enumerate(big)
+    }
+    made: list[Path] = []
+    for size in big:
+        d = dirs[size]
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(len(made), math.ceil(size / FILE_MB)):
+            target = d / f"part-{i:03d}.parquet"
+            if i < UNIQUE_FILES:
+                _write(target, i, rows)
+            else:
+                shutil.copyfile(made[i % UNIQUE_FILES], target)
+            made.append(target)
+    out = []
+    for size in sizes:
+        if size < FILE_MB:
+            d = root / f"small-{size}"
+            d.mkdir()
+            _write(d / "part-000.parquet", 1000 + size, round(size * 1e6 / BYTES_PER_ROW))
+        else:
+            d = dirs[size]
+        files = sorted(d.rglob("*.parquet"))
+        out.append(Dataset(size, d, len(files), sum(f.stat().st_size for f in files)))
+    return out
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
@@ -78,6 +143,14 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
+def upload(fs: Any, root: Path, datasets: list[Dataset], bucket: str) -> None:
+    """The tree under ``root`` to s3://bucket/ (each dataset's URL set accordingly)."""
+    fs.mkdir(bucket)
+    fs.put(f"{root}/", f"{bucket}/", recursive=True)
+    for d in datasets:
+        d.s3_url = f"s3://{bucket}/{d.local.relative_to(root).as_posix()}/"
+
+
 def _nbytes(part: Any) -> int:
     return int(part.memory_usage(index=False, deep=False).sum())
 
@@ -87,145 +160,203 @@ def materialise(df: Any) -> int:
     return int(df.map_partitions(_nbytes, meta=(None, "int64")).sum().compute())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=8)
-    parser.add_argument("--rows-per-file", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--no-s3", action="store_true", help="local disk only")
-    args = parser.parse_args()
-
-    os.environ.setdefault("WORKBENCH_STATE_DIR", tempfile.mkdtemp(prefix="wb-bench-"))
-    os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "bench"
-    import logging
-
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+def measure(
+    datasets: list[Dataset],
+    where: str,
+    rounds: Callable[[int], int],
+    extras: bool,
+    storage: dict[str, Any] | None = None,
+) -> Curve:
+    """One curve: every dataset read by every reader, ``rounds(size)`` interleaved rounds."""
     import dask.dataframe as dd
-    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
-    import s3fs
-    from distributed import Client, LocalCluster
 
     import workbench.data as wd
 
-    tmp = Path(tempfile.mkdtemp(prefix="wb-bench-data-"))
-    local = tmp / "local"
-    size = write_dataset(local, args.files, args.rows_per_file)
-    print(
-        f"dataset: {args.files} Parquet files, {size / 1e6:.0f} MB, "
-        f"{args.files * args.rows_per_file:,} rows; cluster: {args.workers} workers x 1 thread"
+    s3 = storage is not None
+    curve = Curve(
+        key=f"data-{'s3' if s3 else 'local'}",
+        title=f"Parquet load, {'moto S3 server' if s3 else 'local disk'}: workbench.data.load "
+        "vs dask.dataframe.read_parquet",
+        x_label="dataset",
+        workbench="workbench.data.load",
+        raw="dask.read_parquet",
+        kind="speed",
+        target=0.95,
+        target_from=100,
+        logx=True,
+        notes=[
+            "every column of every partition computed on a LocalCluster of 2 workers x 1 thread",
+            "workbench with validate=True: one listing and every Parquet footer read at load "
+            "(row counts in the manifest, corrupt files named), IO metered on the workers",
+            f"'{PLAN_WB}' and '{PLAN_RAW}': the planning part of each run, from the call to "
+            "the lazy frame (listing, footers, schema), before any data is read",
+            "files of about 25 MB; each dataset is a directory read recursively that holds the "
+            "next smaller one (so each is written and uploaded once)",
+        ],
+    )
+    for d in datasets:
+        src = d.s3_url if s3 else str(d.local)
+        assert src is not None
+        so = storage or None
+        planning: dict[str, list[float]] = {PLAN_WB: [], PLAN_RAW: []}
+        runs: dict[str, Callable[[], float | None]] = {
+            WORKBENCH: _reader(
+                lambda src=src, so=so: wd.load(src, storage_options=so), planning[PLAN_WB]
+            ),
+            RAW: _reader(
+                lambda src=src, so=so: dd.read_parquet(src, storage_options=_raw(so)),
+                planning[PLAN_RAW],
+            ),
+        }
+        if extras:
+            runs["load(validate=False)"] = _reader(
+                lambda src=src, so=so: wd.load(src, storage_options=so, validate=False)
+            )
+            arrow: Any = _arrow_fs(so) if so else None
+            path = src.removeprefix("s3://") if s3 else src
+            runs["pyarrow.read_table"] = lambda path=path, fs=arrow: _none(
+                pq.read_table(path, filesystem=fs)
+            )
+        warmup = 1 if d.size_mb <= 100 else 0
+        samples = interleave(runs, rounds(d.size_mb), warmup=warmup)
+        label = f"{d.size_mb / 1000:g} GB" if d.size_mb >= 1000 else f"{d.size_mb} MB"
+        curve.points.append(
+            Point(
+                label,
+                d.nbytes / 1e6,
+                samples,
+                note=f"{d.files} files, {d.nbytes / 1e6:.0f} MB",
+                details={k: v[warmup:] for k, v in planning.items()},
+            )
+        )
+        print(f"  {where} {label}: {_line(samples)}", flush=True)
+    return curve
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _reader(frame: Callable[[], Any], planning: list[float] | None = None) -> Callable[[], None]:
+    """Build the frame and compute every column of it (timed by the caller); the time to
+    build the frame (the planning, before any data is read) goes to ``planning``."""
+
+    def run() -> None:
+        start = time.perf_counter()
+        df = frame()
+        if planning is not None:
+            planning.append(time.perf_counter() - start)
+        materialise(df)
+
+    return run
+
+
+def _raw(so: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Storage options with the credential references resolved, for raw dask."""
+    if so is None:
+        return None
+    return {
+        k: os.environ[v[4:]] if isinstance(v, str) and v.startswith("env:") else v
+        for k, v in so.items()
+    }
+
+
+def _arrow_fs(so: dict[str, Any]) -> Any:
+    import pyarrow.fs as pafs
+
+    raw = _raw(so) or {}
+    return pafs.S3FileSystem(
+        access_key=raw["key"],
+        secret_key=raw["secret"],
+        endpoint_override=raw["endpoint_url"].removeprefix("http://"),
+        scheme="http",
+        region="us-east-1",
     )
 
+
+def _line(samples: dict[str, list[float]]) -> str:
+    import statistics
+
+    return ", ".join(f"{k} {statistics.median(v):.3f} s" for k, v in samples.items())
+
+
+def run(
+    sizes: tuple[int, ...], rounds: Callable[[int], int], s3: bool, extras: bool
+) -> list[Curve]:
+    os.environ.setdefault("WORKBENCH_STATE_DIR", tempfile.mkdtemp(prefix="wb-bench-"))
+    os.environ["WB_BENCH_S3_KEY"] = os.environ["WB_BENCH_S3_SECRET"] = "bench"
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    from distributed import Client, LocalCluster
+
+    tmp = Path(tempfile.mkdtemp(prefix="wb-bench-data-"))
     moto: subprocess.Popen[bytes] | None = None
-    targets: list[tuple[str, dict[str, Callable[[], Any]]]] = []
-    cluster = LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, memory_limit="4GiB", dashboard_address=":0"
-    )
-    client = Client(cluster)
+    cluster = client = None
     try:
-        targets.append(
-            (
-                "local disk",
-                {
-                    "workbench.data.load": lambda: materialise(wd.load(str(local))),
-                    "  (validate=False)": lambda: materialise(wd.load(str(local), validate=False)),
-                    "dask.read_parquet": lambda: materialise(dd.read_parquet(str(local))),
-                    "pyarrow.read_table": lambda: pq.read_table(str(local)).nbytes,
-                },
-            )
+        t0 = time.perf_counter()
+        datasets = write_datasets(tmp, sizes)
+        print(
+            "datasets: "
+            + ", ".join(f"{d.nbytes / 1e6:.0f} MB in {d.files} file(s)" for d in datasets)
+            + f" (written in {time.perf_counter() - t0:.0f} s)",
+            flush=True,
         )
-        if not args.no_s3:
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit="4GiB", dashboard_address=":0"
+        )
+        client = Client(cluster)
+        curves = [measure(datasets, "local", rounds, extras)]
+        if s3:
+            import s3fs
+
             moto, endpoint = start_moto()
+            t0 = time.perf_counter()
+            fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="bench", secret="bench")
+            upload(fs, tmp, datasets, "bench")
+            print(f"uploaded to moto in {time.perf_counter() - t0:.0f} s", flush=True)
             so = {
                 "endpoint_url": endpoint,
-                "key": "env:AWS_ACCESS_KEY_ID",
-                "secret": "env:AWS_SECRET_ACCESS_KEY",
+                "key": "env:WB_BENCH_S3_KEY",
+                "secret": "env:WB_BENCH_S3_SECRET",
             }
-            raw_so = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
-            fs = s3fs.S3FileSystem(**raw_so)
-            fs.mkdir("bench")
-            fs.put(f"{local}/*.parquet", "bench/data/")
-            arrow_s3 = pafs.S3FileSystem(
-                access_key="bench",
-                secret_key="bench",
-                endpoint_override=endpoint.removeprefix("http://"),
-                scheme="http",
-                region="us-east-1",
-            )
-            url = "s3://bench/data/"
-            targets.append(
-                (
-                    "moto S3",
-                    {
-                        "workbench.data.load": lambda: materialise(
-                            wd.load(url, storage_options=so)
-                        ),
-                        "  (validate=False)": lambda: materialise(
-                            wd.load(url, storage_options=so, validate=False)
-                        ),
-                        "dask.read_parquet": lambda: materialise(
-                            dd.read_parquet(url, storage_options=raw_so)
-                        ),
-                        "pyarrow.read_table": lambda: (
-                            pq.read_table("bench/data/", filesystem=arrow_s3).nbytes
-                        ),
-                    },
-                )
-            )
-        for where, readers in targets:
-            times: dict[str, list[float]] = {name: [] for name in readers}
-            names = list(readers)
-            for run in range(args.repeats + 1):
-                # rotate the order each round so no reader always follows the same one
-                k = run % len(names)
-                for name in names[k:] + names[:k]:
-                    read = readers[name]
-                    start = time.perf_counter()
-                    read()
-                    elapsed = time.perf_counter() - start
-                    if run:  # the first round warms imports, caches and connections
-                        times[name].append(elapsed)
-            med = {name: statistics.median(t) for name, t in times.items()}
-            mbs = {name: size / 1e6 / t for name, t in med.items()}
-            print(f"\n{where} (median of {args.repeats}, MB/s = dataset MB / wall time)")
-            for name in readers:
-                t = times[name]
-                print(
-                    f"  {name:21} {mbs[name]:8.1f} MB/s   {med[name]:.3f} s "
-                    f"(min {min(t):.3f}, max {max(t):.3f})"
-                )
-            wb, raw, arrow = (
-                mbs["workbench.data.load"],
-                mbs["dask.read_parquet"],
-                mbs["pyarrow.read_table"],
-            )
-            best = {name: size / 1e6 / min(t) for name, t in times.items()}
-            bwb, braw, barrow = (
-                best["workbench.data.load"],
-                best["dask.read_parquet"],
-                best["pyarrow.read_table"],
-            )
-            print(
-                f"  ratio workbench/dask    = {wb / raw:.3f}  ({100 * (wb / raw - 1):+.1f}%)"
-                f"   best-of-{args.repeats}: {bwb / braw:.3f}\n"
-                f"  ratio workbench/pyarrow = {wb / arrow:.3f}  ({100 * (wb / arrow - 1):+.1f}%)"
-                f"   best-of-{args.repeats}: {bwb / barrow:.3f}"
-            )
-        snap = wd.iostats.snapshot()["totals"]
-        print(
-            f"\nworkbench IO metrics counted {snap['bytes_read'] / 1e6:.0f} MB in "
-            f"{snap['files_read']} file reads over {snap['loads']} loads"
-        )
+            curves.append(measure(datasets, "s3", rounds, extras, storage=so))
+        return curves
     finally:
-        client.close()
-        cluster.close()
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
         if moto is not None:
             moto.terminate()
             moto.wait(timeout=30)
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def scale(options: ScaleOptions) -> list[Curve]:
+    sizes = (10, 100) if options.quick else SIZES_MB
+    return run(sizes, lambda size: options.repeats(ROUNDS.get(size, 3)), s3=True, extras=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES_MB)), help="MB, comma-separated")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds per size (default: by size)"
+    )
+    parser.add_argument("--no-s3", action="store_true", help="local disk only")
+    parser.add_argument("--extras", action="store_true", help="also validate=False and pyarrow")
+    args = parser.parse_args()
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    print(f"on {machine()}")
+    curves = run(
+        sizes,
+        lambda size: args.rounds or ROUNDS.get(size, 3),
+        s3=not args.no_s3,
+        extras=args.extras,
+    )
+    for curve in curves:
+        print()
+        print(curve.markdown())
 
 
 if __name__ == "__main__":

@@ -6,9 +6,13 @@ the checks against the live cluster (sinfo, sbatch --test-only), the registry re
 the queue-state polling while waiting. Runs alternate between the two; medians are
 reported. Between runs, the next one waits until SLURM has released the node.
 
-Needs a SLURM: `sudo scripts/slurm-up` and export the SLURM_CONF it prints, then
+Needs a SLURM: `sudo scripts/slurm-up --cpus 32` (enough CPUs for 16 one-core jobs) and
+export the SLURM_CONF it prints, then
 
     python benchmarks/slurm_launch.py [--repeats 5] [--jobs 2]
+
+``scale(options)`` (``make bench-scale``, which starts such a SLURM when none is given):
+1, 4 and 16 jobs, a table and a curve (benchmarks/_scale.py).
 """
 
 from __future__ import annotations
@@ -22,8 +26,15 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _scale import RAW, WORKBENCH, Curve, Point, ScaleOptions, Unavailable, interleave
 
 OPTIONS = {"cores": 1, "memory": "1GiB", "walltime": "00:10:00"}
+SCALE_JOBS = (1, 4, 16)
+SCALE_ROUNDS = {1: 7, 4: 4, 16: 2}
 
 
 def wait_released(name: str, timeout: float = 120) -> None:
@@ -80,6 +91,62 @@ def workbench_once(jobs: int) -> float:
     handle.close()
     wait_released(name)
     return elapsed
+
+
+def slurm_cpus() -> int:
+    """CPUs of the SLURM's largest node; Unavailable when no SLURM answers."""
+    if shutil.which("sinfo") is None:
+        raise Unavailable("no SLURM commands on PATH (see docs/slurm.md: scripts/slurm-up)")
+    out = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True)
+    if out.returncode or not out.stdout.strip():
+        raise Unavailable(
+            "no SLURM answers here: start one with `sudo scripts/slurm-up --cpus 32` and export "
+            f"the SLURM_CONF it prints ({out.stderr.strip()[:200]})"
+        )
+    return max(int(c.rstrip("+")) for c in out.stdout.split())
+
+
+def scale(options: ScaleOptions) -> list[Curve]:
+    """Time to all workers ready for 1, 4 and 16 jobs: workbench.launch vs raw
+    dask_jobqueue.SLURMCluster, interleaved on the same SLURM."""
+    cpus = slurm_cpus()
+    sizes = (1, 4) if options.quick else SCALE_JOBS
+    if max(sizes) * int(str(OPTIONS["cores"])) > cpus:
+        raise Unavailable(
+            f"the SLURM node has {cpus} CPUs, too few for {max(sizes)} one-core jobs at once: "
+            "start it with `scripts/slurm-up --cpus 32`"
+        )
+    logs = os.path.join(os.environ.get("WORKBENCH_STATE_DIR", tempfile.mkdtemp()), "raw-logs")
+    curve = Curve(
+        key="slurm-launch",
+        title="SLURM: time until every worker is ready, workbench.launch('slurm') vs "
+        "dask_jobqueue.SLURMCluster",
+        x_label="jobs",
+        workbench="workbench.launch",
+        raw="SLURMCluster + wait_for_workers",
+        kind="time",
+        target=1.05,
+        logx=True,
+        notes=[
+            f"one worker per job ({OPTIONS['cores']} core, {OPTIONS['memory']}), the same "
+            f"single-node SLURM ({cpus} CPUs configured on a {os.cpu_count()}-core machine)",
+            "workbench's time includes its checks against the live cluster (sinfo, sbatch "
+            "--test-only), the registry record and the queue polling while it waits",
+            "between runs, the next one starts once SLURM has released the previous jobs",
+        ],
+    )
+    raw_once(1, logs)  # warm imports, the page cache and SLURM for both paths
+    workbench_once(1)
+    for jobs in sizes:
+        runs = {RAW: lambda j=jobs: raw_once(j, logs), WORKBENCH: lambda j=jobs: workbench_once(j)}
+        times = interleave(runs, options.repeats(SCALE_ROUNDS[jobs]))
+        curve.points.append(Point(f"{jobs} job{'s' if jobs > 1 else ''}", jobs, times))
+        print(
+            f"  {jobs} jobs: raw {statistics.median(times[RAW]):.2f} s, "
+            f"workbench {statistics.median(times[WORKBENCH]):.2f} s",
+            flush=True,
+        )
+    return [curve]
 
 
 def main() -> None:

@@ -92,6 +92,43 @@ def test_parquet_directory_values_lineage_and_iostats(cpu_cluster, datasets: Loc
     json.dumps(iostats.snapshot())  # plain data for the dashboards
 
 
+def _outbox_state(dask_worker: Any) -> tuple[bool, int, bool] | None:
+    from workbench.data import outbox
+
+    box = outbox._outboxes.get(dask_worker)
+    if box is None:
+        return None
+    callback = box._callback
+    return box._running, len(box._records), bool(callback and callback.is_running())
+
+
+def _short_idle(dask_worker: Any) -> None:
+    from workbench.data.outbox import Outbox
+
+    Outbox.idle_limit = 2  # stop after 0.2 s without records (50 in real use)
+
+
+def test_worker_io_records_leave_from_the_event_loop_in_batches(
+    cpu_cluster, datasets: LocalDatasets
+) -> None:
+    client = cpu_cluster.client
+    client.run(_short_idle)
+
+    def read_once() -> str:
+        df = wd.load(datasets.parquet, client=cpu_cluster)
+        df.compute()
+        load_id = wd.manifest_of(df).load_id
+        assert settled(load_id, files=3)["files_read"] == 3  # every record arrived
+        return load_id
+
+    read_once()
+    states = [s for s in client.run(_outbox_state).values() if s is not None]
+    assert states and all(queued == 0 for _, queued, _ in states)  # nothing left unsent
+    time.sleep(1.0)  # idle: each worker's periodic flush stops
+    assert all(s == (False, 0, False) for s in client.run(_outbox_state).values() if s is not None)
+    read_once()  # the next records start it again: they arrive
+
+
 def test_column_pruning_reads_fewer_bytes(cpu_cluster, datasets: LocalDatasets) -> None:
     full = wd.load(datasets.parquet, client=cpu_cluster)
     full.compute()
@@ -209,6 +246,88 @@ def test_partition_filters_rule_out_files_only_where_the_path_decides() -> None:
     assert partition_may_match({}, [[("year", "==", 2024)]])
 
 
+def plan_reads(load_id: str) -> dict[str, int]:
+    """How many plan-phase reads each file of a load had."""
+    counts: dict[str, int] = {}
+    for r in iostats.recent_reads():
+        if r["load_id"] == load_id and r["phase"] == "plan":
+            counts[r["path"]] = counts.get(r["path"], 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("which", ["parquet", "hive"])
+def test_dask_plans_from_what_load_already_read(datasets: LocalDatasets, which: str) -> None:
+    import dask.dataframe as dd
+
+    path = getattr(datasets, which)
+    df, manifest = wd.load(path, backend="pandas", return_manifest=True)
+    raw = dd.read_parquet(path)
+    # the same plan as raw dask's: partitions, columns and types, divisions, values
+    assert df.npartitions == raw.npartitions
+    assert dict(df.dtypes) == dict(raw.dtypes)
+    assert df.divisions == raw.divisions
+    want = raw.compute(scheduler="sync")
+    same_rows(df.compute(scheduler="sync")[list(want.columns)], want)
+    # each footer was read from storage once while planning (by load, for the manifest; the
+    # first before load returned, the others in the background): dask's own reads of the
+    # first footer and its listing were answered from memory
+    assert manifest.rows_in_files == len(want)  # waits for the footers read in the background
+    reads = plan_reads(manifest.load_id)
+    assert sorted(Path(p).name for p in reads) == sorted(Path(f.uri).name for f in manifest.files)
+    assert set(reads.values()) == {1}
+    # the snapshot lives only while load plans: the frame's filesystem has none
+    from dask.dataframe.dask_expr.io.parquet import ReadParquet
+
+    (read,) = df.expr.find_operations(ReadParquet)
+    assert read.operand("filesystem").plan is None
+
+
+def test_plan_snapshot_answers_only_what_it_knows(tmp_path: Path) -> None:
+    from fsspec.implementations.local import LocalFileSystem
+
+    from workbench.data.metering import MeteredFileSystem
+    from workbench.data.planning import PlanSnapshot
+    from workbench.data.storage import list_tree
+
+    (tmp_path / "d" / "k=1").mkdir(parents=True)
+    (tmp_path / "d" / "k=1" / "a.bin").write_bytes(b"0123456789")
+    (tmp_path / "d" / "_SUCCESS").write_text("")
+    (tmp_path / "other.bin").write_bytes(b"xyz")
+    raw = LocalFileSystem()
+    listing = list_tree(raw, str(tmp_path / "d"))
+    assert [Path(i["name"]).name for i in listing.files] == ["a.bin"]  # _SUCCESS is hidden
+    fs = MeteredFileSystem(fs=raw, load_id="plan-test")
+    root = str(tmp_path / "d")
+    fs.plan = PlanSnapshot(listing.root, listing.found, {f"{root}/k=1/a.bin": (6, b"6789")})
+    # answers match the store's for what the listing covers
+    for path in (root, f"{root}/k=1", f"{root}/k=1/a.bin", f"{root}/_SUCCESS"):
+        assert fs.isdir(path) == raw.isdir(path) and fs.isfile(path) == raw.isfile(path)
+        assert fs.info(path)["type"] == raw.info(path)["type"]
+    assert not fs.exists(f"{root}/_metadata") and not fs.isdir(f"{root}/nope")
+    assert fs.find(root) == raw.find(root)
+    assert (
+        fs.find(root, withdirs=True, detail=True).keys()
+        == raw.find(root, withdirs=True, detail=True).keys()
+    )
+    assert fs.plan.served >= 10
+    served = fs.plan.served
+    # outside the root, or a depth-limited find: asked of the store
+    assert fs.exists(str(tmp_path / "other.bin")) and fs.find(root, maxdepth=1) == raw.find(
+        root, maxdepth=1
+    )
+    assert fs.plan.served == served
+    # the known tail is served from memory; a read before it opens the real (metered) file
+    with fs.open(f"{root}/k=1/a.bin", "rb") as f:
+        f.seek(-4, 2)
+        assert f.read() == b"6789" and f.tell() == 10
+        assert f._real is None  # nothing opened yet: nothing read from storage
+        f.seek(2)
+        assert f.read(6) == b"234567" and f._real is not None
+    assert [r["bytes"] for r in iostats.recent_reads() if r["load_id"] == "plan-test"] == [6]
+    fs.plan = None  # without a snapshot every call goes to the store
+    assert fs.open(f"{root}/k=1/a.bin", "rb").read() == b"0123456789"
+
+
 def test_listener_sees_loads_and_reads(datasets: LocalDatasets) -> None:
     events: list[dict[str, Any]] = []
     listener = iostats.add_listener(events.append)
@@ -305,11 +424,29 @@ def test_missing_path(tmp_path: Path) -> None:
     assert failed["error"].startswith("DataNotFoundError") and failed["files_read"] == 0
 
 
-def test_corrupt_parquet_is_named(tmp_path: Path, datasets: LocalDatasets) -> None:
+def test_corrupt_parquet_is_named(cpu_cluster, tmp_path: Path, datasets: LocalDatasets) -> None:
     good = (datasets.parquet / "part-0.parquet").read_bytes()
     (tmp_path / "a.parquet").write_bytes(good)
     (tmp_path / "b.parquet").write_bytes(good[: len(good) // 2])  # truncated upload
-    with pytest.raises(CorruptDataError, match=r"b\.parquet is not a valid Parquet file"):
+    bad = r"b\.parquet is not a valid Parquet file \(no Parquet footer"
+    # load reads the first footer before it returns, the others in the background: the
+    # manifest's row fields wait for them and raise the damaged file's error, every time
+    df, manifest = wd.load(tmp_path, client=cpu_cluster, return_manifest=True)
+    for _ in range(2):
+        with pytest.raises(CorruptDataError, match=bad):
+            manifest.row_count  # noqa: B018
+    with pytest.raises(CorruptDataError, match=bad):
+        manifest.to_json()
+    assert not manifest.resolved()
+    assert iostats.get(manifest.load_id)["error"].startswith("CorruptDataError")
+    # computing the frame names the file too: on the cluster's workers, and in this process
+    with pytest.raises(CorruptDataError, match=bad):
+        df.compute()
+    with pytest.raises(CorruptDataError, match=bad):
+        wd.load(tmp_path, validate=False).compute(scheduler="sync")
+    # a first file that is not Parquet fails load itself
+    (tmp_path / "a.parquet").unlink()
+    with pytest.raises(CorruptDataError, match=bad):
         wd.load(tmp_path)
 
 

@@ -197,6 +197,35 @@ def test_s3_environment_credentials(
     assert len(df.compute(scheduler="threads")) == 2000
 
 
+def test_s3_planning_asks_the_store_once(
+    s3: S3Server, s3_data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load lists the directory once and reads each footer once; dask's planning of the
+    same frame (its listing, its two reads of the first footer) is answered from those."""
+    import s3fs
+
+    requests: list[str] = []
+    call = s3fs.S3FileSystem._call_s3
+
+    async def counted(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        requests.append(method)
+        return await call(self, method, *args, **kwargs)
+
+    # a spy on the real client: every request still goes to the server
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counted)
+    df, manifest = wd.load(
+        f"{s3_data}/parquet/", storage_options=s3.storage_options(), return_manifest=True
+    )
+    # before returning: the listing and the first footer, which dask's planning reused
+    assert requests[:2] == ["list_objects_v2", "get_object"]
+    # the other footers were read in the background; the manifest waits for them
+    assert manifest.row_count == 90_000 and df.npartitions >= 3
+    assert requests.count("list_objects_v2") == 1 and "head_object" not in requests
+    assert requests.count("get_object") == len(manifest.files) == 3
+    plan = [r for r in iostats.recent_reads() if r["load_id"] == manifest.load_id]
+    assert len(plan) == 3 and {r["phase"] for r in plan} == {"plan"}
+
+
 def test_s3_missing_bucket(s3: S3Server) -> None:
     with pytest.raises(DataNotFoundError, match=r"bucket 'no-such-bucket' does not exist at http"):
         wd.load("s3://no-such-bucket/trips/", storage_options=s3.storage_options())
@@ -226,10 +255,16 @@ def test_s3_unknown_format(s3: S3Server, s3_data: str) -> None:
 
 
 def test_s3_corrupt_file(s3: S3Server, s3_data: str) -> None:
-    with pytest.raises(
-        CorruptDataError, match=r"s3://wb-data/trips/corrupt/b\.parquet is not a valid"
-    ):
-        wd.load(f"{s3_data}/corrupt/", storage_options=s3.storage_options())
+    bad = r"s3://wb-data/trips/corrupt/b\.parquet is not a valid"
+    # found by the footer reads load leaves to the background: the manifest raises it, and
+    # so does computing the frame (the damaged file named, not just pyarrow's message)
+    df, manifest = wd.load(
+        f"{s3_data}/corrupt/", storage_options=s3.storage_options(), return_manifest=True
+    )
+    with pytest.raises(CorruptDataError, match=bad):
+        manifest.files  # noqa: B018
+    with pytest.raises(CorruptDataError, match=bad):
+        df.compute(scheduler="sync")
 
 
 # -- Azure Blob (Azurite) -------------------------------------------------------------------
@@ -299,10 +334,11 @@ def test_azure_unknown_format_and_corrupt_file(azurite: AzuriteServer, azure_dat
     opts = azurite.storage_options()
     with pytest.raises(DataFormatError, match="unknown format 'xls'"):
         wd.load(f"az://{azure_data}/parquet/", format="xls", storage_options=opts)
+    _, manifest = wd.load(f"az://{azure_data}/corrupt/", storage_options=opts, return_manifest=True)
     with pytest.raises(
         CorruptDataError, match=r"az://wb-data/trips/corrupt/b\.parquet is not a valid"
     ):
-        wd.load(f"az://{azure_data}/corrupt/", storage_options=opts)
+        manifest.row_count  # noqa: B018
 
 
 # -- Google Cloud Storage (emulator) --------------------------------------------------------

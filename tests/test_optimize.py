@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -75,18 +76,97 @@ class SmallCNN(nn.Module):
         return self.out(torch.relu(self.fc(x)))
 
 
-def test_int8_quantization_is_smaller_and_keeps_accuracy(teacher, data) -> None:
-    q = optimize.quantize_int8(teacher)
-    assert type(q[0].weight).__module__.startswith("torchao")  # torchao int8 tensors
+def test_int8_on_cpu_runs_onnxruntime_integer_kernels(teacher, data, tmp_path) -> None:
+    import pickle
+
+    import onnx
+
+    q = optimize.quantize_int8(teacher)  # a CPU model: ONNX Runtime's int8 path
+    assert isinstance(q, optimize.OnnxRuntimeModel) and q.path.exists()
     assert isinstance(teacher[0].weight, nn.Parameter)  # the original is untouched
+    # the speed comes from integer matrix products: every Linear became one, on int8 weights
+    graph = onnx.load(str(q.path)).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulInteger") == 3 and not {"MatMul", "Gemm"} & set(ops)
+    int8 = [
+        i
+        for i in graph.initializer
+        if i.data_type == onnx.TensorProto.INT8 and not i.name.endswith("zero_point")
+    ]
+    assert sum(np.prod(i.dims) for i in int8) == 64 * 256 + 256 * 256 + 256 * 10
+    # smaller, the same architecture, the same answers up to int8 rounding
     assert optimize.size_on_disk(teacher) / optimize.size_on_disk(q) > 3.0
-    assert abs(accuracy(q, data) - accuracy(teacher, data)) < 0.02
+    assert optimize.count_parameters(q) == optimize.count_parameters(teacher)
+    assert abs(accuracy(q, data) - accuracy(teacher, data)) < 0.01  # under 1 point
+    with torch.no_grad():
+        ref, got = teacher(data["Xt"]), q(data["Xt"])
+    assert got.shape == ref.shape and (got - ref).abs().max() < 0.1 * ref.abs().max()
+    assert optimize.runtime_of(q) == "onnxruntime (cpu)"
+    # copies open their own session; the file is what gets deployed
+    again = pickle.loads(pickle.dumps(q))
+    torch.testing.assert_close(copy.deepcopy(q)(data["Xt"][:5]), again(data["Xt"][:5]))
+    saved = q.save(tmp_path / "digits-int8.onnx")
+    assert saved.stat().st_size == optimize.size_on_disk(q)
+    kept = optimize.quantize_int8(teacher, path=tmp_path / "here" / "m.onnx", threads=1)
+    assert kept.path == tmp_path / "here" / "m.onnx" and kept.session().get_session_options()
+
+
+def test_int8_torchao_paths_and_choices(teacher, data) -> None:
+    assert optimize.backend_for("cpu") == "onnxruntime"
+    assert optimize.backend_for("cuda") == optimize.backend_for("cpu", "weight_only") == "torchao"
+    q = optimize.quantize_int8(teacher, backend="torchao")  # torch module, int8 weights
+    assert type(q[0].weight).__module__.startswith("torchao")  # torchao int8 tensors
+    assert optimize.runtime_of(q) == "torchao (cpu)"
+    assert optimize.size_on_disk(teacher) / optimize.size_on_disk(q) > 3.0
+    assert abs(accuracy(q, data) - accuracy(teacher, data)) < 0.01
     weight_only = optimize.quantize_int8(teacher, mode="weight_only")
+    assert type(weight_only[0].weight).__module__.startswith("torchao")
     assert optimize.size_on_disk(weight_only) < optimize.size_on_disk(teacher) / 3
     with pytest.raises(OptimizationError, match="mode must be"):
         optimize.quantize_int8(teacher, mode="int4")
+    with pytest.raises(OptimizationError, match="backend must be one of"):
+        optimize.quantize_int8(teacher, backend="tensorrt")
     with pytest.raises(OptimizationError, match=r"no nn\.Linear layers"):
         optimize.quantize_int8(nn.Sequential(nn.Conv2d(1, 2, 3)))
+    with pytest.raises(OptimizationError, match=r"needs an example batch: pass example_input"):
+        optimize.quantize_int8(SmallCNN().eval())
+    with pytest.raises(OptimizationError, match="runs on CPUs"):
+        optimize.quantize_int8(teacher, backend="onnxruntime", device="cuda")
+    with pytest.raises(OptimizationError, match="inplace=True applies to backend='torchao'"):
+        optimize.quantize_int8(teacher, inplace=True)
+    with pytest.raises(OptimizationError, match="already an ONNX Runtime model"):
+        optimize.quantize_int8(optimize.quantize_int8(teacher))
+
+
+@pytest.mark.slow
+def test_int8_torchao_compiled_on_cpu(teacher, data) -> None:
+    q = optimize.quantize_int8(
+        teacher, backend="torchao", compile=True, example_input=data["Xt"][:64]
+    )
+    assert optimize.runtime_of(q) == "torchao (cpu, compiled)"
+    assert abs(accuracy(q, data) - accuracy(teacher, data)) < 0.01
+
+
+def test_int8_of_a_cnn_with_an_example_batch(data) -> None:
+    cnn = fit(SmallCNN(), data, epochs=3)
+    q = optimize.quantize_int8(cnn, example_input=data["Xt"][:8])
+    assert isinstance(q, optimize.OnnxRuntimeModel)
+    assert abs(accuracy(q, data) - accuracy(cnn, data)) < 0.02
+
+
+@pytest.mark.gpu
+def test_int8_on_cuda_is_torchao_compiled(teacher, data) -> None:
+    from workbench.gpus import detect_gpus
+
+    if not detect_gpus().count:
+        pytest.skip("no GPU")
+    batch = data["Xt"][:256].cuda()
+    # torchao's int8 GEMMs + torch.compile, compiled on a batch of the serving size
+    model = optimize.quantize_int8(copy.deepcopy(teacher).cuda(), example_input=batch)
+    assert optimize.runtime_of(model) == "torchao (cuda:0, compiled)"
+    with torch.no_grad():
+        got = model(data["Xt"].cuda()).argmax(1).cpu()
+    assert abs(float((got == data["yt"]).float().mean()) - accuracy(teacher, data)) < 0.01
 
 
 def test_structured_pruning_really_shrinks_the_mlp(teacher, data) -> None:
@@ -136,6 +216,38 @@ def test_structured_pruning_of_a_cnn_through_batchnorm_and_flatten(data) -> None
         optimize.prune_structured(nn.Linear(4, 2), 0.5)
     with pytest.raises(OptimizationError, match="amount must be between 0 and 1"):
         optimize.prune_structured(cnn, 1.5)
+
+
+def test_fine_tuning_wins_back_what_pruning_cost(teacher, data) -> None:
+    pruned = optimize.prune_structured(teacher, 0.5)
+    before = {k: v.clone() for k, v in pruned.state_dict().items()}
+    events: list[Any] = []
+    tuned = optimize.fine_tune(
+        pruned,
+        data["X"],
+        data["y"],
+        teacher=teacher,
+        epochs=5,
+        X_valid=data["Xt"],
+        y_valid=data["yt"],
+        callbacks=events.append,
+        progress=None,
+    )
+    assert tuned is not pruned and all(  # a copy: the pruned model is left as it was
+        torch.equal(v, before[k]) for k, v in pruned.state_dict().items()
+    )
+    assert optimize.count_parameters(tuned) == optimize.count_parameters(pruned)
+    assert accuracy(tuned, data) > accuracy(teacher, data) - 0.01  # within a point
+    steps = [e for e in events if e.kind == "step"]
+    assert len(steps) == 5 and {"fine-tune-loss", "valid-accuracy"} <= set(steps[-1].metrics)
+    # from the labels alone, in place
+    alone = optimize.prune_structured(teacher, 0.5)
+    assert optimize.fine_tune(alone, data["X"], data["y"], inplace=True, progress=None) is alone
+    assert accuracy(alone, data) > 0.9
+    with pytest.raises(OptimizationError, match="needs labels y, or a teacher"):
+        optimize.fine_tune(alone, data["X"])
+    with pytest.raises(OptimizationError, match="X has 1400 rows but y has 10"):
+        optimize.fine_tune(alone, data["X"], data["y"][:10])
 
 
 def test_magnitude_pruning_zeroes_weights_but_keeps_shapes(teacher, data) -> None:
@@ -194,11 +306,12 @@ def test_comparison_table(teacher, data) -> None:
     models = {
         "baseline": teacher,
         "int8": optimize.quantize_int8(teacher),
+        "int8-torchao": optimize.quantize_int8(teacher, backend="torchao"),
         "pruned": optimize.prune_structured(teacher, 0.5),
     }
     table = optimize.compare(models, data["Xt"], data["yt"], batch_size=64, repeats=3)
     assert isinstance(table, pd.DataFrame)
-    assert list(table.index) == ["baseline", "int8", "pruned"]
+    assert list(table.index) == ["baseline", "int8", "int8-torchao", "pruned"]
     assert {
         "parameters",
         "nonzero_parameters",
@@ -208,10 +321,26 @@ def test_comparison_table(teacher, data) -> None:
         "size_ratio",
         "speedup",
         "accuracy_change",
+        "runtime",
     } <= set(table.columns)
+    assert list(table.columns[:5]) == [
+        "parameters",
+        "nonzero_parameters",
+        "size_bytes",
+        "latency_ms",
+        "accuracy",
+    ]
+    assert list(table["runtime"]) == [
+        "torch (cpu)",
+        "onnxruntime (cpu)",
+        "torchao (cpu)",
+        "torch (cpu)",
+    ]
     assert table.loc["baseline", "size_ratio"] == 1.0
     assert table.loc["baseline", "accuracy_change"] == 0.0
     assert table.loc["int8", "size_ratio"] > 3.0
+    assert table.loc["int8", "parameters"] == table.loc["baseline", "parameters"]
+    assert table.loc["int8", "accuracy"] == pytest.approx(accuracy(models["int8"], data))
     assert table.loc["pruned", "parameters"] < table.loc["baseline", "parameters"]
     assert (table["latency_ms"] > 0).all()
     assert table.loc["baseline", "accuracy"] == pytest.approx(accuracy(teacher, data))

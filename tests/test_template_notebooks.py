@@ -177,6 +177,7 @@ def test_quantize_template_compares_four_smaller_models_and_exports_onnx(tmp_pat
     nb, out = execute(dest)
 
     assert "wine: 133 training and 45 test rows, 13 features, 3 classes" in out
+    assert "int8 runs on: onnxruntime (cpu)" in out  # the CPU's fast int8 path
     assert "pruned layers: [(32, 13), (32, 32), (3, 32)]" in out  # half the neurons removed
     assert "student layers: [(16, 13), (16, 16), (3, 16)]" in out  # a quarter of the width
     (table,) = [

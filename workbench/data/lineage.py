@@ -12,6 +12,14 @@ credentials left as references (never their values). It serialises to JSON
 
 Retrieve it later with :func:`manifest_of` (for the frame ``load`` returned) or
 :func:`last_manifest`.
+
+The row counts come from the files' footers, which ``load`` reads in the background after
+the first one (so that returning the frame waits on one footer, as a bare
+``read_parquet`` does): a manifest whose footers are still being read resolves them on
+the first access to ``files``, ``row_count``, ``row_count_source`` or ``rows_in_files``
+(or anything built from them: ``to_dict``, ``fingerprint``...), waiting if it must. A
+file found corrupt there raises its :class:`~workbench.errors.CorruptDataError` on that
+access, every time. :meth:`Manifest.resolved` says whether that is still to come.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,6 +72,39 @@ class Manifest:
     cache: str | None = None
     workbench_version: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    # -- fields filled in the background (the footers' row counts) -------------------------
+    def defer(self, pending: Future[Any], apply: Callable[[Manifest, Any], None]) -> None:
+        """Fill the row fields when ``pending`` is done: ``apply(self, result)`` on first
+        access to them (called by ``load``). If ``pending`` failed, that access raises its
+        exception."""
+        object.__setattr__(self, "_pending", (pending, apply))
+        object.__setattr__(self, "_lock", threading.Lock())
+
+    def resolved(self) -> bool:
+        """Whether the row fields are final (no footer still being read, or failed)."""
+        pending = self.__dict__.get("_pending")
+        return pending is None or (pending[0].done() and pending[0].exception() is None)
+
+    def _resolve(self) -> None:
+        with self.__dict__["_lock"]:
+            pending = self.__dict__.get("_pending")
+            if pending is None:
+                return
+            future, apply = pending
+            result = future.result()  # raises what the footer reads raised, on every access
+            self.__dict__["_pending"] = None
+            apply(self, result)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.__dict__.get("_pending"):
+            self._resolve()
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pending", "_lock")}
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _DEFERRED and object.__getattribute__(self, "__dict__").get("_pending"):
+            object.__getattribute__(self, "_resolve")()
+        return object.__getattribute__(self, name)
 
     @property
     def total_bytes(self) -> int:
@@ -119,6 +162,10 @@ class Manifest:
             f"<table><tr><th>file</th><th>bytes</th><th>etag / version / mtime</th></tr>"
             f"{rows}</table>{more}</div>"
         )
+
+
+#: Manifest fields that ``load`` may fill in the background.
+_DEFERRED = frozenset({"files", "row_count", "row_count_source", "rows_in_files"})
 
 
 def _jsonable(value: Any) -> Any:

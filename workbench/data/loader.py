@@ -7,23 +7,31 @@ and CPU share one code path. Around it, ``load``:
 
 1. resolves a catalog name to its URI, format, options and storage options;
 2. resolves credential references in the storage options (here, at load time);
-3. lists the files once, with their size, ETag / mtime / version (the lineage);
+3. lists the files once (one recursive listing), with their size, ETag / mtime / version
+   (the lineage);
 4. tells the format from the file names when ``format="auto"``;
 5. reads every Parquet / ORC footer (``validate=True``): exact row counts, and a corrupt
-   file is reported by name before any work starts;
+   file reported by name. Parquet: the first footer before returning, the others in the
+   background (one batch of ranged reads) while the frame is used; the manifest's row
+   fields wait for them (:mod:`workbench.data.lineage`). ORC: all before returning;
 6. wraps the filesystem in :class:`~workbench.data.metering.MeteredFileSystem` so that
    every byte read on the workers is counted (:mod:`workbench.data.iostats`);
 7. checks the columns and filters asked for against the schema, and builds the frame
-   with column and filter push-down for Parquet.
+   with column and filter push-down for Parquet. Dask's planning asks the filesystem
+   again for the listing and the first footer: those answers come from what steps 3 and
+   5 already hold (:mod:`workbench.data.planning`), so a load makes the same number of
+   round trips to the store as a bare ``dask.dataframe.read_parquet``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import logging
 import os
 import re
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +45,16 @@ from ..errors import (
     DataNotFoundError,
     UnknownDatasetError,
 )
-from . import caching, dataframe_backend, formats, iostats, lineage, metering, storage
+from . import (
+    caching,
+    dataframe_backend,
+    formats,
+    iostats,
+    lineage,
+    metering,
+    planning,
+    storage,
+)
 from .catalog import Dataset, load_catalog
 
 logger = logging.getLogger(__name__)
@@ -128,8 +145,9 @@ def _cache_mode(cache: bool, protocol: str) -> str | None:
 # -- footers -------------------------------------------------------------------------------
 def _parquet_rows(
     fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str
-) -> tuple[list[int], Any]:
-    """Row count of every Parquet file (footers read in one batch), and the first schema."""
+) -> tuple[list[int], dict[str, tuple[int, bytes]]]:
+    """Row count of every Parquet file (footers read in one batch), and the bytes read at
+    the end of each file: ``{path: (offset, tail)}``, for dask's planning to reuse."""
     import pyarrow.parquet as pq
 
     paths = [str(i["name"]) for i in infos]
@@ -140,7 +158,7 @@ def _parquet_rows(
     except Exception as exc:
         raise storage.translate_error(exc, uri, *storage.split_uri(uri), {}) from exc
     rows: list[int] = []
-    schema = None
+    known: dict[str, tuple[int, bytes]] = {}
     for path, size, tail in zip(paths, sizes, tails, strict=True):
         where = _url(fs, protocol, path)
         if isinstance(tail, BaseException):
@@ -158,14 +176,11 @@ def _parquet_rows(
         except Exception as exc:
             raise CorruptDataError(f"{where} is not a valid Parquet file: {exc}") from exc
         rows.append(meta.num_rows)
-        if schema is None:
-            schema = meta.schema.to_arrow_schema()
-    return rows, schema
+        known[path] = (size - len(tail), bytes(tail))
+    return rows, known
 
 
-def _orc_rows(
-    fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str
-) -> tuple[list[int], Any]:
+def _orc_rows(fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str) -> list[int]:
     from pyarrow import orc
 
     def one(info: dict[str, Any]) -> tuple[int, Any]:
@@ -185,8 +200,7 @@ def _orc_rows(
             ) from exc
 
     with ThreadPoolExecutor(max_workers=min(16, len(infos))) as pool:
-        results = list(pool.map(one, infos))
-    return [r for r, _ in results], results[0][1] if results else None
+        return [rows for rows, _ in pool.map(one, infos)]
 
 
 # -- readers -------------------------------------------------------------------------------
@@ -298,8 +312,10 @@ def load(
     ``backend``: ``auto`` (cuDF when the cluster's workers have GPUs), ``pandas`` or
     ``cudf``; ``client``: the ClusterHandle or Client that decides ``auto`` and whose
     workers' IO is counted (default: the default client). ``blocksize`` sets partition
-    size (reader default otherwise). ``validate`` reads every Parquet/ORC footer now
-    (row counts, corrupt files found early). ``count_rows`` computes the exact row count
+    size (reader default otherwise). ``validate`` reads every Parquet/ORC footer (row
+    counts, corrupt files named): for Parquet the first before returning, the others in
+    the background (the manifest's row fields wait for them and raise a damaged file's
+    error; the worker reading it names it too). ``count_rows`` computes the exact row count
     after filters (a pass over the data). Other keyword arguments go to the dask reader.
 
     Returns the frame, or ``(frame, manifest)`` with ``return_manifest=True``; the
@@ -346,11 +362,12 @@ def load(
         iostats.start_load(load_id, source=label, format=fmt, protocol=protocol, cache=cache_mode)
         try:
             raw_fs.invalidate_cache(path if not storage.has_glob(path) else None)
-            infos = storage.list_files(raw_fs, path)
+            listing = storage.list_tree(raw_fs, path)
         except Exception as exc:
             raise storage.translate_error(
                 exc, req.uri, protocol, path, req.storage_options, raw_fs
             ) from exc
+        infos = listing.files
         if not infos:
             raise DataNotFoundError(
                 f"{req.uri} holds no data files (files and directories starting with '_' or "
@@ -384,15 +401,23 @@ def load(
             files_planned=len(infos),
             bytes_planned=sum(int(i.get("size") or 0) for i in infos),
         )
-        metered = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id)
+        metered = metering.MeteredFileSystem(
+            fs=raw_fs, load_id=load_id, check_footer="parquet" if fmt == "parquet" else None
+        )
         planner = metering.MeteredFileSystem(fs=raw_fs, load_id=load_id, phase="plan")
-        # Footers are read in a thread while dask plans the frame (both wait on IO).
-        footers: Future[tuple[list[int], Any]] | None = None
+        rows: list[int] | None = None
+        tails: dict[str, tuple[int, bytes]] = {}
+        # Parquet: the first footer now (dask's planning below needs it, and gets it from
+        # memory; a first file that is not Parquet fails here), the others in the
+        # background once the frame is planned (the manifest waits for them). ORC: every
+        # footer in a thread while dask plans, then waited for.
+        orc_rows: Future[list[int]] | None = None
         pool: ThreadPoolExecutor | None = None
-        if validate and fmt in ("parquet", "orc"):
+        if validate and fmt == "parquet":
+            rows, tails = _parquet_rows(planner, infos[:1], req.uri, protocol)
+        elif validate and fmt == "orc":
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wb-footers")
-            reader = _parquet_rows if fmt == "parquet" else _orc_rows
-            footers = pool.submit(reader, planner, infos, req.uri, protocol)
+            orc_rows = pool.submit(_orc_rows, planner, infos, req.uri, protocol)
 
         read_fs: Any = metered
         if cache_mode is not None and fmt == "parquet":
@@ -402,7 +427,6 @@ def load(
             formats.format_of(p) and not p.lower().endswith(formats.COMPRESSION_SUFFIXES)
             for p in file_paths
         )
-        target = path
         read_args = dict(
             urls=urls,
             fs=read_fs,
@@ -416,34 +440,30 @@ def load(
         )
         import dask
 
-        rows: list[int] | None = None
+        # dask's planning asks the metered filesystem what load already knows: answer
+        # from the listing and the footers rather than asking the store again
+        metered.plan = planning.PlanSnapshot(listing.root, listing.found, tails)
         try:
             with dask.config.set({"dataframe.backend": choice.backend}):
-                df = _build(fmt, target, dnf, req, read_args)
+                df = _build(fmt, path, dnf, req, read_args)
         except BaseException:
-            footer_error = footers.exception() if footers is not None else None
+            footer_error = orc_rows.exception() if orc_rows is not None else None
             if footer_error is not None:
                 raise footer_error from None  # names the bad file precisely
             raise
         finally:
+            metered.plan = None
             if pool is not None:
                 pool.shutdown(wait=True)
-        if footers is not None:
-            rows, _ = footers.result()
+        if orc_rows is not None:
+            rows = orc_rows.result()
     except BaseException as exc:
         iostats.update_load(load_id, error=f"{type(exc).__name__}: {exc}")
         raise
     finally:
         metering.planning.reset(token)
 
-    row_count: int | None = None
-    row_source: str | None = None
-    rows_in_files = sum(rows) if rows is not None else None
-    if rows_in_files is not None and not dnf:
-        row_count, row_source = rows_in_files, "file metadata"
-    if count_rows:
-        row_count, row_source = len(df), "computed"
-
+    computed = len(df) if count_rows else None
     manifest = lineage.Manifest(
         load_id=load_id,
         uri=req.uri if protocol not in ("file", "local") else path,
@@ -452,7 +472,7 @@ def load(
         files=[
             lineage.FileEntry(
                 uri=url,
-                rows=rows[i] if rows is not None else None,
+                rows=rows[i] if rows is not None and i < len(rows) else None,
                 **storage.file_facts(info),
             )
             for i, (url, info) in enumerate(zip(urls, infos, strict=True))
@@ -462,9 +482,6 @@ def load(
         columns=list(req.columns) if req.columns is not None else None,
         filters=dnf,
         schema={str(c): str(t) for c, t in df.dtypes.items()},
-        row_count=row_count,
-        row_count_source=row_source,
-        rows_in_files=rows_in_files,
         npartitions=df.npartitions,
         dataframe_backend=choice.backend,
         backend_reason=choice.reason,
@@ -472,9 +489,68 @@ def load(
         cache=cache_mode,
         workbench_version=__version__,
     )
+    if validate and fmt == "parquet" and len(infos) > 1:
+        # the other footers once the frame is planned (not competing with that planning)
+        later = _background().submit(_later_footers, planner, infos[1:], req.uri, protocol, load_id)
+        first = list(rows or [])
+        _set_rows(manifest, None, dnf, computed)
+        manifest.defer(later, lambda m, others: _set_rows(m, first + list(others), dnf, computed))
+    else:
+        _set_rows(manifest, rows, dnf, computed)
     lineage.remember(df._name, manifest)
-    logger.info("load %s: %s", load_id, manifest.summary())
+    logger.info(
+        "load %s: %s: %d %s file(s), %d bytes, %d column(s), %s",
+        load_id,
+        manifest.uri,
+        len(infos),
+        fmt,
+        sum(int(i.get("size") or 0) for i in infos),
+        len(manifest.schema),
+        choice.backend,
+    )
     return (df, manifest) if return_manifest else df
+
+
+def _set_rows(
+    manifest: lineage.Manifest, rows: list[int] | None, dnf: Any, computed: int | None
+) -> None:
+    """The manifest's row fields from the footers' row counts (None: not read)."""
+    if rows is not None:
+        manifest.files = [
+            dataclasses.replace(f, rows=n) for f, n in zip(manifest.files, rows, strict=True)
+        ]
+    manifest.rows_in_files = sum(rows) if rows is not None else None
+    manifest.row_count, manifest.row_count_source = None, None
+    if rows is not None and not dnf:
+        manifest.row_count, manifest.row_count_source = sum(rows), "file metadata"
+    if computed is not None:
+        manifest.row_count, manifest.row_count_source = computed, "computed"
+
+
+_footer_pool: ThreadPoolExecutor | None = None
+_footer_lock = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """The threads that read footers after ``load`` has returned (shared by all loads)."""
+    global _footer_pool
+    with _footer_lock:
+        if _footer_pool is None:
+            _footer_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wb-footers")
+        return _footer_pool
+
+
+def _later_footers(
+    fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str, load_id: str
+) -> list[int]:
+    """Row counts of the files after the first, read in the background; a failure is
+    recorded with the load (dashboards, the log) and raised by the manifest's row fields."""
+    try:
+        return _parquet_rows(fs, infos, uri, protocol)[0]
+    except Exception as exc:
+        iostats.update_load(load_id, error=f"{type(exc).__name__}: {exc}")
+        logger.warning("load %s: %s", load_id, exc)
+        raise
 
 
 def _build(

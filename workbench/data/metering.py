@@ -4,8 +4,9 @@
 delegates everything to it, except the calls that move file content (``open``,
 ``cat_file``, ``cat_ranges``, ``get_file`` ...), which it times and counts. Each file a
 reader closes becomes one record, sent to the Dask scheduler as an event (topic
-``workbench.io``) when read on a worker, or counted directly in
-:mod:`workbench.data.iostats` when read in this process.
+``workbench.io``, in batches from the worker's event loop: :mod:`workbench.data.outbox`)
+when read on a worker, or counted directly in :mod:`workbench.data.iostats` when read in
+this process.
 
 It is registered with fsspec as protocol ``wbmeter`` so that chained URLs work where a
 reader takes a URL and storage options rather than a filesystem object
@@ -28,6 +29,8 @@ from fsspec.spec import AbstractFileSystem
 
 from . import iostats
 from .fslayer import IDENTITY_METHODS, DelegatingFileSystem
+from .outbox import outbox
+from .planning import PlanSnapshot
 
 PROTOCOL = "wbmeter"
 
@@ -38,6 +41,7 @@ _OWN_METHODS = frozenset(
     {
         "load_id",
         "phase",
+        "check_footer",
         "open",
         "_open",
         "cat_file",
@@ -49,6 +53,15 @@ _OWN_METHODS = frozenset(
         "head",
         "tail",
         "_emit",
+        # answered from a PlanSnapshot while ``load`` plans (see workbench.data.planning)
+        "plan",
+        "find",
+        "info",
+        "isdir",
+        "isfile",
+        "exists",
+        "_planned",
+        "_open_metered",
     }
     | IDENTITY_METHODS
 )
@@ -65,10 +78,21 @@ def _current_worker() -> Any:
         return None
 
 
-class MeteredFile:
-    """A read-only file object that counts bytes and time spent in reads."""
+#: The magic bytes that end a Parquet file (after its footer).
+PARQUET_MAGIC = b"PAR1"
 
-    def __init__(self, f: Any, path: str, owner: MeteredFileSystem) -> None:
+
+class MeteredFile:
+    """A read-only file object that counts bytes and time spent in reads.
+
+    With ``check_footer="parquet"``, a read that reaches the end of the file must end with
+    Parquet's magic bytes, or it raises :class:`~workbench.errors.CorruptDataError` naming
+    the file (the reader's own error does not say which file of a dataset is damaged).
+    """
+
+    def __init__(
+        self, f: Any, path: str, owner: MeteredFileSystem, check_footer: str | None = None
+    ) -> None:
         self._f = f
         self._path = path
         self._owner = owner
@@ -76,6 +100,19 @@ class MeteredFile:
         self._seconds = 0.0
         self._started = time.time()
         self._reported = False
+        size = getattr(f, "size", None)
+        self._size = size if check_footer == "parquet" and isinstance(size, int) else None
+
+    def _check(self, data: Any) -> None:
+        if self._size is None or len(data) < len(PARQUET_MAGIC):
+            return
+        if bytes(data[-len(PARQUET_MAGIC) :]) != PARQUET_MAGIC and self._f.tell() == self._size:
+            from ..errors import CorruptDataError
+
+            raise CorruptDataError(
+                f"{self._path} is not a valid Parquet file (no Parquet footer; {self._size} "
+                "bytes). It may be truncated, still being written, or another format."
+            )
 
     # -- counted reads ---------------------------------------------------------------
     def read(self, *args: Any) -> Any:
@@ -83,6 +120,7 @@ class MeteredFile:
         data = self._f.read(*args)
         self._seconds += time.perf_counter() - t0
         self._bytes += len(data)
+        self._check(data)
         return data
 
     def read1(self, *args: Any) -> Any:
@@ -91,6 +129,7 @@ class MeteredFile:
         data = reader(*args)
         self._seconds += time.perf_counter() - t0
         self._bytes += len(data)
+        self._check(data)
         return data
 
     def readinto(self, buffer: Any) -> Any:
@@ -98,6 +137,8 @@ class MeteredFile:
         n = self._f.readinto(buffer)
         self._seconds += time.perf_counter() - t0
         self._bytes += n or 0
+        if n:
+            self._check(memoryview(buffer).cast("B")[:n])
         return n
 
     def readinto1(self, buffer: Any) -> Any:
@@ -106,6 +147,8 @@ class MeteredFile:
         n = reader(buffer)
         self._seconds += time.perf_counter() - t0
         self._bytes += n or 0
+        if n:
+            self._check(memoryview(buffer).cast("B")[:n])
         return n
 
     def readline(self, *args: Any) -> Any:
@@ -172,6 +215,7 @@ class MeteredFileSystem(DelegatingFileSystem):
         target_options: dict[str, Any] | None = None,
         load_id: str = "",
         phase: str = "read",
+        check_footer: str | None = None,
         fo: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -183,9 +227,16 @@ class MeteredFileSystem(DelegatingFileSystem):
         self.fs = fs
         self.load_id = load_id
         self.phase = phase
+        #: "parquet": files read whole to their end must end like a Parquet file
+        self.check_footer = check_footer
+        #: set by ``load`` while dask plans the frame in this process; never pickled
+        self.plan: PlanSnapshot | None = None
 
     def layer_settings(self) -> dict[str, Any]:
-        return {"load_id": self.load_id, "phase": self.phase}
+        settings: dict[str, Any] = {"load_id": self.load_id, "phase": self.phase}
+        if self.check_footer:
+            settings["check_footer"] = self.check_footer
+        return settings
 
     def __repr__(self) -> str:
         return f"<MeteredFileSystem load={self.load_id} over {self.fs!r}>"
@@ -197,10 +248,74 @@ class MeteredFileSystem(DelegatingFileSystem):
     tail = AbstractFileSystem.tail
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        plan = self.plan
+        if plan is not None and mode == "rb":
+            served = plan.open(
+                self.fs._strip_protocol(path), lambda: self._open_metered(path, mode, kwargs)
+            )
+            if served is not None:
+                return served
+        return self._open_metered(path, mode, kwargs)
+
+    def _open_metered(self, path: str, mode: str, kwargs: dict[str, Any]) -> Any:
         f = self.fs._open(path, mode=mode, **kwargs)
         if "r" not in mode:
             return f
-        return MeteredFile(f, self.fs.unstrip_protocol(path), self)
+        return MeteredFile(f, self.fs.unstrip_protocol(path), self, self.check_footer)
+
+    # -- listing and metadata: from the plan snapshot while there is one ---------------------
+    def _planned(self, path: str) -> dict[str, Any] | None:
+        """The snapshot's entry for ``path`` (None: ask the store); FileNotFoundError for a
+        path the snapshot knows is absent."""
+        plan = self.plan
+        if plan is None:
+            return None
+        return plan.info(self.fs._strip_protocol(path))
+
+    def find(
+        self,
+        path: str,
+        maxdepth: int | None = None,
+        withdirs: bool = False,
+        detail: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        plan = self.plan
+        if plan is not None:
+            hit = plan.find(self.fs._strip_protocol(path), maxdepth, withdirs, detail, kwargs)
+            if hit is not None:
+                return hit
+        return self.fs.find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail, **kwargs)
+
+    def info(self, path: str, **kwargs: Any) -> Any:
+        if not kwargs:
+            entry = self._planned(path)
+            if entry is not None:
+                return entry
+        return self.fs.info(path, **kwargs)
+
+    def isdir(self, path: str) -> bool:
+        try:
+            entry = self._planned(path)
+        except FileNotFoundError:
+            return False
+        return entry.get("type") == "directory" if entry is not None else self.fs.isdir(path)
+
+    def isfile(self, path: str) -> bool:
+        try:
+            entry = self._planned(path)
+        except FileNotFoundError:
+            return False
+        return entry.get("type") == "file" if entry is not None else self.fs.isfile(path)
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        if not kwargs:
+            try:
+                if self._planned(path) is not None:
+                    return True
+            except FileNotFoundError:
+                return False
+        return bool(self.fs.exists(path, **kwargs))
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kw: Any
@@ -286,7 +401,7 @@ class MeteredFileSystem(DelegatingFileSystem):
         }
         if worker is not None:
             try:
-                worker.log_event(iostats.TOPIC, record)
+                outbox(worker).put(record)  # sent from the worker's event loop, in batches
                 return
             except Exception:  # worker shutting down: count it here instead
                 pass

@@ -19,6 +19,7 @@ import datetime as _dt
 import hashlib
 import posixpath
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..credentials import REFERENCE, find_literal_secrets, is_reference, resolve
@@ -230,6 +231,47 @@ def list_files(fs: Any, path: str) -> list[dict[str, Any]]:
             if _is_file(found[name]) and not _hidden(posixpath.relpath(name, base))
         ]
     return [info]
+
+
+@dataclass
+class Listing:
+    """The data files a path names, and the raw listing they came from.
+
+    ``root`` is the directory that was listed (stripped of its protocol) and ``found`` what
+    ``fs.find(root, withdirs=True, detail=True)`` returned for it: every file (hidden ones
+    included) and directory below it. Both are None for a single file or a glob.
+    """
+
+    files: list[dict[str, Any]]
+    root: str | None = None
+    found: dict[str, dict[str, Any]] | None = None
+
+
+def list_tree(fs: Any, path: str) -> Listing:
+    """Like :func:`list_files`, with one recursive listing for a directory (``find``)
+    instead of ``info`` and then ``find``, and that listing kept for dask's planning."""
+    if has_glob(path):
+        return Listing(list_files(fs, path))
+    root = str(fs._strip_protocol(path)).rstrip("/") or str(fs._strip_protocol(path))
+    found = fs.find(root, withdirs=True, detail=True)
+    if not isinstance(found, dict):  # adlfs answers a list for a single blob
+        return Listing(list_files(fs, path))
+    below = {k: v for k, v in found.items() if k.rstrip("/") != root}
+    if not below:
+        # a single file, an empty directory, or nothing: info() tells (and raises
+        # FileNotFoundError for a missing path)
+        info = found.get(root) or fs.info(path)
+        if not info.get("type"):
+            info = fs.info(path)
+        if info.get("type") == "directory":
+            return Listing([], root, found)
+        return Listing([info])
+    files = [
+        found[name]
+        for name in sorted(below)
+        if _is_file(found[name]) and not _hidden(posixpath.relpath(name, root))
+    ]
+    return Listing(files, root, found)
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -58,11 +58,24 @@ def as_labels(y: Any) -> torch.Tensor:
     return torch.tensor(arr)
 
 
+def _own(model: Any, name: str) -> Any:
+    """A model's own answer to a measurement (a model run by another runtime, such as an
+    :class:`~workbench.optimize.OnnxRuntimeModel`, has no torch parameters to count)."""
+    method = getattr(type(model), name, None)
+    return method(model) if callable(method) else None
+
+
 def count_parameters(model: torch.nn.Module) -> int:
+    own = _own(model, "count_parameters")
+    if own is not None:
+        return int(own)
     return int(sum(p.numel() for p in model.parameters()))
 
 
 def count_nonzero(model: torch.nn.Module) -> int:
+    own = _own(model, "count_nonzero")
+    if own is not None:
+        return int(own)
     total = 0
     for p in model.parameters():
         data = p.detach()
@@ -76,7 +89,11 @@ def count_nonzero(model: torch.nn.Module) -> int:
 
 
 def size_on_disk(model: torch.nn.Module) -> int:
-    """Bytes of ``torch.save(model.state_dict())``: what a checkpoint of it takes on disk."""
+    """Bytes of ``torch.save(model.state_dict())``: what a checkpoint of it takes on disk
+    (for a model run by another runtime: the bytes of the file that runtime loads)."""
+    own = _own(model, "size_on_disk")
+    if own is not None:
+        return int(own)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return len(buffer.getvalue())

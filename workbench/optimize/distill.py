@@ -6,6 +6,9 @@ the soft target is the teacher's prediction (mean squared error). Without a ``st
 one is made from the teacher by structured pruning to ``width`` of every prunable layer
 (a narrower network that starts from the teacher's strongest neurons).
 
+:func:`fine_tune` trains a model further after structured pruning, from the labels and,
+given the unpruned model as ``teacher``, its soft outputs too (the same loss).
+
 Distillation runs in this process (the notebook kernel) on the data given: after
 training on the cluster, the model and an evaluation sample fit here.
 """
@@ -53,14 +56,7 @@ def distill(
     (class indices for classification). Progress reports ``distill-loss`` and, with
     ``X_valid``/``y_valid``, ``valid-accuracy`` (classification) or ``valid-rmse``.
     """
-    if task not in ("classification", "regression"):
-        raise OptimizationError(f"task must be 'classification' or 'regression', got {task!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise OptimizationError(f"alpha must be between 0 and 1, got {alpha}")
-    if temperature <= 0:
-        raise OptimizationError(f"temperature must be positive, got {temperature}")
-    if epochs < 1 or batch_size < 1:
-        raise OptimizationError("epochs and batch_size must be at least 1")
+    _check(task, alpha, temperature, epochs, batch_size)
     teacher_module = as_module(teacher)
     inputs = as_tensor(X)
     labels = as_labels(y) if y is not None else None
@@ -81,22 +77,142 @@ def distill(
             count_parameters(student),
             count_parameters(teacher_module),
         )
-    torch.manual_seed(seed)
     teacher_module = copy.deepcopy(teacher_module).eval()
     soft = predict(teacher_module, inputs)
+    return _train(
+        student,
+        inputs,
+        labels,
+        soft,
+        task=task,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        temperature=temperature,
+        alpha=alpha,
+        X_valid=X_valid,
+        y_valid=y_valid,
+        seed=seed,
+        callbacks=callbacks,
+        progress=progress,
+        job="distill",
+        title="Distillation",
+        info={
+            "teacher_parameters": count_parameters(teacher_module),
+            "student_parameters": count_parameters(student),
+        },
+    )
+
+
+def fine_tune(
+    model: Any,
+    X: Any,
+    y: Any = None,
+    *,
+    teacher: Any = None,
+    task: str = "classification",
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    temperature: float = 4.0,
+    alpha: float = 0.5,
+    X_valid: Any = None,
+    y_valid: Any = None,
+    seed: int = 0,
+    inplace: bool = False,
+    callbacks: list[CallbackLike] | CallbackLike | None = None,
+    progress: DisplayLike = "auto",
+) -> nn.Module:
+    """Train ``model`` a few more epochs, typically after :func:`prune_structured`, to win
+    back the accuracy that removing neurons cost.
+
+    With ``teacher`` (the model before pruning) the loss mixes the teacher's softened
+    outputs (weight ``alpha``, temperature ``T``) with the labels ``y``, as in
+    :func:`distill`: recovery is faster and closer to the original. Without a teacher it
+    is plain training on ``y`` (cross entropy, or mean squared error for regression).
+    Returns a fine-tuned copy (``inplace=True``: ``model`` itself).
+    """
+    _check(task, alpha, temperature, epochs, batch_size)
+    module = as_module(model)
+    inputs = as_tensor(X)
+    labels = as_labels(y) if y is not None else None
+    if labels is not None and len(labels) != len(inputs):
+        raise OptimizationError(f"X has {len(inputs)} rows but y has {len(labels)}")
+    soft = None
+    if teacher is not None:
+        teacher_module = copy.deepcopy(as_module(teacher)).eval()
+        soft = predict(teacher_module, inputs)
+        if labels is None:
+            alpha = 1.0
+    elif labels is None:
+        raise OptimizationError("fine_tune needs labels y, or a teacher to learn from")
+    else:
+        alpha = 0.0
+    target = module if inplace else copy.deepcopy(module)
+    return _train(
+        target,
+        inputs,
+        labels,
+        soft,
+        task=task,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        temperature=temperature,
+        alpha=alpha,
+        X_valid=X_valid,
+        y_valid=y_valid,
+        seed=seed,
+        callbacks=callbacks,
+        progress=progress,
+        job="fine-tune",
+        title="Fine-tuning",
+        info={"parameters": count_parameters(target), "teacher": teacher is not None},
+    )
+
+
+def _check(task: str, alpha: float, temperature: float, epochs: int, batch_size: int) -> None:
+    if task not in ("classification", "regression"):
+        raise OptimizationError(f"task must be 'classification' or 'regression', got {task!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise OptimizationError(f"alpha must be between 0 and 1, got {alpha}")
+    if temperature <= 0:
+        raise OptimizationError(f"temperature must be positive, got {temperature}")
+    if epochs < 1 or batch_size < 1:
+        raise OptimizationError("epochs and batch_size must be at least 1")
+
+
+def _train(
+    student: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor | None,
+    soft: torch.Tensor | None,
+    *,
+    task: str,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    temperature: float,
+    alpha: float,
+    X_valid: Any,
+    y_valid: Any,
+    seed: int,
+    callbacks: list[CallbackLike] | CallbackLike | None,
+    progress: DisplayLike,
+    job: str,
+    title: str,
+    info: dict[str, Any],
+) -> nn.Module:
+    """Train ``student`` on soft targets (weight ``alpha``) and labels (``1 - alpha``)."""
+    torch.manual_seed(seed)
     device = next(student.parameters()).device
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     valid = None
     if X_valid is not None and y_valid is not None:
         valid = (as_tensor(X_valid), as_labels(y_valid))
     metric_name, score = metric_fn("accuracy" if task == "classification" else "rmse")
-    reporter = Reporter(
-        "distill", epochs, callbacks=callbacks, progress=progress, title="Distillation"
-    )
-    reporter.start(
-        teacher_parameters=count_parameters(teacher_module),
-        student_parameters=count_parameters(student),
-    )
+    reporter = Reporter(job, epochs, callbacks=callbacks, progress=progress, title=title)
+    reporter.start(**info)
     gen = torch.Generator().manual_seed(seed)
     status = "finished"
     try:
@@ -107,30 +223,32 @@ def distill(
             for start in range(0, len(inputs), batch_size):
                 idx = order[start : start + batch_size]
                 xb = inputs[idx].to(device)
-                tb = soft[idx].to(device)
                 out = student(xb)
-                if task == "classification":
-                    loss = F.kl_div(
-                        F.log_softmax(out / temperature, dim=-1),
-                        F.softmax(tb / temperature, dim=-1),
-                        reduction="batchmean",
-                    ) * (alpha * temperature**2)
-                    if labels is not None and alpha < 1.0:
-                        loss = loss + (1 - alpha) * F.cross_entropy(
-                            out, labels[idx].to(device).long()
-                        )
-                else:
-                    loss = alpha * F.mse_loss(out, tb)
-                    if labels is not None and alpha < 1.0:
+                loss = out.new_zeros(())
+                if soft is not None and alpha > 0:
+                    tb = soft[idx].to(device)
+                    if task == "classification":
+                        loss = loss + F.kl_div(
+                            F.log_softmax(out / temperature, dim=-1),
+                            F.softmax(tb / temperature, dim=-1),
+                            reduction="batchmean",
+                        ) * (alpha * temperature**2)
+                    else:
+                        loss = loss + alpha * F.mse_loss(out, tb)
+                if labels is not None and alpha < 1.0:
+                    yb = labels[idx].to(device)
+                    if task == "classification":
+                        loss = loss + (1 - alpha) * F.cross_entropy(out, yb.long())
+                    else:
                         loss = loss + (1 - alpha) * F.mse_loss(
-                            out.reshape(-1), labels[idx].to(device).float().reshape(-1)
+                            out.reshape(-1), yb.float().reshape(-1)
                         )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * len(idx)
                 seen += len(idx)
-            metrics = {"distill-loss": total / max(seen, 1)}
+            metrics = {f"{job}-loss": total / max(seen, 1)}
             if valid is not None:
                 metrics[f"valid-{metric_name}"] = score(predict(student, valid[0]), valid[1])
             if reporter.step(epoch + 1, metrics):
@@ -138,7 +256,7 @@ def distill(
                 break
     except KeyboardInterrupt:
         status = "interrupted"
-        logger.warning("distillation interrupted after %d epoch(s)", reporter.step_count)
+        logger.warning("%s interrupted after %d epoch(s)", title.lower(), reporter.step_count)
     except BaseException:
         reporter.end("failed")
         raise

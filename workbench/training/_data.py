@@ -8,7 +8,9 @@ reported here with the column names involved.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import concurrent.futures
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidDataError
@@ -28,9 +30,45 @@ class Tabular:
     label: str
     n_rows: int
     categorical: bool
+    #: the row and missing-label counts still being computed (``prepare(wait=False)``)
+    pending: Any = field(default=None, repr=False, compare=False)
+    what: str = field(default="training data", repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": self.features, "label": self.label, "n_rows": self.n_rows}
+
+    def check(self) -> Tabular:
+        """Wait for the row counts; InvalidDataError for empty data or missing labels."""
+        if self.pending is None:
+            return self
+        fetched = self.pending
+        n_rows, n_missing = (int(v) for v in fetched.result())
+        self.pending = None
+        if n_rows == 0:
+            raise InvalidDataError(
+                f"{self.what} is empty (0 rows); check the filters used to load it"
+            )
+        if n_missing:
+            raise InvalidDataError(
+                f"{self.what}: {n_missing} of {n_rows} rows have no label ({self.label!r} is "
+                f"missing); drop them first, e.g. df.dropna(subset=[{self.label!r}])"
+            )
+        self.n_rows = n_rows
+        return self
+
+
+_gather_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_gather_lock = threading.Lock()
+
+
+def _gatherer() -> concurrent.futures.ThreadPoolExecutor:
+    global _gather_pool
+    with _gather_lock:
+        if _gather_pool is None:
+            _gather_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="workbench-counts"
+            )
+        return _gather_pool
 
 
 def as_dask(df: Any, npartitions: int, what: str = "data") -> dd.DataFrame:
@@ -94,11 +132,15 @@ def prepare(
     *,
     what: str = "training data",
     allow_categorical: bool = True,
+    wait: bool = True,
 ) -> Tabular:
     """Validate, select and persist features and label; count rows and missing labels.
 
     The data is persisted once on the workers (training would load it anyway), so counting
-    rows and missing labels afterwards costs no second read of the source.
+    rows and missing labels afterwards costs no second read of the source. With
+    ``wait=False`` the counts are left running on the cluster while the caller goes on
+    (building a DMatrix, say); :meth:`Tabular.check` waits for them and raises what they
+    show, before training starts.
     """
     n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
     ddf = as_dask(df, npartitions=n_workers, what=what)
@@ -128,14 +170,17 @@ def prepare(
     X = ddf[features]
     y = ddf[label]
     X, y = client.persist([X, y])
-    n_rows, n_missing = client.compute([y.size, y.isna().sum()], sync=True)
-    if int(n_rows) == 0:
-        raise InvalidDataError(f"{what} is empty (0 rows); check the filters used to load it")
-    if int(n_missing):
-        raise InvalidDataError(
-            f"{what}: {int(n_missing)} of {int(n_rows)} rows have no label ({label!r} is "
-            f"missing); drop them first, e.g. df.dropna(subset=[{label!r}])"
-        )
-    return Tabular(
-        X=X, y=y, features=features, label=label, n_rows=int(n_rows), categorical=categorical
+    counts = client.compute([y.size, y.isna().sum()])
+    # gathered by a helper thread, so that the round trip overlaps the caller's next steps
+    fetched = _gatherer().submit(client.gather, counts)
+    data = Tabular(
+        X=X,
+        y=y,
+        features=features,
+        label=label,
+        n_rows=-1,
+        categorical=categorical,
+        pending=fetched,
+        what=what,
     )
+    return data.check() if wait else data

@@ -1,6 +1,7 @@
 """Running a cluster job while relaying its workers' progress to the calling thread.
 
-Workers publish ``{"step": n, "metrics": {...}}`` messages on a per-job Dask event topic
+Workers publish ``{"step": n, "metrics": {...}}`` messages (or ``{"steps": [...]}``, several
+in one) on a per-job Dask event topic
 (``Worker.log_event``); the client subscribes and queues them; the calling thread (the
 notebook cell) hands them to the :class:`~workbench.training.progress.Reporter` in order.
 A stop request (a callback returned ``True``, or the user interrupted the cell) sets a
@@ -10,10 +11,12 @@ step boundary and the model trained so far comes back.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
 import logging
+import math
 import queue
 import time
 import uuid
@@ -27,6 +30,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+#: Put on a job's event queue to wake the relay loop (the job ended); not an event.
+_WAKE: dict[str, Any] = {}
 
 
 class JobOutcome(Generic[T]):
@@ -75,6 +82,12 @@ class LiveJob:
         self._stop_set = True
 
     def _deliver(self, msg: dict[str, Any]) -> None:
+        batch = msg.get("steps")
+        if isinstance(batch, list | tuple):  # several steps in one message, in order
+            for one in batch:
+                if isinstance(one, dict):
+                    self._deliver(one)
+            return
         step = int(msg.get("step", self.reporter.step_count))
         metrics = {str(k): float(v) for k, v in (msg.get("metrics") or {}).items()}
         info = msg.get("info") or {}
@@ -86,13 +99,15 @@ class LiveJob:
             msg = self.events.get(timeout=timeout)
         except queue.Empty:
             return
-        self._deliver(msg)
+        if msg is not _WAKE:
+            self._deliver(msg)
         while True:
             try:
                 msg = self.events.get_nowait()
             except queue.Empty:
                 return
-            self._deliver(msg)
+            if msg is not _WAKE:
+                self._deliver(msg)
 
     def run(
         self,
@@ -109,6 +124,8 @@ class LiveJob:
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="workbench-train")
         # The helper thread sees the caller's context: the current Dask client in particular.
         future = pool.submit(contextvars.copy_context().run, fn)
+        # the relay loop below wakes as soon as the job ends, not at its next poll
+        future.add_done_callback(lambda _: self.events.put(_WAKE))
         callback_error: BaseException | None = None
         interrupted = False
         try:
@@ -146,21 +163,44 @@ class LiveJob:
         return JobOutcome(result, "stopped" if self.reporter.stop_requested else "finished", None)
 
 
-def stop_requested(name: str, state: dict[str, float], interval: float = 0.25) -> bool:
-    """On a worker: has the job's stop Event been set? Asks the scheduler at most every
-    ``interval`` seconds (``state`` keeps the time of the last question)."""
+def stop_requested(name: str, state: dict[str, Any], interval: float = 0.25) -> bool:
+    """On a worker: has the job's stop Event been set?
+
+    The scheduler is asked at most every ``interval`` seconds, in the background on the
+    worker's event loop: the answer is picked up by a later call, so the training loop
+    calling this never waits for a round trip (``state`` keeps the question in flight, the
+    time it was asked, and the answer once it is yes).
+    """
+    if state.get("stop"):
+        return True
+    pending = state.get("pending")
+    if pending is not None:
+        if not pending.done():
+            return False
+        state["pending"] = None
+        with contextlib.suppress(Exception):  # scheduler gone: nobody can ask to stop
+            if pending.result():
+                state["stop"] = True
+                return True
     now = time.monotonic()
-    if now - state.get("last", 0.0) < interval:
-        return bool(state.get("stop", 0.0))
-    state["last"] = now
-    from distributed import Event
+    if now - state.get("last", -math.inf) >= interval:
+        state["last"] = now
+        state["pending"] = _ask_scheduler(name)
+    return False
+
+
+def _ask_scheduler(name: str) -> concurrent.futures.Future[bool] | None:
+    """``Event(name).is_set()`` sent from this worker's event loop; None off a worker."""
+    from distributed import get_worker
 
     try:
-        stop = Event(name).is_set()
-    except Exception:  # no client on this worker: nobody can ask to stop
-        stop = False
-    state["stop"] = float(stop)
-    return bool(stop)
+        worker = get_worker()
+    except ValueError:  # not on a worker: nobody can ask to stop
+        return None
+    return asyncio.run_coroutine_threadsafe(
+        worker.scheduler.event_is_set(name=name),
+        worker.loop.asyncio_loop,  # type: ignore[attr-defined]  # tornado's AsyncIOLoop
+    )
 
 
 def publish(topic: str, msg: dict[str, Any]) -> None:

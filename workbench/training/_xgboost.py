@@ -9,7 +9,9 @@ everything else is the same code.
 from __future__ import annotations
 
 import html
+import math
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,13 +71,28 @@ def check_eval_metrics(params: dict[str, Any]) -> None:
 
 class WorkbenchProgressRelay(xgb.callback.TrainingCallback):
     """XGBoost callback run on every worker: rank 0 reports each round, all ranks agree on
-    stopping (an allreduce of the stop flag, so no rank waits for a round others skip)."""
+    stopping (an allreduce of the stop flag, so no rank waits for a round others skip).
+
+    Rounds are reported in batches, at most every ``flush_interval`` seconds (and after the
+    last one): each message wakes the worker's event loop, which costs the training thread
+    more than a short round takes. The client still hands every round to the reporter."""
+
+    #: seconds between two progress messages from rank 0
+    flush_interval = 0.1
 
     def __init__(self, topic: str, stop_name: str) -> None:
         super().__init__()
         self.topic = topic
         self.stop_name = stop_name
-        self._state: dict[str, float] = {}
+        self._state: dict[str, Any] = {}
+        self._steps: list[dict[str, Any]] = []
+        self._flushed = -math.inf
+
+    def _flush(self) -> None:
+        if self._steps:
+            publish(self.topic, {"steps": self._steps})
+            self._steps = []
+        self._flushed = time.monotonic()
 
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         from xgboost import collective
@@ -88,12 +105,20 @@ class WorkbenchProgressRelay(xgb.callback.TrainingCallback):
                 for data, per_metric in evals_log.items()
                 for name, values in per_metric.items()
             }
-            publish(self.topic, {"step": epoch + 1, "metrics": metrics})
+            self._steps.append({"step": epoch + 1, "metrics": metrics})
+            if time.monotonic() - self._flushed >= self.flush_interval:
+                self._flush()
             stop = int(stop_requested(self.stop_name, self._state))
+            if stop:
+                self._flush()
         if collective.get_world_size() > 1:
             flag = collective.allreduce(np.array([stop], dtype=np.int32), collective.Op.MAX)
             stop = int(flag[0])
         return bool(stop)
+
+    def after_training(self, model: Any) -> Any:
+        self._flush()
+        return model
 
 
 def _last(values: Any) -> float:
@@ -194,10 +219,32 @@ class XGBoostTrainer:
         params: dict[str, Any] = {"tree_method": "hist", "device": device, **self.params}
         self.train_params = params
 
-        data = prepare(client, df, label, features)
+        # The row and missing-label counts run on the cluster while the DMatrix is built
+        # from the same persisted data; they are checked before anything is tracked or
+        # trained (and first, if building the DMatrix fails, for the clearer message).
+        data = prepare(client, df, label, features, wait=False)
         vdata: Tabular | None = None
         if valid is not None:
-            vdata = prepare(client, valid, label, data.features, what="validation data")
+            vdata = prepare(client, valid, label, data.features, what="validation data", wait=False)
+        try:
+            with client.as_current():
+                dtrain = xgb_dask.DaskQuantileDMatrix(
+                    client, data.X, data.y, enable_categorical=data.categorical
+                )
+                evals: list[tuple[Any, str]] = [(dtrain, "train")] if self.eval_train else []
+                if vdata is not None:
+                    dvalid = xgb_dask.DaskQuantileDMatrix(
+                        client, vdata.X, vdata.y, ref=dtrain, enable_categorical=vdata.categorical
+                    )
+                    evals.append((dvalid, "valid"))
+        except BaseException:
+            data.check()
+            if vdata is not None:
+                vdata.check()
+            raise
+        data.check()
+        if vdata is not None:
+            vdata.check()
 
         tracker = make_tracker(
             self.tracking, run_name=self.run_name, default_experiment=self.experiment
@@ -226,16 +273,6 @@ class XGBoostTrainer:
             if lineage_data is not None:
                 tracker.log_lineage(lineage_data)
         try:
-            with client.as_current():
-                dtrain = xgb_dask.DaskQuantileDMatrix(
-                    client, data.X, data.y, enable_categorical=data.categorical
-                )
-                evals: list[tuple[Any, str]] = [(dtrain, "train")] if self.eval_train else []
-                if vdata is not None:
-                    dvalid = xgb_dask.DaskQuantileDMatrix(
-                        client, vdata.X, vdata.y, ref=dtrain, enable_categorical=vdata.categorical
-                    )
-                    evals.append((dvalid, "valid"))
             reporter.start(device=device, n_rows=data.n_rows, features=data.features)
             with LiveJob(client, reporter) as job:
                 relay = WorkbenchProgressRelay(job.topic, job.stop_name)

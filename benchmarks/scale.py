@@ -1,0 +1,89 @@
+"""Every scale benchmark (``make bench-scale``): each prints its table over sizes with
+the ratio against the raw library at each size, measured in the same run, and writes a
+PNG of each curve and the JSON of every sample into ``--out``; ``--docs`` refreshes
+their tables and plots in docs/performance.md.
+
+    python benchmarks/scale.py [--only data,xgboost,slurm,int8] [--quick]
+                               [--repeat-factor 1.0] [--out docs/performance]
+                               [--docs docs/performance.md]
+
+To add a benchmark: a module in benchmarks/ with ``scale(options) -> list[Curve]`` (see
+benchmarks/_scale.py) and one line in ``BENCHMARKS`` below. A benchmark that cannot run
+here (no SLURM, say) raises ``Unavailable`` and is reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _scale import Curve, ScaleOptions, Unavailable, machine, update_docs, write
+
+#: name -> module in benchmarks/ whose ``scale(options)`` measures the curves, in run order.
+BENCHMARKS: dict[str, str] = {
+    "data": "load",  # workbench.data.load vs dask.dataframe.read_parquet, 10 MB-2 GB
+    "xgboost": "train",  # train_xgboost vs xgboost.dask, 1-4 workers, two data sizes
+    "int8": "int8_speed",  # quantize_int8 (CPU: onnxruntime int8) vs fp32 torch, over sizes
+    "slurm": "slurm_launch",  # time to all workers ready, 1-16 jobs
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated names")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round")
+    parser.add_argument("--repeat-factor", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, default=Path("docs/performance"))
+    parser.add_argument("--docs", type=Path, default=None, help="markdown file to refresh")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    # Benchmarks keep their clusters, runs and logs out of the user's real state directory.
+    os.environ.setdefault("WORKBENCH_STATE_DIR", tempfile.mkdtemp(prefix="wb-bench-"))
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    options = ScaleOptions(quick=args.quick, repeat_factor=args.repeat_factor, out=args.out)
+    where = machine()
+    print(f"scale benchmarks on {where}")
+    started = time.perf_counter()
+    curves: list[Curve] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name])
+        t0 = time.perf_counter()
+        print(f"\n=== {name} ({BENCHMARKS[name]}.py)", flush=True)
+        try:
+            got = module.scale(options)
+        except Unavailable as exc:
+            skipped[name] = str(exc)
+            print(f"skipped: {exc}")
+            continue
+        took = time.perf_counter() - t0
+        for curve in got:
+            print(f"\n{curve.markdown()}", flush=True)
+        print(f"({name}: {took:.0f} s)")
+        curves += got
+    pngs = write(curves, args.out)
+    total = time.perf_counter() - started
+    print(f"\nall scale benchmarks: {total / 60:.1f} min; plots and samples in {args.out}/")
+    for name, why in skipped.items():
+        print(f"  skipped {name}: {why}")
+    if args.docs is not None and curves:
+        stamp = time.strftime("%Y-%m-%d")
+        header = f"_Measured {stamp} by `make bench-scale` on {where}._"
+        missing = update_docs(args.docs, curves, pngs, header)
+        print(f"refreshed {args.docs}" + (f" (appended {', '.join(missing)})" if missing else ""))
+
+
+if __name__ == "__main__":
+    main()
