@@ -1,10 +1,11 @@
 """The Panel view: tabs GPU / Storage / Network / Cluster / Energy over a shared store.
 
-Each viewer (a browser tab, a notebook output) gets its own :class:`DashboardView`
-with its own settings; all read the same :class:`~workbench.metrics.store.MetricsStore`.
-Plots are HoloViews ``DynamicMap``s fed through ``Pipe`` streams, so a redraw sends
-only the new data to the browser; only the visible tab is redrawn, and only when
-the store collected something new.
+Each viewer (a browser tab, a notebook output, one Lab pane per tab) gets its own
+:class:`DashboardView` with its own settings, showing every tab or just one; all read
+the same :class:`~workbench.metrics.store.MetricsStore`. A plot is an hvplot line chart
+(:mod:`.plots`) of its frame, in a HoloViews ``DynamicMap`` fed through a ``Pipe``
+(:class:`_PlotSlot`), so a redraw sends only data to the browser; only the visible tab
+is redrawn, and only when the store collected something new.
 """
 
 from __future__ import annotations
