@@ -43,7 +43,9 @@ def kernel_pid(kernel_manager: Any, kernel_id: str) -> int | None:
     try:
         km = kernel_manager.get_kernel(kernel_id)
     except KeyError:
-        raise NotFoundError(f"no kernel with id {kernel_id!r} runs in this Jupyter server") from None
+        raise NotFoundError(
+            f"no kernel with id {kernel_id!r} runs in this Jupyter server"
+        ) from None
     provisioner = getattr(km, "provisioner", None)
     pid = getattr(provisioner, "pid", None)
     if pid is None:
