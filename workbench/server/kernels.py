@@ -40,12 +40,9 @@ How = Literal["owner", "connection", "auto-connect"]
 
 def kernel_pid(kernel_manager: Any, kernel_id: str) -> int | None:
     """The pid of a kernel this server runs (None when its provisioner has none: remote)."""
-    try:
-        km = kernel_manager.get_kernel(kernel_id)
-    except KeyError:
-        raise NotFoundError(
-            f"no kernel with id {kernel_id!r} runs in this Jupyter server"
-        ) from None
+    if kernel_id not in kernel_manager:
+        raise NotFoundError(f"no kernel with id {kernel_id!r} runs in this Jupyter server")
+    km = kernel_manager.get_kernel(kernel_id)
     provisioner = getattr(km, "provisioner", None)
     pid = getattr(provisioner, "pid", None)
     if pid is None:
