@@ -86,3 +86,23 @@ export function daskPlots(
 export function paneUrl(root: string, route: string): string {
   return route ? URLExt.join(root, route) : root;
 }
+
+/** The Dask plots listed first (the rest are under "More Dask plots"), in this order. */
+export const PRIMARY_DASK_PLOTS = [
+  'individual-task-stream',
+  'individual-progress',
+  'individual-workers-memory',
+  'individual-gpu-utilization',
+  'individual-gpu-memory'
+];
+
+/** The plots a scheduler serves, split into the primary ones (in order) and the rest. */
+export function splitPlots<T extends { route: string }>(
+  plots: T[]
+): { primary: T[]; more: T[] } {
+  const primary = PRIMARY_DASK_PLOTS.map(route =>
+    plots.find(p => p.route === route)
+  ).filter((p): p is T => p !== undefined);
+  const more = plots.filter(p => !PRIMARY_DASK_PLOTS.includes(p.route));
+  return { primary, more };
+}

@@ -7,7 +7,8 @@ import {
   paneId,
   paneKey,
   paneLabel,
-  paneUrl
+  paneUrl,
+  splitPlots
 } from '../src/panes';
 import { IPaneItem } from '../src/request';
 
@@ -98,5 +99,26 @@ describe('panes', () => {
       { label: 'Progress', route: 'individual-progress' },
       { label: 'Task Stream', route: 'individual-task-stream' }
     ]);
+  });
+});
+
+describe('splitPlots', () => {
+  it('lists task stream, progress, worker memory and GPU plots first', () => {
+    const plots = [
+      { label: 'Workers Memory', route: 'individual-workers-memory' },
+      { label: 'Cpu', route: 'individual-cpu' },
+      { label: 'Task Stream', route: 'individual-task-stream' },
+      { label: 'Gpu Memory', route: 'individual-gpu-memory' },
+      { label: 'Progress', route: 'individual-progress' }
+    ];
+    const { primary, more } = splitPlots(plots);
+    expect(primary.map(p => p.label)).toEqual([
+      'Task Stream',
+      'Progress',
+      'Workers Memory',
+      'Gpu Memory'
+    ]);
+    expect(more.map(p => p.label)).toEqual(['Cpu']);
+    expect(splitPlots([])).toEqual({ primary: [], more: [] });
   });
 });

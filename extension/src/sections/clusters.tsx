@@ -279,6 +279,7 @@ function ClusterCard(props: {
             <input
               className="jp-mod-styled"
               name="adapt-minimum"
+              aria-label="Adapt: minimum workers"
               size={2}
               value={minimum}
               onChange={e => setMinimum(e.target.value)}
@@ -287,6 +288,7 @@ function ClusterCard(props: {
             <input
               className="jp-mod-styled"
               name="adapt-maximum"
+              aria-label="Adapt: maximum workers"
               size={2}
               value={maximum}
               onChange={e => setMaximum(e.target.value)}

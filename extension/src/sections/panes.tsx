@@ -2,6 +2,7 @@ import { ReactWidget } from '@jupyterlab/apputils';
 import React, { useCallback, useEffect, useState } from 'react';
 
 import { IWorkbenchContext, IWorkbenchSection } from '../context';
+import { splitPlots } from '../panes';
 import { clusterPanes, IClusterPanes, IPaneItem } from '../request';
 import { ErrorBox } from './common';
 
@@ -30,6 +31,39 @@ function PaneButton(props: {
         {item.label}
       </button>
     </li>
+  );
+}
+
+type Plot = { label: string; route: string };
+
+/** Task stream, progress, worker memory and GPU plots first; the others folded. */
+function DaskPlots(props: {
+  plots: Plot[];
+  button: (plot: Plot) => JSX.Element;
+}) {
+  const { primary, more } = splitPlots(props.plots);
+  return (
+    <>
+      <ul
+        className="jp-workbench-pane-list"
+        aria-labelledby="workbench-panes-dask"
+        data-pane-group="dask"
+      >
+        {primary.map(props.button)}
+      </ul>
+      {more.length > 0 && (
+        <details className="jp-workbench-more-plots">
+          <summary>More Dask plots ({more.length})</summary>
+          <ul
+            className="jp-workbench-pane-list"
+            aria-label="More Dask plots"
+            data-pane-group="dask-more"
+          >
+            {more.map(props.button)}
+          </ul>
+        </details>
+      )}
+    </>
   );
 }
 
@@ -128,20 +162,17 @@ function PanesView(props: { context: IWorkbenchContext }) {
           {panes.dask.problem ? (
             <div className="jp-workbench-dim">{panes.dask.problem}</div>
           ) : (
-            <ul
-              className="jp-workbench-pane-list"
-              aria-labelledby="workbench-panes-dask"
-              data-pane-group="dask"
-            >
-              {panes.dask.plots.map(p => (
+            <DaskPlots
+              plots={panes.dask.plots}
+              button={p => (
                 <PaneButton
                   key={p.route}
                   item={item('dask', p.label, p.route)}
                   context={context}
                   onError={setError}
                 />
-              ))}
-            </ul>
+              )}
+            />
           )}
         </>
       )}
