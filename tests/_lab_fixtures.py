@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from workbench.clusters.running import ClusterRegistry
+from workbench.clusters import ClusterControl
 
 BIN = Path(sys.executable).parent
 #: Small, quick local clusters: one single-threaded worker, a dashboard on a free port.
@@ -87,12 +87,12 @@ def api(jp_fetch: Any) -> Callable[..., Any]:
 
 @pytest.fixture
 def stop_clusters_after() -> Iterator[None]:
-    """Stop every cluster a test left in its (private) registry."""
+    """Stop every cluster a test left in its (private) record store."""
     yield
-    registry = ClusterRegistry()
-    for record in registry.list():
+    control = ClusterControl()
+    for record in control.list():
         with contextlib.suppress(Exception):
-            registry.stop(record.id, timeout=30)
+            control.stop(record.id, timeout=30)
 
 
 def free_port() -> int:

@@ -16,22 +16,22 @@ import pytest
 def train_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A 2-worker CPU cluster (1 thread each) shared by the training tests.
 
-    Its registry record goes to a private directory, and its Client is not made the default,
+    Its record goes to a private record store, and its Client is not made the default,
     so tests of other features never see it.
     """
     from distributed import Client
 
     import workbench
-    from workbench.clusters.running import ClusterRegistry
+    from workbench.clusters import RecordStore
 
-    registry = ClusterRegistry(tmp_path_factory.mktemp("train-clusters"))
+    store = RecordStore(tmp_path_factory.mktemp("train-clusters"))
     handle = workbench.launch(
         "local-cpu",
         n_workers=2,
         threads_per_worker=1,
         memory_limit="2GiB",
         dashboard_address=":0",
-        registry=registry,
+        store=store,
     )
     client = Client(handle.cluster, set_as_default=False)
     try:

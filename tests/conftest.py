@@ -20,9 +20,11 @@ pytest_plugins: list[str] = [
     *(["pytest_jupyter.jupyter_server"] if importlib.util.find_spec("pytest_jupyter") else []),
     "tests._dashboard_fixtures",
     "tests._gateway_fixtures",
+    "tests._kube_standin",
     "tests._lab_fixtures",
     "tests._slurm_fixtures",
     "tests._storage_fixtures",
+    "tests._timing",
     "tests._train_fixtures",
 ]
 

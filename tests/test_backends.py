@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.clusters import registry
+from workbench.clusters import backend_registry as registry
 from workbench.clusters.local import LocalBackend, LocalOptions
 from workbench.clusters.profiles import get_profile, load_catalog
 from workbench.errors import MissingDependencyError, ProfileError, UnknownBackendError

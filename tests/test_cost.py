@@ -8,9 +8,9 @@ import time
 import pytest
 
 import workbench
+from workbench.clusters.comm import scheduler_call
 from workbench.clusters.cost import CostMeter
 from workbench.clusters.handle import ClusterHandle
-from workbench.clusters.running import scheduler_call
 from workbench.errors import ProfileError
 
 SMALL = {"threads_per_worker": 1, "dashboard_address": ":0", "memory_limit": "1GiB"}

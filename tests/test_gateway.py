@@ -21,8 +21,8 @@ pytest.importorskip(
 from pydantic import ValidationError
 
 import workbench
+from workbench.clusters import ClusterControl, RecordStore
 from workbench.clusters.gateway import GatewayOptions
-from workbench.clusters.running import ClusterRegistry
 from workbench.errors import (
     AuthenticationError,
     BackendError,
@@ -77,7 +77,7 @@ def test_launch_compute_scale_close(
         assert "gateway" in handle._repr_html_() and handle.status == "running"
     assert handle.status == "closed"
     wait_until(lambda: name not in gateway_server.running_clusters())
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 @pytest.mark.gpu
@@ -95,7 +95,7 @@ def test_gpus_of_the_gateways_workers_are_asked_of_them(
     user_profiles(gateway_server.profile(n_workers=1))
     with workbench.launch("gw", wait=1, timeout=120) as handle:
         assert handle.gpus == [g.uuid for g in detect_gpus().gpus]
-        assert ClusterRegistry().get(handle.id).gpus == handle.gpus
+        assert ClusterControl().get(handle.id).gpus == handle.gpus
         assert resolve_device("auto", handle, handle.client) == "cuda"
         assert resolve_device("cuda", handle, handle.client) == "cuda"
         choice = choose("auto", handle)
@@ -110,7 +110,7 @@ def test_connect_code_carries_security_and_no_secret(
     user_profiles(gateway_server.profile(n_workers=1))
     with workbench.launch("gw", wait=1, timeout=120) as handle:
         code = handle.connect_code()
-        record_json = (ClusterRegistry().root / f"{handle.id}.json").read_text()
+        record_json = (RecordStore().root / f"{handle.id}.json").read_text()
         # References only: the resolved password is nowhere, nor the cluster's TLS key.
         for text in (code, record_json):
             assert gateway_password not in text
@@ -175,13 +175,13 @@ def test_stop_and_scale_from_another_process(
         )
         assert stop.returncode == 0, stop.stderr
         wait_until(lambda: name not in gateway_server.running_clusters())
-        assert ClusterRegistry().list() == []
+        assert ClusterControl().list() == []
     finally:
         handle.close()
 
 
 @pytest.mark.slow
-def test_killed_owner_is_cleaned_up_on_the_gateway(
+def test_killed_owner_and_watchdog_are_cleaned_up_by_a_sweep(
     gateway_server: GatewayServer,
     gateway_password: str,
     user_profiles,
@@ -192,8 +192,9 @@ def test_killed_owner_is_cleaned_up_on_the_gateway(
     script = tmp_path / "owner.py"
     script.write_text(
         textwrap.dedent("""
-        import time, workbench
+        import os, signal, time, workbench
         h = workbench.launch("gw")
+        os.kill(h.record.watchdog[0], signal.SIGKILL)  # only a sweep can clean up now
         print(h.id, h.record.extra["cluster_name"], flush=True)
         time.sleep(600)
     """)
@@ -207,7 +208,7 @@ def test_killed_owner_is_cleaned_up_on_the_gateway(
             assert name in gateway_server.running_clusters()
         finally:
             os.kill(proc.pid, signal.SIGKILL)
-    assert ClusterRegistry().status(ClusterRegistry().get(cluster_id)) == "stale"
+    assert ClusterControl().status(ClusterControl().get(cluster_id)) == "stale"
     out = subprocess.run(
         [*WORKBENCH, "clusters", "cleanup"],
         env=subprocess_env,
@@ -230,7 +231,7 @@ def test_wrong_password_is_an_authentication_error(
     assert "rejected the credentials (HTTP 401" in message
     assert f"password from env:{GATEWAY_PASSWORD_ENV}" in message and "alice" in message
     assert "not-the-password" not in message
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_credential_that_cannot_be_resolved(

@@ -10,7 +10,9 @@ No Kubernetes runs on this machine (nor in CI). What is tested for real:
 - an unreachable API server, one that never answers, and a missing kubeconfig, each
   through ``workbench.launch`` with a real kubeconfig and real sockets.
 
-Creating pods, scaling and deleting on a live cluster is not tested here.
+Creating pods, scaling, adapting and deleting are tested in tests/test_contract.py against
+a STAND-IN of the API server and the operator (tests/_kube_standin.py): no Kubernetes runs
+here, but the scheduler and workers it starts are real Dask processes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from workbench.clusters.kubernetes import (
     KubernetesOptions,
 )
 from workbench.errors import BackendError, ProfileError, ServiceUnreachableError
+
+from ._kube_standin import KubeStandIn
 
 dk = pytest.importorskip("dask_kubernetes.operator")
 
@@ -285,110 +289,14 @@ def test_missing_kubeconfig_is_a_clear_error(
         workbench.launch("kube")
 
 
-# -- the user's code path up to the operator: a stand-in Kubernetes API ----------------------
-COLLECTIONS = ("pods", "services", "daskclusters", "daskworkergroups", "daskautoscalers")
-
-
-class FakeKubeAPI:
-    """A MOCK of the Kubernetes API server (none can run here): it stores what is POSTed,
-    answers GET/DELETE for it, lists nothing, and never runs an operator, so no DaskCluster
-    ever gets a status. Enough for KubeCluster to create its resource and time out waiting
-    for the operator, which is what the test checks."""
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.posted: list[dict[str, Any]] = []
-        self.requests: list[tuple[str, str]] = []
-        api = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def not_found(self) -> None:
-                self.reply(
-                    404,
-                    {
-                        "kind": "Status",
-                        "status": "Failure",
-                        "reason": "NotFound",
-                        "message": "not found",
-                        "code": 404,
-                    },
-                )
-
-            def do_GET(self) -> None:
-                from urllib.parse import parse_qs
-
-                path, _, query = self.path.partition("?")
-                path = path.rstrip("/")
-                api.requests.append(("GET", path))
-                if path == "/version":
-                    self.reply(200, {"major": "1", "minor": "33", "gitVersion": "v1.33.0"})
-                elif path in api.objects:
-                    self.reply(200, api.objects[path])
-                elif path.rsplit("/", 1)[-1] in COLLECTIONS:
-                    wanted = parse_qs(query).get("fieldSelector", [""])[0].split(",")
-                    names = {w.partition("=")[2] for w in wanted if w.startswith("metadata.name")}
-                    name = names.pop() if names else None
-                    items = [
-                        o
-                        for key, o in api.objects.items()
-                        if key.rpartition("/")[0] == path and name in (None, o["metadata"]["name"])
-                    ]
-                    self.reply(200, {"kind": "List", "apiVersion": "v1", "items": items})
-                else:
-                    self.not_found()
-
-            def do_POST(self) -> None:
-                path = self.path.partition("?")[0].rstrip("/")
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                api.requests.append(("POST", path))
-                api.posted.append(copy.deepcopy(body))
-                body["metadata"].setdefault("uid", "0000")
-                api.objects[f"{path}/{body['metadata']['name']}"] = body
-                self.reply(201, body)
-
-            def do_DELETE(self) -> None:
-                path = self.path.partition("?")[0].rstrip("/")
-                api.requests.append(("DELETE", path))
-                if api.objects.pop(path, None) is None:
-                    self.not_found()
-                else:
-                    self.reply(200, {"kind": "Status", "status": "Success"})
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fake_kube_api() -> Any:
-    api = FakeKubeAPI()
-    yield api
-    api.close()
-
-
+# -- the user's code path up to the operator: the stand-in API server, no operator --------
 @pytest.mark.slow
 def test_launch_submits_cluster_spec_and_reports_a_missing_operator(
-    user_profiles, tmp_path: Path, fake_kube_api: FakeKubeAPI
+    user_profiles, tmp_path: Path, kube_api_only: KubeStandIn
 ) -> None:
+    """A STAND-IN API server (tests/_kube_standin.py) with no operator: nothing ever gives
+    the DaskCluster a status, as when the operator is not installed."""
+    fake_kube_api = kube_api_only
     options = {
         "name": "wb-fake",
         "n_workers": 2,
@@ -398,7 +306,7 @@ def test_launch_submits_cluster_spec_and_reports_a_missing_operator(
     user_profiles(
         yaml.safe_dump({"profiles": {"kube": {"backend": "kubernetes", "options": options}}})
     )
-    config = kubeconfig(tmp_path, fake_kube_api.url)
+    config = fake_kube_api.kubeconfig(tmp_path / "kubeconfig")
     with pytest.raises(ServiceUnreachableError) as exc:
         workbench.launch("kube", kubeconfig=str(config))
     assert "operator did not act on DaskCluster wb-fake within 2s" in str(exc.value)

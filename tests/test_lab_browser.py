@@ -15,9 +15,10 @@ import nbformat
 import pytest
 
 import workbench
-from workbench.clusters.running import ClusterRegistry
+from workbench.clusters import ClusterControl
 
 from ._browser import launch_chromium
+from ._contract import wait_until
 from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
 from .test_templates import make_template
 
@@ -128,7 +129,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             card = sidebar.locator(".jp-workbench-cluster")
             expect(card).to_have_count(1, timeout=150_000)
             expect(card.locator(".jp-workbench-workers")).to_have_text("1 worker", timeout=60_000)
-            (record,) = ClusterRegistry().list()
+            (record,) = ClusterControl().list()
             assert record.profile == "local-cpu" and record.detached
             expect(card).to_have_attribute("data-cluster-id", record.id)
             expect(card.locator(".jp-workbench-cluster-state")).to_have_text("running")
@@ -196,7 +197,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             expect(sidebar.locator(".jp-workbench-empty")).to_be_visible()
             expect(dash).to_have_count(0)  # the stopped cluster's dashboard tab closed
             expect(panel_tab).to_have_count(0)
-            assert ClusterRegistry().list() == []
+            assert ClusterControl().list() == []
             page.screenshot(path=str(ARTIFACTS / "lab-workbench-stopped.png"))
 
             # A cluster started elsewhere (here, as in a notebook kernel) shows up by polling.
@@ -254,3 +255,95 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
         finally:
             browser.close()
     assert not [line for line in console if "workbench" in line.lower() and "error" in line]
+
+
+def test_sidebar_controls_gateway_and_kubernetes_clusters(
+    lab_process: Any,
+    gateway_server: Any,
+    gateway_password: str,
+    kube_standin: Any,
+    user_profiles: Any,
+    tmp_path: Path,
+) -> None:
+    """Scale, Adapt, Connect and Stop from the sidebar reach clusters whose scheduler is not
+    in their owner's process: a real dask-gateway cluster, and a DaskCluster of the
+    Kubernetes STAND-IN (tests/_kube_standin.py; no Kubernetes runs here)."""
+    import yaml
+    from playwright.sync_api import expect, sync_playwright
+
+    kube = {
+        "backend": "kubernetes",
+        "options": {
+            "kubeconfig": str(kube_standin.kubeconfig(tmp_path / "kubeconfig")),
+            "n_workers": 1,
+            "scheduler_service_type": "LoadBalancer",
+        },
+    }
+    gw = yaml.safe_load(gateway_server.profile(name="gw", n_workers=1))["profiles"]
+    user_profiles(yaml.safe_dump({"profiles": {**gw, "kube": kube}}))
+    lab: JupyterProcess = lab_process("lab")
+    reply = lab.request(
+        "PUT", "api/contents/connect.ipynb", {"type": "notebook", "content": NOTEBOOK}
+    )
+    assert reply.status in (200, 201), reply.data
+    # Started as in a notebook kernel: the sidebar finds them in the record store.
+    handles = [workbench.launch(p, wait=1, timeout=180, progress="off") for p in ("gw", "kube")]
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            try:
+                page = browser.new_page(viewport={"width": 1440, "height": 900})
+                page.set_default_timeout(60_000)
+                page.goto(
+                    f"{lab.url}lab/workspaces/wbremote/tree/connect.ipynb?reset&token={lab.token}"
+                )
+                tab = page.locator(
+                    '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="workbench-sidebar"]'
+                )
+                tab.wait_for(timeout=120_000)
+                page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(timeout=120_000)
+                tab.click()
+                sidebar = page.locator("#workbench-sidebar")
+                for handle in handles:
+                    card = sidebar.locator(f'.jp-workbench-cluster[data-cluster-id="{handle.id}"]')
+                    workers = card.locator(".jp-workbench-workers")
+                    expect(workers).to_have_text("1 worker", timeout=60_000)
+                    card.locator("input[name=workers]").fill("2")
+                    card.locator("[data-workbench-action=scale]").click()
+                    expect(workers).to_have_text("2 workers", timeout=120_000)
+                    assert handle.n_workers() == 2
+                    card.locator("input[name=adapt-minimum]").fill("1")
+                    card.locator("input[name=adapt-maximum]").fill("1")
+                    card.locator("[data-workbench-action=adapt]").click()
+                    expect(workers).to_have_text("1 worker", timeout=120_000)
+                    expect(card.locator(".jp-workbench-error")).to_have_count(0)
+                # The gateway's own connect code goes into the notebook, and runs there.
+                gw_card = sidebar.locator(
+                    f'.jp-workbench-cluster[data-cluster-id="{handles[0].id}"]'
+                )
+                gw_card.locator("[data-workbench-action=connect]").click()
+                cell = page.locator(".jp-NotebookPanel .jp-Cell").first
+                name = handles[0].record.extra["cluster_name"]
+                expect(cell.locator(".cm-content")).to_contain_text(
+                    f"gateway.connect('{name}')", timeout=30_000
+                )
+                cell.locator(".cm-content").click()
+                page.keyboard.press("Shift+Enter")
+                output = cell.locator(".jp-OutputArea-output")
+                expect(output.first).to_contain_text("Client", timeout=120_000)
+                assert "Traceback" not in output.all_inner_texts()[0]
+                page.screenshot(path=str(ARTIFACTS / "lab-workbench-gateway-kubernetes.png"))
+                for handle in handles:
+                    card = sidebar.locator(f'.jp-workbench-cluster[data-cluster-id="{handle.id}"]')
+                    card.locator("[data-workbench-action=stop]").click()
+                    page.locator(".jp-Dialog button.jp-mod-warn").click()
+                    expect(card).to_have_count(0, timeout=60_000)
+            finally:
+                browser.close()
+        for handle in handles:
+            wait_until(lambda h=handle: h.status == "closed", 30)
+        assert name not in gateway_server.running_clusters()
+        assert kube_standin.clusters() == []
+    finally:
+        for handle in handles:
+            handle.close()

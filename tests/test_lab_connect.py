@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from workbench.clusters import ClusterRecord, RecordStore
 from workbench.clusters.connect import connect_code
-from workbench.clusters.running import ClusterRecord, ClusterRegistry
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after")
 
@@ -96,7 +96,7 @@ def tls_cluster(tls_files: dict[str, str]) -> Iterator[Any]:
         processes=False,
         protocol="tls",
         security=security,
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # None would mean port 8787, maybe busy
     )
     try:
         yield cluster
@@ -125,7 +125,7 @@ async def test_tls_connect_cell_references_the_cert_files_and_connects(
         "tls_client_cert": tls_files["cert"],
         "tls_client_key": tls_files["key"],
     }
-    ClusterRegistry().add(_record(address, security=security))
+    RecordStore().add(_record(address, security=security))
     reply = await api("GET", "clusters/conn000001/connect")
     assert reply.status == 200, reply.data
     code = reply.data["code"]

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import workbench
-from workbench.clusters.running import ClusterRegistry
+from workbench.clusters import ClusterControl, ClusterRecord, RecordStore
 from workbench.server import dashboards as dash
 from workbench.server.metrics import metrics_snapshot
 
@@ -143,7 +143,7 @@ async def test_cluster_metrics_and_dashboards_through_the_proxy(
     finally:
         await asyncio.to_thread(handle.close)
     await asyncio.to_thread(_wait_gone, pid, 30)
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:
@@ -161,10 +161,9 @@ def _wait_gone(pid: int, timeout: float = 10) -> None:
 
 
 def test_metrics_of_a_stale_cluster_say_so(workbench_home: Any) -> None:
-    from workbench.clusters.running import ClusterRecord
     from workbench.errors import WorkbenchError
 
-    ClusterRegistry().add(
+    RecordStore().add(
         ClusterRecord(
             id="deadbeef01",
             profile="local-cpu",

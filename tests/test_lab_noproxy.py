@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from workbench.clusters.running import ClusterRecord, ClusterRegistry
+from workbench.clusters import ClusterRecord, RecordStore
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ async def test_without_the_proxy_a_remote_browser_is_told_why(api: Any) -> None:
     )
     try:
         link = cluster.dashboard_link
-        ClusterRegistry().add(
+        RecordStore().add(
             ClusterRecord(
                 id="noproxy001",
                 profile="p",
@@ -72,5 +72,5 @@ async def test_without_the_proxy_a_remote_browser_is_told_why(api: Any) -> None:
         assert "jupyter server extension enable jupyter_server_proxy" in reach["advice"]
         assert health.data["ok"] is False
     finally:
-        ClusterRegistry().remove("noproxy001")
+        RecordStore().remove("noproxy001")
         await asyncio.to_thread(cluster.close)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +17,7 @@ import psutil
 import pytest
 
 import workbench
-from workbench.clusters.running import ClusterRecord, ClusterRegistry
+from workbench.clusters import ClusterControl, ClusterRecord
 from workbench.errors import WorkbenchError
 from workbench.gpus import detect_gpus
 
@@ -40,7 +42,7 @@ def test_launch_compute_and_close() -> None:
         assert handle.gpus == [g.uuid for g in detect_gpus().gpus]
         assert handle.client.submit(sum, [1, 2, 3]).result() == 6
         assert handle.n_workers() == 1
-        records = ClusterRegistry().list()
+        records = ClusterControl().list()
         assert [r.id for r in records] == [handle.id]
         assert records[0].scheduler_address == handle.scheduler_address
         assert records[0].owner_pid == os.getpid()
@@ -50,7 +52,7 @@ def test_launch_compute_and_close() -> None:
     finally:
         handle.close()
     assert handle.status == "closed"
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
     with pytest.raises(WorkbenchError, match="is closed"):
         _ = handle.client
     handle.close()  # idempotent
@@ -70,15 +72,15 @@ def test_context_manager_closes_the_cluster() -> None:
         address = handle.scheduler_address
         assert handle.client.submit(lambda: 41 + 1).result() == 42
     assert handle.status == "closed"
-    assert ClusterRegistry().list() == []
-    assert not any(r.scheduler_address == address for r in ClusterRegistry().list())
+    assert ClusterControl().list() == []
+    assert not any(r.scheduler_address == address for r in ClusterControl().list())
 
 
 def test_scale_up_and_down() -> None:
     with workbench.launch("local-cpu", wait=True, **SMALL) as handle:
         handle.scale(2).wait_for_workers(2, timeout=60)
         assert handle.n_workers() == 2
-        record = ClusterRegistry().get(handle.id)
+        record = ClusterControl().get(handle.id)
         assert len(record.worker_pids) == 2
         handle.scale(1)
         wait_until(lambda: handle.n_workers() == 1, timeout=30)
@@ -122,11 +124,11 @@ def test_kernel_exit_closes_cluster_and_forgets_it(tmp_path: Path, subprocess_en
         check=True,
     )
     assert len(out.stdout.split()) == 1
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 @pytest.mark.slow
-def test_killed_kernel_leaves_stale_record_that_cleanup_removes(
+def test_killed_kernel_and_watchdog_leave_a_stale_record_that_cleanup_removes(
     tmp_path: Path, subprocess_env
 ) -> None:
     script = _script(
@@ -136,6 +138,7 @@ def test_killed_kernel_leaves_stale_record_that_cleanup_removes(
         if __name__ == "__main__":
             h = workbench.launch("local-cpu", wait=True, n_workers=2, dashboard_address=":0")
             print(h.id, flush=True)
+            os.kill(h.record.watchdog[0], signal.SIGKILL)  # no watchdog to clean up either
             os.kill(os.getpid(), signal.SIGKILL)
     """,
     )
@@ -147,10 +150,10 @@ def test_killed_kernel_leaves_stale_record_that_cleanup_removes(
         timeout=120,
     )
     assert proc.returncode == -signal.SIGKILL
-    registry = ClusterRegistry()
-    (record,) = registry.list()
+    control = ClusterControl()
+    (record,) = control.list()
     assert record.id == proc.stdout.strip()
-    assert registry.status(record) == "stale"
+    assert control.status(record) == "stale"
     # The worker processes notice their parent died and exit: nothing is orphaned.
     wait_until(
         lambda: (
@@ -177,7 +180,7 @@ def test_killed_kernel_leaves_stale_record_that_cleanup_removes(
         check=True,
     )
     assert f"removed stale cluster {record.id}" in cleaned.stdout
-    assert registry.list() == []
+    assert control.list() == []
 
 
 def test_cleanup_reaps_processes_a_dead_owner_left(tmp_path: Path) -> None:
@@ -185,9 +188,9 @@ def test_cleanup_reaps_processes_a_dead_owner_left(tmp_path: Path) -> None:
     dead.wait()
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        registry = ClusterRegistry()
+        control = ClusterControl()
         created = psutil.Process(orphan.pid).create_time()
-        registry.add(
+        control.store.add(
             ClusterRecord(
                 id="deadbeef00",
                 profile="p",
@@ -197,19 +200,19 @@ def test_cleanup_reaps_processes_a_dead_owner_left(tmp_path: Path) -> None:
                 worker_pids=[(orphan.pid, created)],
             )
         )
-        assert registry.status(registry.get("dead")) == "stale"
-        assert [r.id for r in registry.cleanup()] == ["deadbeef00"]
+        assert control.status(control.get("dead")) == "stale"
+        assert [r.id for r in control.cleanup()] == ["deadbeef00"]
         assert orphan.wait(timeout=10) is not None
-        assert registry.list() == []
+        assert control.list() == []
     finally:
         if orphan.poll() is None:
             orphan.kill()
 
 
 def test_pid_reuse_is_not_mistaken_for_the_owner() -> None:
-    registry = ClusterRegistry()
+    control = ClusterControl()
     me = psutil.Process()
-    registry.add(
+    control.store.add(
         ClusterRecord(
             id="reused0000",
             profile="p",
@@ -219,7 +222,7 @@ def test_pid_reuse_is_not_mistaken_for_the_owner() -> None:
             owner_create_time=me.create_time() - 1000,
         )
     )
-    assert registry.status(registry.get("reused")) == "stale"
+    assert control.status(control.get("reused")) == "stale"
 
 
 def test_stop_from_another_process_closes_the_owners_handle(subprocess_env) -> None:
@@ -255,7 +258,7 @@ def test_stop_from_another_process_closes_the_owners_handle(subprocess_env) -> N
         assert stopped.returncode == 0, stopped.stderr
         assert f"stopped {handle.id}" in stopped.stdout
         wait_until(lambda: handle.status == "closed")
-        assert ClusterRegistry().list() == []
+        assert ClusterControl().list() == []
     finally:
         handle.close()
 
@@ -279,10 +282,10 @@ def test_detached_cluster_outlives_the_cli_and_stops(subprocess_env) -> None:
     )
     assert out.returncode == 0, out.stderr
     cluster_id, address, _dashboard = out.stdout.strip().split("\t")
-    registry = ClusterRegistry()
-    record = registry.get(cluster_id)
+    control = ClusterControl()
+    record = control.get(cluster_id)
     assert record.detached and record.scheduler_address == address
-    assert registry.status(record) == "running"
+    assert control.status(record) == "running"
     assert psutil.pid_exists(record.owner_pid)
     from distributed import Client
 
@@ -302,7 +305,7 @@ def test_detached_cluster_outlives_the_cli_and_stops(subprocess_env) -> None:
             or psutil.Process(record.owner_pid).status() == "zombie"
         )
     )
-    assert registry.list() == []
+    assert control.list() == []
 
 
 def test_detached_launch_failure_is_reported(subprocess_env) -> None:
@@ -316,7 +319,7 @@ def test_detached_launch_failure_is_reported(subprocess_env) -> None:
     )
     assert out.returncode == 1
     assert "override key 'n_workers'" in out.stderr
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
     # A cluster process that fails after starting is reported with its log's tail.
     out = subprocess.run(
         [*WORKBENCH, "launch", "local-cpu", "--detach", "-o", "protocol=ucx"],
@@ -334,4 +337,20 @@ def test_unknown_cluster_id() -> None:
     from workbench.errors import ClusterNotFoundError
 
     with pytest.raises(ClusterNotFoundError, match="no running cluster with id 'nope'"):
-        ClusterRegistry().stop("nope")
+        ClusterControl().stop("nope")
+
+
+def test_busy_dashboard_port_moves_without_leaking_a_socket() -> None:
+    """distributed moves a dashboard off a busy port itself, but tornado's bind_sockets
+    leaves the socket of the failed bind unclosed (ResourceWarning "unclosed <socket ...
+    laddr=('0.0.0.0', 0)>", an error under filterwarnings=error; it failed the TLS connect
+    tests whenever port 8787 was taken). workbench checks the port first."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with workbench.launch(
+            "local-cpu", n_workers=1, processes=False, dashboard_address=f"127.0.0.1:{port}"
+        ) as handle:
+            assert handle.dashboard_link and f":{port}/" not in handle.dashboard_link
+        gc.collect()  # a leaked socket is reported here, within this test

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import workbench
-from workbench.clusters.running import ClusterRecord, ClusterRegistry
+from workbench.clusters import ClusterControl, ClusterRecord
 from workbench.errors import ResourceError, WorkbenchError, WorkersTimeoutError
 
 from ._slurm_fixtures import SlurmInstance
@@ -79,7 +79,7 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
     handle = workbench.launch("slurm", wait=True, timeout=120, jobs=2, job_name=name, **SMALL)
     try:
         assert handle.backend == "slurm" and handle.n_workers() == 2
-        record = ClusterRegistry().get(handle.id)
+        record = ClusterControl().get(handle.id)
         assert sorted(record.extra["job_ids"]) == sorted(slurm.jobs_named(name))
         assert len(record.extra["job_ids"]) == 2 and record.extra["job_name"] == name
         assert record.extra["slurm_conf"] == slurm.conf
@@ -92,7 +92,7 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
         lifetimes = handle.client.run(lambda dask_worker: dask_worker.lifetime)
         assert all(510 <= v <= 570 for v in lifetimes.values()), lifetimes
         assert "SLURM jobs: 2 RUNNING" in handle._repr_html_()
-        # Scale in jobs, from another process, through the registry.
+        # Scale in jobs, from another process, through the control path.
         scaled = subprocess.run(
             [*WORKBENCH, "clusters", "scale", handle.id, "1", "--jobs"],
             env={**subprocess_env, "SLURM_CONF": slurm.conf},
@@ -117,7 +117,7 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
     finally:
         handle.close()
     slurm.wait_no_jobs(name)
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_gpu_job_worker_gets_cuda_visible_devices(slurm: SlurmInstance, unique_name) -> None:
@@ -163,7 +163,7 @@ def test_rejected_jobs_give_a_clear_error_and_submit_nothing(
         workbench.launch("slurm", wait=True, timeout=30, **options)
     assert words in str(info.value)
     assert slurm.jobs_named(name) == []
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_pending_jobs_show_their_reason_and_time_out_cancelling_them(
@@ -192,7 +192,7 @@ def test_pending_jobs_show_their_reason_and_time_out_cancelling_them(
         shown = capsys.readouterr().err
         assert "0/1 workers" in shown and "PENDING (Resources" in shown
         slurm.wait_no_jobs(name)
-        assert ClusterRegistry().list() == []
+        assert ClusterControl().list() == []
     finally:
         slurm.scancel(blocker)
 
@@ -217,7 +217,7 @@ def test_job_that_fails_on_the_node_is_reported_with_its_log(
     assert "ended (FAILED) before its Dask worker connected" in message
     assert "/nonexistent/bin/python" in message  # the job's log, quoted
     slurm.wait_no_jobs(name)
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 @pytest.mark.slow
@@ -254,6 +254,9 @@ def _run_owner(tmp_path: Path, subprocess_env: dict[str, str], name: str) -> dic
                                      dashboard_address=":0", death_timeout=300)
                 h.scale(jobs=3)  # a third job that stays PENDING: only 2 fit on the node
                 print(json.dumps({{"id": h.id}}), flush=True)
+                # The machine's worst case: the watchdog dies too (a reboot, an OOM killer),
+                # so only a sweep or a stop can release the jobs.
+                os.kill(h.record.watchdog[0], signal.SIGKILL)
                 os.kill(os.getpid(), signal.SIGKILL)  # a kernel that dies: no atexit, no close
             """
         )
@@ -271,15 +274,15 @@ def _run_owner(tmp_path: Path, subprocess_env: dict[str, str], name: str) -> dic
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["cleanup", "stop"])
-def test_killed_kernel_leaves_no_job_after_cleanup_or_stop(
+def test_killed_kernel_and_watchdog_leave_no_job_after_cleanup_or_stop(
     slurm: SlurmInstance, unique_name, tmp_path: Path, subprocess_env, command: str
 ) -> None:
     name = unique_name("wb-orphan")
     env = {**subprocess_env, "SLURM_CONF": slurm.conf}
     owner = _run_owner(tmp_path, env, name)
-    registry = ClusterRegistry()
-    record = registry.get(owner["id"])
-    assert registry.status(record) == "stale"
+    control = ClusterControl()
+    record = control.get(owner["id"])
+    assert control.status(record) == "stale"
     # Running workers notice the scheduler is gone and end their jobs soon, but the queued
     # job would start later and wait death_timeout for a scheduler that never comes.
     assert slurm.jobs_named(name)
@@ -297,7 +300,7 @@ def test_killed_kernel_leaves_no_job_after_cleanup_or_stop(
     said = f"removed stale cluster {record.id}" if command == "cleanup" else f"stopped {record.id}"
     assert said in cleaned.stdout
     slurm.wait_no_jobs(name, timeout=30)  # the pending job too, though no record listed it
-    assert registry.list() == []
+    assert control.list() == []
 
 
 def test_kernel_exit_cancels_its_jobs(
@@ -328,7 +331,7 @@ def test_kernel_exit_cancels_its_jobs(
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
     slurm.wait_no_jobs(name)
-    assert ClusterRegistry().list() == []
+    assert ClusterControl().list() == []
 
 
 def test_notebook_shows_the_queue_state_in_a_live_display(
@@ -399,8 +402,8 @@ def test_doctor_sees_the_slurm_cluster(slurm: SlurmInstance, subprocess_env) -> 
 def test_cleanup_that_cannot_cancel_keeps_the_record(slurm: SlurmInstance, tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    registry = ClusterRegistry()
-    registry.add(
+    control = ClusterControl()
+    control.store.add(
         ClusterRecord(
             id="slurmdead0",
             profile="slurm",
@@ -415,12 +418,12 @@ def test_cleanup_that_cannot_cancel_keeps_the_record(slurm: SlurmInstance, tmp_p
         )
     )
     with pytest.raises(WorkbenchError, match="could not release what its dead owner left"):
-        registry.cleanup()
-    assert [r.id for r in registry.list()] == ["slurmdead0"]
+        control.cleanup()
+    assert [r.id for r in control.list()] == ["slurmdead0"]
     # Pointing it at the right SLURM lets the next cleanup through.
-    registry.update("slurmdead0", extra={"job_name": "wb-never", "slurm_conf": slurm.conf})
-    assert [r.id for r in registry.cleanup()] == ["slurmdead0"]
-    assert registry.list() == []
+    control.store.update("slurmdead0", extra={"job_name": "wb-never", "slurm_conf": slurm.conf})
+    assert [r.id for r in control.cleanup()] == ["slurmdead0"]
+    assert control.list() == []
 
 
 @pytest.mark.gpu
@@ -449,3 +452,38 @@ def test_gpu_jobs_run_dask_cuda_workers_with_split_memory(
         visible = h.client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
         assert next(iter(visible.values())) in {str(i) for i in range(slurm.gpus)}
     slurm.wait_no_jobs(name)
+
+
+def test_a_record_of_another_host_is_cleaned_once_its_heartbeat_stops(
+    slurm: SlurmInstance, unique_name
+) -> None:
+    """A second login node sharing $HOME sees the record but cannot check the owner's pid:
+    the owner's heartbeat (the record's mtime, refreshed every 10 s) tells; once it is
+    older than a minute the record is stale there and its jobs are cancelled from there."""
+    from workbench.clusters.record_store import STALE_AFTER_S
+
+    name = unique_name("wb-other-host")
+    job = slurm.sbatch("-J", name, "-t", "00:10:00", "--wrap", "sleep 600")
+    control = ClusterControl()
+    control.store.add(
+        ClusterRecord(
+            id="otherhost1",
+            profile="slurm",
+            backend="slurm",
+            scheduler_address="tcp://login-2.example:8786",
+            hostname="login-2.example",
+            owner_pid=os.getpid(),  # a pid of *that* host: says nothing here
+            extra={"job_name": name, "job_ids": [job], "slurm_conf": slurm.conf},
+        )
+    )
+    record = control.get("otherhost1")
+    assert control.status(record) == "unreachable"  # fresh heartbeat: not ours to clean
+    assert control.cleanup() == []
+    assert slurm.jobs_named(name) == [job]
+    old = time.time() - STALE_AFTER_S - 5
+    os.utime(control.store.path(record.id), (old, old))
+    assert control.status(record) == "stale"
+    assert "login-2.example" in control.stale_reason(record)
+    assert [r.id for r in control.cleanup()] == ["otherhost1"]
+    slurm.wait_no_jobs(name, timeout=30)
+    assert control.list() == []

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 from dask.utils import parse_bytes
 
+from workbench.clusters.backend_registry import get_backend_class
 from workbench.clusters.profiles import get_profile
-from workbench.clusters.registry import get_backend_class
 from workbench.clusters.slurm import SLURMBackend, lifetime
 from workbench.clusters.slurm_commands import format_time, parse_gres, parse_time
 from workbench.errors import BackendError, ProfileError
@@ -30,7 +30,7 @@ def test_slurm_backend_is_registered_and_imports_without_dask_jobqueue(subproces
         import sys
         sys.modules["dask_jobqueue"] = None  # as if it were not installed
         from workbench.clusters.profiles import get_profile
-        from workbench.clusters.registry import get_backend_class
+        from workbench.clusters.backend_registry import get_backend_class
         from workbench.errors import MissingDependencyError
         prof = get_profile("slurm-gpu")
         options = prof.resolve(partition="gpu")

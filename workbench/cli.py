@@ -222,8 +222,8 @@ def launch(
 
 
 def _dry_run(profile: str, overrides: dict[str, Any], check: bool) -> None:
+    from .clusters.backend_registry import get_backend_class
     from .clusters.profiles import get_profile
-    from .clusters.registry import get_backend_class
 
     prof = get_profile(profile)
     backend = get_backend_class(prof.backend)(prof.resolve(**overrides), profile=prof.name)
@@ -268,14 +268,10 @@ def clusters() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def clusters_list(as_json: bool) -> None:
     """Running clusters with their status (stale: the process that owned it died)."""
-    from .clusters.running import ClusterRegistry
+    from .clusters.control import ClusterControl
 
-    registry = ClusterRegistry()
-    out = []
-    for r in registry.list():
-        status = registry.status(r)
-        info = registry.info(r, timeout=2) if status == "running" else {}
-        out.append({**r.to_dict(), "status": status, **info})
+    control = ClusterControl()
+    out = [control.summary(r) for r in control.list()]
     if as_json:
         click.echo(json.dumps(out, indent=1))
         return
@@ -288,7 +284,7 @@ def clusters_list(as_json: bool) -> None:
             c["profile"],
             c["backend"],
             c["status"],
-            str(c.get("workers", "-")),
+            "-" if c["workers"] is None else str(c["workers"]),
             str(len(c["gpus"])),
             _age(time.time() - c["created"]),
             c["scheduler_address"],
@@ -312,6 +308,9 @@ def clusters_list(as_json: bool) -> None:
             ],
         )
     )
+    for c in out:
+        if c["problem"]:
+            click.echo(f"\n{c['id']}: {c['problem']}", err=True)
     if any(c["status"] == "stale" for c in out):
         click.echo(
             "\nstale clusters lost their owner process; remove them with "
@@ -326,15 +325,15 @@ def clusters_list(as_json: bool) -> None:
 @click.option("--timeout", default=30.0, show_default=True)
 def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
     """Stop clusters by id (a unique prefix is enough)."""
-    from .clusters.running import ClusterRegistry
+    from .clusters.control import ClusterControl
 
-    registry = ClusterRegistry()
+    control = ClusterControl()
     if stop_all:
-        ids = tuple(r.id for r in registry.list())
+        ids = tuple(r.id for r in control.list())
     if not ids:
         raise click.UsageError("name a cluster id, or pass --all")
     for cid in ids:
-        record = registry.stop(cid, timeout=timeout)
+        record = control.stop(cid, timeout=timeout)
         click.echo(f"stopped {record.id} ({record.profile})")
 
 
@@ -344,18 +343,42 @@ def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
 @click.option("--jobs", "in_jobs", is_flag=True, help="N counts batch jobs, not workers.")
 def clusters_scale(cluster_id: str, n: int, in_jobs: bool) -> None:
     """Ask cluster CLUSTER_ID for N workers (or N batch jobs with --jobs)."""
-    from .clusters.running import ClusterRegistry
+    from .clusters.control import ClusterControl
 
-    record = ClusterRegistry().scale(cluster_id, n, jobs=in_jobs)
+    control = ClusterControl()
+    record = control.scale(cluster_id, jobs=n) if in_jobs else control.scale(cluster_id, n)
     click.echo(f"scaled {record.id} to {n} {'jobs' if in_jobs else 'workers'}")
+
+
+@clusters.command("adapt")
+@click.argument("cluster_id")
+@click.option("--minimum", default=0, show_default=True, type=click.IntRange(min=0))
+@click.option("--maximum", default=None, type=click.IntRange(min=0), help="Default: no limit.")
+def clusters_adapt(cluster_id: str, minimum: int, maximum: int | None) -> None:
+    """Let cluster CLUSTER_ID scale itself between --minimum and --maximum workers."""
+    from .clusters.control import ClusterControl
+
+    if maximum is not None and maximum < minimum:
+        raise click.BadParameter(f"{maximum} is below --minimum {minimum}", param_hint="--maximum")
+    record = ClusterControl().adapt(cluster_id, minimum, maximum)
+    click.echo(f"{record.id} adapts between {minimum} and {maximum or 'any number of'} workers")
+
+
+@clusters.command("connect")
+@click.argument("cluster_id")
+def clusters_connect(cluster_id: str) -> None:
+    """Print Python code that connects a Client to CLUSTER_ID (no secrets in it)."""
+    from .clusters.control import ClusterControl
+
+    click.echo(ClusterControl().connect_code(cluster_id))
 
 
 @clusters.command("cleanup")
 def clusters_cleanup() -> None:
     """Forget clusters whose owner died, and stop what they left running."""
-    from .clusters.running import ClusterRegistry
+    from .clusters.control import ClusterControl
 
-    cleaned = ClusterRegistry().cleanup()
+    cleaned = ClusterControl().cleanup()
     for r in cleaned:
         click.echo(f"removed stale cluster {r.id} ({r.profile}, owner pid {r.owner_pid})")
     if not cleaned:
@@ -500,16 +523,9 @@ def dashboard(
         raise click.UsageError("give --cluster or --scheduler, not both")
     scheduler_address = scheduler
     if cluster_id:
-        from .clusters.running import ClusterRegistry
+        from .clusters.control import ClusterControl
 
-        registry = ClusterRegistry()
-        record = registry.get(cluster_id)
-        if registry.status(record) == "stale":
-            raise WorkbenchError(
-                f"cluster {record.id} has no owner any more (its process {record.owner_pid} "
-                "died); remove it with 'workbench clusters cleanup'"
-            )
-        scheduler_address = record.scheduler_address
+        scheduler_address = ClusterControl().running(cluster_id).scheduler_address
     from .dashboards import DashboardServer
     from .dashboards.server import reserve_port
     from .metrics.prometheus import serve_prometheus
@@ -534,9 +550,9 @@ def dashboard(
             servers.append(prom)
             click.echo(f"prometheus metrics: {prom.url}")
         if not scheduler_address:
-            from .clusters.running import ClusterRegistry
+            from .clusters.record_store import RecordStore
 
-            running = [r.id for r in ClusterRegistry().list()]
+            running = [r.id for r in RecordStore().list()]
             if running:
                 click.echo(
                     f"showing this machine only; pass --cluster ID for a cluster "
@@ -560,13 +576,13 @@ def dashboard(
 
 
 def _cluster_gone(cluster_id: str) -> bool:
-    """Whether the cluster left the registry or lost its owner process."""
-    from .clusters.running import ClusterRegistry
+    """Whether the cluster left the record store or lost its owner process."""
+    from .clusters.control import ClusterControl
     from .errors import ClusterNotFoundError
 
-    registry = ClusterRegistry()
+    control = ClusterControl()
     try:
-        return registry.status(registry.get(cluster_id)) == "stale"
+        return control.status(control.get(cluster_id)) == "stale"
     except ClusterNotFoundError:
         return True
 
@@ -710,10 +726,10 @@ def _bench_network(cluster_id: str | None, size_mb: int) -> Any:
 
     from . import bench as b
     from .clusters import launch as do_launch
-    from .clusters.running import ClusterRegistry
+    from .clusters.control import ClusterControl
 
     if cluster_id:
-        record = ClusterRegistry().get(cluster_id)
+        record = ClusterControl().running(cluster_id)
         with Client(record.scheduler_address, timeout=10) as client:
             return b.worker_network(client, size_mb)
     with do_launch(

@@ -144,7 +144,7 @@ def check_profiles() -> Check:
 
 
 def check_backends() -> Check:
-    from .clusters.registry import available_backends
+    from .clusters.backend_registry import available_backends
 
     optional = {
         "slurm": "dask_jobqueue",
@@ -214,7 +214,7 @@ def _gres_names(gpus: dict[str, int]) -> list[str]:
 
 
 def check_state() -> Check:
-    from .clusters.running import ClusterRegistry
+    from .clusters.control import ClusterControl
 
     root = config.state_dir()
     try:
@@ -229,9 +229,9 @@ def check_state() -> Check:
             f"{root} is not writable: {exc}",
             "Set WORKBENCH_STATE_DIR to a writable directory.",
         )
-    registry = ClusterRegistry()
-    records = registry.list()
-    stale = [r.id for r in records if registry.status(r) == "stale"]
+    control = ClusterControl()
+    records = control.list()
+    stale = [r.id for r in records if control.status(r) == "stale"]
     if stale:
         return Check(
             "state directory",

@@ -45,7 +45,21 @@ class ResourceError(WorkbenchError):
 
 
 class ClusterNotFoundError(WorkbenchError, LookupError):
-    """No running cluster in the registry matches the given id."""
+    """No running cluster in the record store matches the given id."""
+
+
+class ClusterStateError(WorkbenchError):
+    """The cluster exists but cannot serve the request now (its owner died, its scheduler
+    does not answer, it runs no batch jobs); the message says which and what to do."""
+
+
+class ClusterStaleError(ClusterStateError):
+    """The process that owned the cluster is gone; stopping it cleans up what it left."""
+
+
+class ClusterUnreachableError(ClusterStateError):
+    """The cluster's owner lives but its scheduler (or the service running it) does not
+    answer."""
 
 
 class CredentialError(WorkbenchError):

@@ -142,6 +142,10 @@ export interface ICluster {
   detached: boolean;
   log_file: string | null;
   status: ClusterStatus;
+  /** Why the cluster is not running (stale, scheduler gone); null while it runs. */
+  problem: string | null;
+  /** Seconds without tasks after which the cluster closes itself; null: never. */
+  idle_timeout: number | null;
   workers: number | null;
   threads: number | null;
   memory: number | null;

@@ -8,6 +8,7 @@ import { AddressInfo } from 'net';
 import http from 'http';
 
 import {
+  adaptCluster,
   clusterHealth,
   connectCode,
   createFromTemplate,
@@ -113,6 +114,25 @@ beforeAll(async () => {
           res,
           200,
           JSON.stringify({ id: 'a/b', requested_workers: 3 })
+        );
+      }
+      if (url === '/base/workbench/api/clusters/gw1/adapt') {
+        return reply(
+          res,
+          200,
+          JSON.stringify({ id: 'gw1', adapt: { minimum: 1, maximum: 4 } })
+        );
+      }
+      if (url === '/base/workbench/api/clusters/lost1/scale') {
+        return reply(
+          res,
+          409,
+          JSON.stringify({
+            message:
+              'cluster lost1: the dask-gateway at http://gw reports its cluster x FAILED (its scheduler stopped or was killed)',
+            problems: [],
+            error: 'ClusterUnreachableError'
+          })
         );
       }
       if (url === '/base/workbench/api/clusters/abc') {
@@ -250,6 +270,22 @@ describe('requestAPI', () => {
       profile: 'local',
       options: { n_workers: -1 }
     });
+  });
+
+  it('adapts through the same route for every backend', async () => {
+    expect(await adaptCluster('gw1', 1, 4, settings)).toEqual({
+      id: 'gw1',
+      adapt: { minimum: 1, maximum: 4 }
+    });
+    expect(JSON.parse(seen[0].body)).toEqual({ minimum: 1, maximum: 4 });
+    expect(seen[0].method).toBe('POST');
+  });
+
+  it('says why a cluster whose scheduler is gone cannot scale', async () => {
+    const error = await scaleCluster('lost1', 2, settings).catch(e => e);
+    expect(error).toBeInstanceOf(WorkbenchAPIError);
+    expect(error.status).toBe(409);
+    expect(error.message).toContain('its scheduler stopped or was killed');
   });
 
   it('escapes ids in paths and uses the right methods', async () => {

@@ -5,10 +5,22 @@ defaults) and ``create_cluster`` (turn those options into a running
 ``distributed.deploy.Cluster``). Heavy dependencies are imported inside
 ``create_cluster`` so that profiles validate, and ``workbench profiles`` works,
 on machines without them.
+
+The second half of the interface serves other processes (the CLI, the JupyterLab
+server, a cluster's watchdog) which have only the cluster's
+:class:`~workbench.clusters.record.ClusterRecord`: ``remote_close``, ``remote_scale``,
+``remote_adapt``, ``remote_info``, ``connect_code`` and ``cleanup_orphans`` are
+classmethods on a record. :class:`~workbench.clusters.control.ClusterControl`
+dispatches every request through them. Their defaults suit backends whose scheduler
+runs in the owner's process (``local``, ``slurm``): the request goes to the owner
+through handlers the handle installs on that scheduler, so the owner does the work as
+if its own notebook had asked. Backends whose scheduler runs elsewhere (a gateway,
+Kubernetes) override them and talk to that service.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -16,13 +28,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import BackendError, MissingDependencyError
+from ..errors import (
+    BackendError,
+    ClusterStateError,
+    ClusterUnreachableError,
+    MissingDependencyError,
+)
+from .comm import port_open, scheduler_call
+from .connect import connect_code
+from .record import ClusterRecord
 
 if TYPE_CHECKING:
     from distributed import Client
     from distributed.deploy.cluster import Cluster
 
-    from .running import ClusterRecord
+#: Seconds a scheduler has to answer the owner's idle probe.
+IDLE_PROBE_TIMEOUT_S = 3.0
 
 
 class BackendOptions(BaseModel):
@@ -35,6 +56,12 @@ class BackendOptions(BaseModel):
         ge=0,
         description="What one worker costs per hour (any currency); the handle then reports "
         "a running cost estimate from the actual worker count over time.",
+    )
+    idle_timeout: float | None = Field(
+        None,
+        ge=0,
+        description="Close the cluster, releasing its workers, jobs or cloud resources, "
+        "after this many seconds without tasks (null or 0: never).",
     )
 
 
@@ -121,10 +148,6 @@ class Backend(ABC):
         """(pid, create_time) of local worker processes, so orphans can be reaped."""
         return []
 
-    @classmethod
-    def cleanup_orphans(cls, record: ClusterRecord) -> None:
-        """Release what a dead owner left behind (e.g. cancel batch jobs named in record.extra)."""
-
     def get_client(self, cluster: Cluster) -> Client:
         """A ``distributed.Client`` for the cluster (backends with TLS add their security)."""
         from distributed import Client
@@ -135,23 +158,30 @@ class Backend(ABC):
         """Stop the cluster and release everything it holds."""
         cluster.close(timeout=timeout)
 
-    @classmethod
-    def control(cls, record: ClusterRecord, op: str, timeout: float = 10.0, **kwargs: Any) -> Any:
-        """Serve ``op`` (``close``, ``scale``, ``adapt``, ``info``) from another process.
+    def abort(self, cluster: Cluster) -> None:
+        """Release what the cluster holds at once, before the process exits.
 
-        Backends whose scheduler runs elsewhere (a gateway, Kubernetes) answer from the facts
-        in ``record.extra``. The default, NotImplemented, sends the request to the owning
-        process through the handlers workbench installs on an in-process scheduler.
+        Called first when a kernel is shut down or terminated, for every open cluster at
+        the same time, so that the quickest, most important step (cancelling queued batch
+        jobs, stopping a cloud cluster) is done even if the process is killed while the
+        clusters then close gracefully. The default does nothing.
         """
-        return NotImplemented
 
-    @classmethod
-    def connect_code(cls, record: ClusterRecord) -> str:
-        """Python code another kernel runs to connect a client (never with secret values)."""
-        return (
-            "from distributed import Client\n\n"
-            f"client = Client({record.scheduler_address!r})  # workbench cluster {record.id}\n"
-        )
+    def idle_since(self, cluster: Cluster) -> float | None:
+        """When the scheduler last had work (its ``check_idle``); None while it is busy.
+
+        Raises OSError (or asyncio.TimeoutError) when the scheduler does not answer.
+        """
+        from distributed.utils import sync
+
+        comm: Any = cluster.scheduler_comm
+
+        async def ask() -> Any:
+            return await asyncio.wait_for(comm.check_idle(), IDLE_PROBE_TIMEOUT_S)
+
+        loop: Any = cluster.loop
+        value = sync(loop, ask)
+        return None if value is None else float(value)
 
     def record_extra(self, cluster: Cluster) -> dict[str, Any]:
         """Facts to keep in the registry record so cleanup works without the owner."""
@@ -164,3 +194,111 @@ class Backend(ABC):
         (more (label, value) rows for the notebook repr).
         """
         return {}
+
+    # -- requests from other processes: the record is all they have ----------------------
+    #: Whether clusters of this backend run batch jobs (``scale(jobs=N)``).
+    has_jobs: ClassVar[bool] = False
+
+    @classmethod
+    def connection_args(cls, record: ClusterRecord) -> dict[str, Any]:
+        """Arguments of every connection to the cluster's scheduler from another process
+        (``distributed.core.rpc(connection_args=...)``). None are needed without TLS."""
+        return {}
+
+    @classmethod
+    def ask_owner(cls, record: ClusterRecord, op: str, timeout: float, **kwargs: Any) -> Any:
+        """Send request ``op`` to the owner through its scheduler's workbench handlers."""
+        address = record.scheduler_address
+        try:
+            return scheduler_call(
+                address, op, timeout=timeout, connection_args=cls.connection_args(record), **kwargs
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ClusterUnreachableError(
+                f"cluster {record.id}: its scheduler at {address} does not answer "
+                f"({type(exc).__name__}: {exc}). If its owner (pid {record.owner_pid} on "
+                f"{record.hostname}) is busy, try again; stopping the cluster still works."
+            ) from exc
+        except Exception as exc:  # the scheduler answered with an error
+            what = op.removeprefix("workbench_")
+            raise ClusterStateError(
+                f"cluster {record.id} refused {what}: {exc}. Clusters not started by "
+                "workbench accept only stop."
+            ) from exc
+
+    @classmethod
+    def remote_info(cls, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:
+        """Live facts: workers, threads, memory. Raises ClusterUnreachableError."""
+        try:
+            ident = scheduler_call(
+                record.scheduler_address,
+                "identity",
+                timeout=timeout,
+                connection_args=cls.connection_args(record),
+            )
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            raise ClusterUnreachableError(
+                f"cluster {record.id}: its scheduler at {record.scheduler_address} does not "
+                f"answer ({type(exc).__name__}: {exc})"
+            ) from exc
+        workers = ident.get("workers", {})
+        return {
+            "workers": len(workers),
+            "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+            "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
+        }
+
+    @classmethod
+    def remote_close(cls, record: ClusterRecord, timeout: float = 30.0) -> bool:
+        """Stop the cluster from another process.
+
+        Returns True when it is stopped already, False when its owner was asked and
+        closes it now (the caller waits for the owner to forget the record). The default
+        asks the owner; a scheduler without workbench's handlers (a cluster started
+        outside workbench) is shut down over Dask's protocol instead.
+        """
+        try:
+            cls.ask_owner(record, "workbench_close", timeout=min(timeout, 10))
+        except ClusterStateError as exc:
+            if not port_open(record.scheduler_address):
+                raise
+            try:
+                cls.ask_owner(record, "terminate", timeout=10)
+            except ClusterStateError:
+                raise exc from None
+        return False
+
+    @classmethod
+    def remote_scale(
+        cls,
+        record: ClusterRecord,
+        n: int | None = None,
+        jobs: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Ask for ``n`` workers (or ``jobs`` batch jobs) from another process."""
+        kwargs = {"jobs": jobs} if jobs is not None else {"n": n}
+        cls.ask_owner(record, "workbench_scale", timeout=timeout, **kwargs)
+
+    @classmethod
+    def remote_adapt(
+        cls,
+        record: ClusterRecord,
+        minimum: int = 0,
+        maximum: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Scale between ``minimum`` and ``maximum`` workers with the load, from elsewhere."""
+        cls.ask_owner(record, "workbench_adapt", timeout=timeout, minimum=minimum, maximum=maximum)
+
+    @classmethod
+    def connect_code(cls, record: ClusterRecord) -> str:
+        """Python code another kernel runs to connect a client (never with secret values)."""
+        return connect_code(record)
+
+    @classmethod
+    def cleanup_orphans(cls, record: ClusterRecord) -> None:
+        """Release what a dead owner left behind (e.g. cancel batch jobs named in record.extra).
+
+        Raises WorkbenchError when that cannot be done now; the record is then kept.
+        """

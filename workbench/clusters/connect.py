@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import WorkbenchError
-from .running import ClusterRecord
+from .record import ClusterRecord
 
 #: Security settings a connect cell may carry: all of them name files, none holds a secret.
 SECURITY_KEYS = ("tls_ca_file", "tls_client_cert", "tls_client_key")

@@ -4,7 +4,7 @@
 way: ``python -m workbench launch PROFILE`` in a new session (so neither a closed
 terminal nor a restarted Jupyter server takes it down), logging to
 ``<state dir>/logs/``. The caller waits until the process has registered the
-cluster in the on-disk :class:`~workbench.clusters.running.ClusterRegistry` and
+cluster in the on-disk :class:`~workbench.clusters.record_store.RecordStore` and
 its workers are up, and gets that record back.
 """
 
@@ -21,7 +21,8 @@ from typing import Any
 
 from .. import config
 from ..errors import WorkbenchError
-from .running import ClusterRecord, ClusterRegistry
+from .record import ClusterRecord
+from .record_store import RecordStore
 
 #: What the launching process prints once its cluster is ready (see ``workbench launch``).
 READY_MARKER = "Press Ctrl-C"
@@ -41,8 +42,8 @@ def check_launch(profile: str, overrides: dict[str, Any]) -> None:
     Unknown profiles, invalid overrides and missing resources (more GPUs than the
     machine has) are reported at once instead of after a process start.
     """
+    from .backend_registry import get_backend_class
     from .profiles import get_profile
-    from .registry import get_backend_class
 
     prof = get_profile(profile)
     options = prof.resolve(**overrides)
@@ -58,18 +59,18 @@ def launch_detached(
     profile: str,
     overrides: dict[str, Any] | None = None,
     timeout: float = 120.0,
-    registry: ClusterRegistry | None = None,
+    store: RecordStore | None = None,
 ) -> ClusterRecord:
-    """Start PROFILE in a new background process and return its registry record.
+    """Start PROFILE in a new background process and return its record.
 
     Blocks until the cluster is registered and ready (at most ``timeout`` + 30 s).
-    The process outlives the caller; stop it with ``ClusterRegistry().stop(id)``.
+    The process outlives the caller; stop it with ``ClusterControl().stop(id)``.
     Raises the profile's own error for bad input, LaunchError (with the log's tail)
     when the process fails.
     """
     overrides = dict(overrides or {})
     check_launch(profile, overrides)
-    registry = registry or ClusterRegistry()
+    store = store or RecordStore()
     logs = config.state_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"launch-{int(time.time() * 1000)}-{os.getpid()}-{threading.get_ident()}.log"
@@ -89,7 +90,7 @@ def launch_detached(
         )
     deadline = time.monotonic() + timeout + 30
     while time.monotonic() < deadline:
-        mine = [r for r in registry.list() if r.owner_pid == proc.pid]
+        mine = [r for r in store.list() if r.owner_pid == proc.pid]
         if mine and READY_MARKER in log.read_text(errors="replace"):
             _reap(proc)
             return mine[0]

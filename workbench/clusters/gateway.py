@@ -19,8 +19,8 @@ server exposes, under ``cluster_options``)::
 
 Every request to the gateway has a timeout (``request_timeout``), so an unreachable
 gateway is an error, never a hang. The scheduler runs on the gateway's side: other
-processes stop, scale and inspect the cluster through the gateway API by its name,
-which the registry record keeps together with the auth type and references (never
+processes stop, scale, adapt and inspect the cluster through the gateway API by its
+name, which the cluster's record keeps together with the auth type and references (never
 secret values). :func:`gateway_connect_code` writes the code that connects another kernel,
 the TLS security object included.
 """
@@ -41,23 +41,24 @@ from ..credentials import is_reference, resolve
 from ..errors import (
     AuthenticationError,
     BackendError,
+    ClusterUnreachableError,
     ProfileError,
     ServiceUnreachableError,
     WorkbenchError,
 )
 from .backend import Backend, BackendOptions
+from .comm import scheduler_call
+from .record import ClusterRecord
 
 if TYPE_CHECKING:
     from distributed import Client
     from distributed.deploy.cluster import Cluster
 
-    from .running import ClusterRecord
-
 CLOUD_HINT = "pip install 'workbench[cloud]'"
 KERBEROS_HINT = "pip install 'dask-gateway[kerberos]'"
 AuthType = Literal["none", "basic", "token", "jupyterhub", "kerberos"]
 AUTH_TYPES: tuple[str, ...] = ("none", "basic", "token", "jupyterhub", "kerberos")
-#: Keys of the connection facts kept in the registry record (references only).
+#: Keys of the connection facts kept in the cluster's record (references only).
 CONNECT_KEYS = (
     "address",
     "proxy_address",
@@ -347,6 +348,7 @@ def gateway_connect_code(spec: dict[str, Any], cluster_name: str) -> str:
         f"cluster = gateway.connect({cluster_name!r})",
         "# The cluster's TLS credentials come from the gateway as cluster.security:",
         "client = Client(cluster, security=cluster.security)",
+        "client",
         "",
     ]
     return "\n".join(lines)
@@ -516,48 +518,116 @@ class GatewayBackend(Backend):
             "gpu_names": [f"{gpus} per worker (on the gateway)"] if gpus else [],
         }
 
-    # -- other processes ------------------------------------------------------------------
-    @classmethod
-    def control(cls, record: ClusterRecord, op: str, timeout: float = 10.0, **kwargs: Any) -> Any:
+    def abort(self, cluster: Cluster) -> None:
+        """Stop the cluster on the gateway now (the graceful close follows)."""
+        if self.options.shutdown_on_close:
+            spec = self.connect_spec()
+            name = getattr(cluster, "name", None)
+            if name:
+                with open_gateway(spec) as gateway, gateway_errors(f"stop cluster {name}", spec):
+                    gateway.stop_cluster(name)
+
+    # -- other processes: the gateway API, by the cluster's name ------------------------------
+    @staticmethod
+    def _remote(record: ClusterRecord, timeout: float) -> tuple[dict[str, Any], str] | None:
+        """(connection spec, cluster name) from the record, or None if it lacks them."""
         spec = {k: record.extra.get(k) for k in CONNECT_KEYS}
         name = record.extra.get("cluster_name")
         if not spec["address"] or not name:
-            return NotImplemented
+            return None
         spec["request_timeout"] = min(timeout, float(spec.get("request_timeout") or timeout))
-        with open_gateway(spec) as gateway:
-            if op == "close":
-                with gateway_errors(f"stop cluster {name}", spec):
-                    gateway.stop_cluster(name)
-                return "stopped"
-            if op == "scale":
-                with gateway_errors(f"scale cluster {name}", spec):
-                    gateway.scale_cluster(name, int(kwargs["n"]))
-                return "ok"
-            if op == "adapt":
-                with gateway_errors(f"make cluster {name} adaptive", spec):
-                    gateway.adapt_cluster(name, kwargs.get("minimum"), kwargs.get("maximum"))
-                return "ok"
-            if op == "info":
-                with gateway_errors(f"report on cluster {name}", spec):
-                    cluster = gateway.connect(name)
-                try:
-                    workers = dict(cluster.scheduler_info.get("workers", {}))
-                finally:
-                    close_gateway_cluster(cluster, shutdown=False)
-                return {
-                    "workers": len(workers),
-                    "threads": sum(w.get("nthreads", 0) for w in workers.values()),
-                    "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
-                }
-        return NotImplemented
+        return spec, str(name)
+
+    @classmethod
+    def remote_close(cls, record: ClusterRecord, timeout: float = 30.0) -> bool:
+        remote = cls._remote(record, timeout)
+        if remote is None:
+            return super().remote_close(record, timeout)
+        spec, name = remote
+        with open_gateway(spec) as gateway, gateway_errors(f"stop cluster {name}", spec):
+            gateway.stop_cluster(name)
+        return True
+
+    @classmethod
+    def remote_scale(
+        cls,
+        record: ClusterRecord,
+        n: int | None = None,
+        jobs: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        remote = cls._remote(record, timeout)
+        if remote is None:
+            return super().remote_scale(record, n=n, jobs=jobs, timeout=timeout)
+        spec, name = remote
+        with open_gateway(spec) as gateway, gateway_errors(f"scale cluster {name}", spec):
+            gateway.scale_cluster(name, int(n or 0))
+        return None
+
+    @classmethod
+    def remote_adapt(
+        cls,
+        record: ClusterRecord,
+        minimum: int = 0,
+        maximum: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        remote = cls._remote(record, timeout)
+        if remote is None:
+            return super().remote_adapt(record, minimum, maximum, timeout=timeout)
+        spec, name = remote
+        with open_gateway(spec) as gateway, gateway_errors(f"make cluster {name} adaptive", spec):
+            gateway.adapt_cluster(name, minimum=minimum, maximum=maximum)
+        return None
+
+    @classmethod
+    def remote_info(cls, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:
+        """The gateway's view of the cluster, then the scheduler's (through the gateway's
+        proxy, with the cluster's TLS credentials as the gateway hands them out)."""
+        remote = cls._remote(record, timeout)
+        if remote is None:
+            return super().remote_info(record, timeout)
+        spec, name = remote
+        with open_gateway(spec) as gateway, gateway_errors(f"report on cluster {name}", spec):
+            report = gateway.get_cluster(name)
+        status = report.status.name
+        if status != "RUNNING":
+            raise ClusterUnreachableError(
+                f"cluster {record.id}: the dask-gateway at {spec['address']} reports its "
+                f"cluster {name} {status}"
+                + (" (its scheduler stopped or was killed)" if status == "FAILED" else "")
+            )
+        try:
+            ident = scheduler_call(
+                report.scheduler_address,
+                "identity",
+                timeout=timeout,
+                connection_args=(
+                    report.security.get_connection_args("client") if report.security else {}
+                ),
+            )
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            raise ClusterUnreachableError(
+                f"cluster {record.id}: the scheduler of gateway cluster {name} does not "
+                f"answer through the gateway's proxy ({type(exc).__name__}: {exc})"
+            ) from exc
+        workers = ident.get("workers", {})
+        return {
+            "workers": len(workers),
+            "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+            "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
+        }
 
     @classmethod
     def cleanup_orphans(cls, record: ClusterRecord) -> None:
         """The owner died without closing: stop its cluster on the gateway."""
-        cls.control(record, "close")
+        if cls._remote(record, 30.0) is not None:
+            cls.remote_close(record)
 
     @classmethod
     def connect_code(cls, record: ClusterRecord) -> str:
+        if cls._remote(record, 30.0) is None:
+            return super().connect_code(record)
         spec = {k: record.extra.get(k) for k in CONNECT_KEYS}
         return gateway_connect_code(spec, str(record.extra["cluster_name"]))
 

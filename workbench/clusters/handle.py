@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import html
 import logging
@@ -17,12 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
 
-from ..errors import WorkbenchError, WorkersTimeoutError
+from ..errors import ClusterUnreachableError, WorkbenchError, WorkersTimeoutError
+from . import lifecycle
 from .backend import Backend, WaitState
+from .backend_registry import get_backend_class
 from .cost import CostEstimate, CostMeter
 from .profiles import Profile, get_profile
-from .registry import get_backend_class
-from .running import ClusterRecord, ClusterRegistry
+from .record import ClusterRecord
+from .record_store import RecordStore
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -31,23 +32,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_open_handles: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    """Close every open handle when the interpreter (the kernel) exits."""
-    for handle in list(_open_handles):
-        with contextlib.suppress(Exception):
-            handle.close(timeout=10)
-
 
 class ClusterHandle:
     """A running cluster launched from a profile.
 
     Use it as a context manager, or call :meth:`close`. Its ``client`` is created on
-    first use. The cluster is closed when the kernel exits, and other processes see it
-    in ``workbench clusters list`` until then.
+    first use. Other processes see it in ``workbench clusters list`` until it is closed.
+    Nothing is left running when the kernel exits, is restarted or is killed (see
+    :mod:`workbench.clusters.lifecycle`); with the profile option ``idle_timeout`` it
+    closes itself after that many seconds without tasks.
     """
 
     #: Seconds between two samples of the worker count for :meth:`cost`.
@@ -59,7 +52,7 @@ class ClusterHandle:
         backend: Backend,
         profile: Profile,
         overrides: dict[str, Any] | None = None,
-        registry: ClusterRegistry | None = None,
+        store: RecordStore | None = None,
         detached: bool = False,
     ) -> None:
         self.id = uuid.uuid4().hex[:10]
@@ -67,10 +60,14 @@ class ClusterHandle:
         self._backend = backend
         self.profile = profile.name
         self.overrides = dict(overrides or {})
-        self.registry = registry or ClusterRegistry()
+        self.store = store or RecordStore()
         self._client: Client | None = None
         self._closed = False
         self._worker_gpus: tuple[tuple[str, ...], list[str]] | None = None
+        #: Why the scheduler is not answering (None while it answers).
+        self._lost_reason: str | None = None
+        #: Why the cluster was closed other than by close() (idle, stopped elsewhere).
+        self.end_reason: str | None = None
         self._lock = threading.RLock()
         self._cost = CostMeter(
             self.n_workers,
@@ -92,9 +89,14 @@ class ClusterHandle:
             extra=backend.record_extra(cluster),
             detached=detached,
             log_file=os.environ.get("WORKBENCH_DETACHED_LOG"),
+            idle_timeout=self.idle_timeout,
         )
-        self.registry.add(self.record)
-        _open_handles.add(self)
+        self.store.add(self.record)
+        lifecycle.register(self)
+        self.record.watchdog = lifecycle.start_watchdog(self.record, self.store)
+        if self.record.watchdog is not None:
+            self.store.update(self.id, watchdog=self.record.watchdog)
+        self._monitor = lifecycle.Monitor(self, self.store).start()
 
     # -- what the cluster is ---------------------------------------------------------
     @property
@@ -133,17 +135,36 @@ class ClusterHandle:
 
     @property
     def status(self) -> str:
+        """``closed``, ``lost`` (the scheduler stopped answering), or the cluster's own."""
         if self._closed:
             return "closed"
+        if self._lost_reason:
+            return "lost"
         status = getattr(self.cluster, "status", "unknown")  # an enum, or a str (gateway)
         return str(getattr(status, "name", status))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without tasks after which the cluster closes itself (None: never)."""
+        return getattr(self._backend.options, "idle_timeout", None) or None
+
+    def _usable(self) -> None:
+        """Raise a clear error when the cluster cannot take requests."""
+        if self._closed:
+            why = f" ({self.end_reason})" if self.end_reason else ""
+            raise WorkbenchError(f"cluster {self.id} is closed{why}")
+        if self._lost_reason:
+            raise ClusterUnreachableError(self._lost_reason)
 
     @property
     def client(self) -> Client:
         """A ``distributed.Client`` connected to this cluster (created on first use)."""
         with self._lock:
-            if self._closed:
-                raise WorkbenchError(f"cluster {self.id} is closed")
+            self._usable()
             if self._client is None:
                 self._client = self._backend.get_client(self.cluster)
             return self._client
@@ -247,7 +268,11 @@ class ClusterHandle:
         for value, what in ((n, "workers"), (jobs, "jobs")):
             if value is not None and value < 0:
                 raise ValueError(f"cannot scale to {value} {what}")
+        self._usable()
         self._cost.sample()
+        adaptive = getattr(self.cluster, "_adaptive", None)  # distributed's Cluster.adapt
+        if adaptive is not None:
+            adaptive.stop()  # else it would undo this request at its next round
         self._backend.scale(self.cluster, n=n, jobs=jobs)
         self._refresh_record()
         return self
@@ -260,6 +285,7 @@ class ClusterHandle:
         """Scale between ``minimum`` and ``maximum`` workers with the load."""
         if maximum is not None and maximum < minimum:
             raise ValueError(f"adapt: maximum ({maximum}) is below minimum ({minimum})")
+        self._usable()
         kw: dict[str, Any] = {"minimum": minimum, **kwargs}
         if maximum is not None:
             kw["maximum"] = maximum
@@ -281,11 +307,12 @@ class ClusterHandle:
         return dashboard(self, **settings)
 
     def close(self, timeout: float = 30) -> None:
-        """Close the client and the cluster and forget the registry record. Idempotent."""
+        """Close the client and the cluster and forget the cluster's record. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+        self._monitor.stop()
         store = sys.modules.get("workbench.metrics.store")
         if store is not None:  # stop collecting before the scheduler goes away
             with contextlib.suppress(Exception):
@@ -298,8 +325,40 @@ class ClusterHandle:
             self._backend.close_cluster(self.cluster, timeout=timeout)
         finally:
             self._cost.stop()
-            self.registry.remove(self.id)
-            _open_handles.discard(self)
+            self.store.remove(self.id)
+            lifecycle.unregister(self)
+
+    def abort(self) -> None:
+        """Release what the cluster holds at once (cancel queued jobs, stop a gateway
+        cluster): the first step when the process is shutting down. close() follows."""
+        if not self._closed:
+            self._backend.abort(self.cluster)
+
+    # -- what the monitor reports (lifecycle.Monitor) ------------------------------------
+    def _lost(self, exc: BaseException) -> None:
+        if self._lost_reason is None:
+            self._lost_reason = (
+                f"cluster {self.id}: its scheduler at {self.scheduler_address} has not "
+                f"answered for {lifecycle.LOST_AFTER_S:g}s ({type(exc).__name__}: {exc}); it "
+                "was stopped or killed. close() releases what is left."
+            )
+            logger.warning(self._lost_reason)
+
+    def _found(self) -> None:
+        if self._lost_reason is not None:
+            logger.info("cluster %s: its scheduler answers again", self.id)
+            self._lost_reason = None
+
+    def _stopped_elsewhere(self) -> None:
+        self.end_reason = "stopped from another process"
+        logger.info("cluster %s was stopped from another process; closing its handle", self.id)
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def _idle_timeout_reached(self, idle_for: float) -> None:
+        self.end_reason = f"closed after {idle_for:.0f}s without tasks (idle_timeout)"
+        logger.info("cluster %s: %s", self.id, self.end_reason)
+        self.close()
 
     def __enter__(self) -> ClusterHandle:
         return self
@@ -309,7 +368,7 @@ class ClusterHandle:
 
     def _refresh_record(self) -> None:
         with contextlib.suppress(Exception):
-            self.registry.update(
+            self.store.update(
                 self.id,
                 gpus=self.gpus,
                 worker_pids=self._backend.worker_processes(self.cluster),
@@ -415,7 +474,7 @@ def launch(
     *,
     wait: bool | int = False,
     timeout: float = 120,
-    registry: ClusterRegistry | None = None,
+    store: RecordStore | None = None,
     detached: bool = False,
     progress: str = "auto",
     **overrides: Any,
@@ -434,9 +493,7 @@ def launch(
     start = time.perf_counter()
     cluster = backend.create_cluster()
     try:
-        handle = ClusterHandle(
-            cluster, backend, prof, overrides, registry=registry, detached=detached
-        )
+        handle = ClusterHandle(cluster, backend, prof, overrides, store=store, detached=detached)
     except BaseException:
         cluster.close()
         raise

@@ -51,11 +51,12 @@ from ..errors import (
     WorkbenchError,
 )
 from .backend import Backend, BackendOptions
+from .record import ClusterRecord
 
 if TYPE_CHECKING:
-    from distributed.deploy.cluster import Cluster
+    from collections.abc import Awaitable, Callable
 
-    from .running import ClusterRecord
+    from distributed.deploy.cluster import Cluster
 
 CLOUD_HINT = "pip install 'workbench[cloud]'"
 #: Image for clusters without GPUs (the operator's default).
@@ -167,7 +168,6 @@ class KubernetesOptions(BackendOptions):
     port_forward_cluster_ip: bool | None = Field(
         None, description="Reach a ClusterIP scheduler through a port-forward."
     )
-    idle_timeout: int = Field(0, ge=0, description="Delete the cluster after idle seconds.")
     connect_timeout: float = Field(
         10.0, gt=0, description="Seconds the Kubernetes API server has to answer."
     )
@@ -297,7 +297,8 @@ class KubernetesBackend(Backend):
             n_workers=o.n_workers,
             env=o.env,
             scheduler_service_type=o.scheduler_service_type,
-            idle_timeout=o.idle_timeout,
+            # The operator deletes an idle DaskCluster itself (the handle would too).
+            idle_timeout=int(o.idle_timeout or 0),
         )
         spec["spec"]["worker"] = self.worker_spec(o.worker, o.n_workers)
         spec["spec"]["scheduler"] = self.scheduler_spec()
@@ -467,60 +468,168 @@ class KubernetesBackend(Backend):
         ]
         return {"kind": f"KubeCluster ({self.image})", "gpu_names": gpus}
 
-    # -- other processes ------------------------------------------------------------------
+    def abort(self, cluster: Cluster) -> None:
+        """Delete the DaskCluster now (the operator removes its pods); close() follows."""
+        if not self.options.shutdown_on_close or self._loop_runner is None:
+            return
+        from distributed.utils import sync
+
+        name = str(getattr(cluster, "name", None) or self.cluster_name)
+        namespace = cluster_namespace(cluster)
+
+        async def delete() -> None:
+            await _delete_cluster(name, namespace)
+
+        sync(self._loop_runner.loop, delete, callback_timeout=self.options.connect_timeout)
+
+    # -- other processes: the Kubernetes API, by the DaskCluster's name ---------------------
     @classmethod
-    def control(cls, record: ClusterRecord, op: str, timeout: float = 10.0, **kwargs: Any) -> Any:
-        """close: delete the DaskCluster resource (the operator removes its pods)."""
-        name, namespace = record.extra.get("cluster_name"), record.extra.get("namespace")
-        if op != "close" or not name:
-            return NotImplemented
+    def _on_api(
+        cls, record: ClusterRecord, work: Callable[[str, str | None], Awaitable[Any]]
+    ) -> Any:
+        """Run ``work(name, namespace)`` against the API server the record names."""
+        from distributed.utils import sync
+
         options = KubernetesOptions.model_validate(
             {
                 "kubeconfig": record.extra.get("kubeconfig"),
                 "context": record.extra.get("context"),
-                "namespace": namespace,
-                "connect_timeout": float(record.extra.get("connect_timeout") or timeout),
+                "namespace": record.extra.get("namespace"),
+                "connect_timeout": float(record.extra.get("connect_timeout") or 10.0),
             }
         )
         backend = cls(options, profile=record.profile)
         backend.connect()
+        name, namespace = str(record.extra["cluster_name"]), record.extra.get("namespace")
+
+        async def bounded() -> Any:
+            return await asyncio.wait_for(work(name, namespace), 2 * options.connect_timeout)
+
         try:
-            from distributed.utils import sync
-
-            async def delete() -> None:
-                from dask_kubernetes.operator._objects import DaskCluster
-
-                cluster = await DaskCluster.get(name, namespace=namespace)
-                await cluster.delete()
-
-            async def bounded() -> None:
-                await asyncio.wait_for(delete(), options.connect_timeout)
-
-            try:
-                sync(backend._loop_runner.loop, bounded)
-            except BaseException as exc:
-                raise backend._translate(exc) from exc
+            return sync(backend._loop_runner.loop, bounded)
+        except BaseException as exc:
+            raise backend._translate(exc) from exc
         finally:
             backend._stop_loop()
-        return "deleted"
+
+    @classmethod
+    def remote_close(cls, record: ClusterRecord, timeout: float = 30.0) -> bool:
+        """Delete the DaskCluster resource (the operator removes its pods)."""
+        if not record.extra.get("cluster_name"):
+            return super().remote_close(record, timeout)
+        cls._on_api(record, _delete_cluster)
+        return True
+
+    @classmethod
+    def remote_scale(
+        cls,
+        record: ClusterRecord,
+        n: int | None = None,
+        jobs: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Set the default worker group's replicas (ending adaptive scaling), as
+        ``KubeCluster.scale`` does."""
+        if not record.extra.get("cluster_name"):
+            return super().remote_scale(record, n=n, jobs=jobs, timeout=timeout)
+
+        async def scale(name: str, namespace: str | None) -> None:
+            import kr8s
+            from dask_kubernetes.operator._objects import DaskAutoscaler, DaskWorkerGroup
+
+            with contextlib.suppress(kr8s.NotFoundError):
+                autoscaler = await DaskAutoscaler.get(name, namespace=namespace)
+                await autoscaler.delete()
+            group = await DaskWorkerGroup.get(f"{name}-default", namespace=namespace)
+            await group.patch({"spec": {"worker": {"replicas": int(n or 0)}}})
+
+        cls._on_api(record, scale)
+        return None
+
+    @classmethod
+    def remote_adapt(
+        cls,
+        record: ClusterRecord,
+        minimum: int = 0,
+        maximum: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Create (or change) the cluster's DaskAutoscaler, as ``KubeCluster.adapt`` does."""
+        if not record.extra.get("cluster_name"):
+            return super().remote_adapt(record, minimum, maximum, timeout=timeout)
+
+        async def adapt(name: str, namespace: str | None) -> None:
+            import kr8s
+            from dask_kubernetes.operator._objects import DaskAutoscaler
+
+            autoscaler = await DaskAutoscaler(
+                {
+                    "apiVersion": "kubernetes.dask.org/v1",
+                    "kind": "DaskAutoscaler",
+                    "metadata": {
+                        "name": name,
+                        "dask.org/cluster-name": name,
+                        "dask.org/component": "autoscaler",
+                    },
+                    "spec": {"cluster": name, "minimum": minimum, "maximum": maximum},
+                },
+                namespace,
+            )
+            try:
+                await autoscaler.patch({"spec": {"minimum": minimum, "maximum": maximum}})
+            except kr8s.NotFoundError:
+                await autoscaler.create()
+
+        cls._on_api(record, adapt)
+        return None
 
     @classmethod
     def cleanup_orphans(cls, record: ClusterRecord) -> None:
-        """The owner died without closing: delete its DaskCluster."""
-        cls.control(record, "close")
+        """The owner died without closing: delete its DaskCluster (if it still exists)."""
+        if record.extra.get("cluster_name"):
+            cls._on_api(record, _delete_cluster)
 
     @classmethod
     def connect_code(cls, record: ClusterRecord) -> str:
         extra = record.extra
+        if not extra.get("cluster_name"):
+            return super().connect_code(record)
         args = [repr(extra["cluster_name"])]
         if extra.get("namespace"):
             args.append(f"namespace={extra['namespace']!r}")
-        return (
-            "from dask_kubernetes.operator import KubeCluster\n"
-            "from distributed import Client\n\n"
-            f"cluster = KubeCluster.from_name({', '.join(args)})\n"
-            "client = Client(cluster)\n"
-        )
+        lines = []
+        if extra.get("kubeconfig"):
+            lines += [
+                "import os",
+                "",
+                "# The kubeconfig of the profile that started the cluster:",
+                f"os.environ['KUBECONFIG'] = {extra['kubeconfig']!r}",
+            ]
+        lines += [
+            "from dask_kubernetes.operator import KubeCluster",
+            "from distributed import Client",
+            "",
+            f"cluster = KubeCluster.from_name({', '.join(args)})",
+            "client = Client(cluster)",
+            "client",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def cluster_namespace(cluster: Any) -> str | None:
+    value = getattr(cluster, "namespace", None)
+    return str(value) if value else None
+
+
+async def _delete_cluster(name: str, namespace: str | None) -> None:
+    """Delete DaskCluster ``name``; one that is gone already is not an error."""
+    import kr8s
+    from dask_kubernetes.operator._objects import DaskCluster
+
+    with contextlib.suppress(kr8s.NotFoundError):
+        cluster = await DaskCluster.get(name, namespace=namespace)
+        await cluster.delete()
 
 
 def _kubeconfig_server(path: str, context: str | None) -> str | None:

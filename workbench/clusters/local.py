@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from ..errors import MissingDependencyError, ResourceError
 from ..gpus import GPUInfo, GPUInventory, detect_gpus
 from .backend import Backend, BackendOptions
+from .comm import free_dashboard_address
 
 if TYPE_CHECKING:
     from distributed.deploy.cluster import Cluster
@@ -261,6 +262,8 @@ class LocalBackend(Backend):
     def create_cluster(self) -> Cluster:
         self.check()
         kwargs = self.cluster_kwargs()
+        if kwargs.get("dashboard_address"):
+            kwargs["dashboard_address"] = free_dashboard_address(kwargs["dashboard_address"])
         if self.selected:
             from dask_cuda import LocalCUDACluster
 

@@ -33,7 +33,7 @@ from .. import config
 from ..credentials import find_literal_secrets
 from ..errors import BackendError, ProfileError, UnknownProfileError
 from .backend import BackendOptions
-from .registry import get_backend_class
+from .backend_registry import get_backend_class
 
 Scope = Literal["built-in", "team", "user", "file"]
 PROFILE_KEYS = {"backend", "description", "extends", "options"}

@@ -34,11 +34,12 @@ from ..credentials import POINTER_KEY, SECRET_KEY
 from ..errors import BackendError, ResourceError
 from . import slurm_commands as sc
 from .backend import Backend, BackendOptions, WaitState
+from .comm import free_dashboard_address
 
 if TYPE_CHECKING:
     from distributed.deploy.cluster import Cluster
 
-    from .running import ClusterRecord
+    from .record import ClusterRecord
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,7 @@ class SLURMBackend(Backend):
     Options = SLURMOptions
     options: SLURMOptions
     requires: ClassVar[dict[str, str]] = {"dask_jobqueue": SLURM_HINT}
+    has_jobs = True
     #: squeue is asked at most this often while waiting for workers (be kind to slurmctld).
     wait_poll_interval = 2.0
 
@@ -498,7 +500,10 @@ class SLURMBackend(Backend):
                     self.submit_error = str(exc)
                     raise
 
-        cluster = SLURMCluster(job_cls=Job, **self.cluster_kwargs())  # type: ignore[arg-type]
+        kwargs = self.cluster_kwargs()
+        scheduler = kwargs["scheduler_options"]
+        scheduler["dashboard_address"] = free_dashboard_address(scheduler["dashboard_address"])
+        cluster = SLURMCluster(job_cls=Job, **kwargs)  # type: ignore[arg-type]
         self._cluster = cluster
         if self.options.jobs:
             cluster.scale(jobs=self.options.jobs)
@@ -528,6 +533,11 @@ class SLURMBackend(Backend):
                     self.job_name,
                     self.job_name,
                 )
+
+    def abort(self, cluster: Cluster) -> None:
+        """scancel every job of this cluster, running or pending, by its unique name: one
+        command, whatever the number of jobs (the graceful close then finds them gone)."""
+        sc.cancel(name=self.job_name, user=getpass.getuser())
 
     def forget_ended_jobs(self, cluster: Cluster) -> list[str]:
         """Drop jobs SLURM has ended (cancelled, timed out, failed) whose workers are gone,

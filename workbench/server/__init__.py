@@ -8,11 +8,12 @@ puts under ``etc/jupyter/jupyter_server_config.d``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from .routes import API_PREFIX, ROUTES, setup_routes
 
-__all__ = ["API_PREFIX", "ROUTES", "setup_routes"]
+__all__ = ["API_PREFIX", "ROUTES", "setup_routes", "sweep_stale_clusters"]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -37,9 +38,34 @@ def _setup_autoconnect(serverapp: Any) -> None:
     event_logger = getattr(serverapp, "event_logger", None)
     if event_logger is not None:
         event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=on_kernel_action)
+def sweep_stale_clusters(log: Any) -> None:
+    """Release every cluster whose owner is gone (its watchdog was killed too, or the
+    machine restarted): what the server does at start-up, in a thread."""
+    from ..clusters.control import ClusterControl
+    from ..errors import WorkbenchError
+
+    try:
+        cleaned = ClusterControl().cleanup()
+    except WorkbenchError as exc:
+        log.warning("workbench: clusters left by dead owners could not all be released: %s", exc)
+        return
+    for record in cleaned:
+        log.info(
+            "workbench: released cluster %s (%s, %s) left by dead owner process %s",
+            record.id,
+            record.profile,
+            record.backend,
+            record.owner_pid,
+        )
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     setup_routes(serverapp.web_app)
     serverapp.log.info("workbench: REST API at %s%s/", serverapp.base_url, API_PREFIX)
     _setup_autoconnect(serverapp)
+    threading.Thread(
+        target=sweep_stale_clusters,
+        args=(serverapp.log,),
+        name="workbench-sweep",
+        daemon=True,
+    ).start()

@@ -1,10 +1,12 @@
-"""``/workbench/api/clusters``: running clusters from the on-disk registry, and their control.
+"""``/workbench/api/clusters``: running clusters from the record store, and their control.
 
-The list comes from :class:`~workbench.clusters.running.ClusterRegistry`, so it
-shows clusters started anywhere by this user: in notebooks, terminals, or from the
-sidebar. Launching starts the cluster in a detached process (it survives a restart
-of the Jupyter server); scale, adapt and stop are requests to the cluster's owner
-over the scheduler's workbench handlers.
+The list comes from :class:`~workbench.clusters.record_store.RecordStore`, so it shows
+clusters started anywhere by this user: in notebooks, terminals, or from the sidebar.
+Launching starts the cluster in a detached process (it survives a restart of the Jupyter
+server). Scale, adapt, stop, connect code and the live facts go through
+:class:`~workbench.clusters.control.ClusterControl`, the same path as the CLI's, which
+dispatches them to the cluster's backend: its owner process for ``local`` and ``slurm``,
+the gateway for ``gateway``, the Kubernetes API for ``kubernetes``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 from tornado import web
 
-from ..clusters.connect import connect_code
+from ..clusters.control import ClusterControl
 from ..clusters.detached import launch_detached
-from ..clusters.running import ClusterRecord, ClusterRegistry, scheduler_call
-from ..errors import WorkbenchError
+from ..clusters.record import ClusterRecord
 from .base import WorkbenchHandler
 
 
@@ -46,90 +47,47 @@ class AdaptRequest(BaseModel):
         return self
 
 
-def cluster_summary(
-    registry: ClusterRegistry, record: ClusterRecord, timeout: float = 2.0
-) -> dict[str, Any]:
-    """The record with live facts: status, workers, threads, memory, GPUs."""
-    status = registry.status(record)
-    info = registry.info(record, timeout=timeout) if status == "running" else {}
-    data = record.to_dict()
-    data.pop("worker_pids", None)
-    return {
-        **data,
-        "status": status,
-        "workers": info.get("workers"),
-        "threads": info.get("threads"),
-        "memory": info.get("memory"),
-        "n_gpus": len(record.gpus),
-    }
-
-
-def _controllable(registry: ClusterRegistry, cluster_id: str) -> ClusterRecord:
-    record = registry.get(cluster_id)
-    status = registry.status(record)
-    if status == "stale":
-        raise WorkbenchError(
-            f"cluster {record.id} is stale: the process that owned it (pid {record.owner_pid}) "
-            "died. Stop it to clean up what it left behind."
-        )
-    if status == "unreachable":
-        raise WorkbenchError(
-            f"cluster {record.id}: its scheduler at {record.scheduler_address} does not answer"
-        )
-    return record
-
-
-def _request(record: ClusterRecord, op: str, **kwargs: Any) -> None:
-    try:
-        reply = scheduler_call(record.scheduler_address, op, timeout=30, **kwargs)
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise WorkbenchError(
-            f"cluster {record.id} did not answer at {record.scheduler_address}: {exc}"
-        ) from exc
-    except Exception as exc:  # the scheduler answered with an error
-        raise WorkbenchError(
-            f"cluster {record.id} refused {op.removeprefix('workbench_')}: {exc}. It may have "
-            "been started without workbench (only workbench clusters accept scale/adapt)."
-        ) from exc
-    if reply not in ("ok", "closing"):
-        raise WorkbenchError(f"cluster {record.id}: unexpected reply to {op}: {reply!r}")
+def cluster_summary(record: ClusterRecord, timeout: float = 2.0) -> dict[str, Any]:
+    """The record with live facts: status, workers, threads, memory, GPUs, problem."""
+    return ClusterControl().summary(record, timeout=timeout)
 
 
 def scale_cluster(cluster_id: str, n: int) -> dict[str, Any]:
-    registry = ClusterRegistry()
-    record = _controllable(registry, cluster_id)
-    _request(record, "workbench_scale", n=n)
+    record = ClusterControl().scale(cluster_id, n)
     return {"id": record.id, "requested_workers": n}
 
 
 def adapt_cluster(cluster_id: str, minimum: int, maximum: int | None) -> dict[str, Any]:
-    registry = ClusterRegistry()
-    record = _controllable(registry, cluster_id)
-    _request(record, "workbench_adapt", minimum=minimum, maximum=maximum)
+    record = ClusterControl().adapt(cluster_id, minimum, maximum)
     return {"id": record.id, "adapt": {"minimum": minimum, "maximum": maximum}}
 
 
 def launch_cluster(req: LaunchRequest) -> dict[str, Any]:
     record = launch_detached(req.profile, req.options, timeout=float(req.timeout))
-    return cluster_summary(ClusterRegistry(), record, timeout=5)
+    return cluster_summary(record, timeout=5)
 
 
 def stop_cluster(cluster_id: str) -> dict[str, Any]:
     from . import metrics
     from .dashboards import stop_dashboard
 
-    record = ClusterRegistry().stop(cluster_id)
+    record = ClusterControl().stop(cluster_id)
     stop_dashboard(record.id)  # it would exit by itself a moment later
     metrics.forget(record.scheduler_address)
     return {"id": record.id, "stopped": True}
 
 
+def connect_cell(cluster_id: str) -> dict[str, Any]:
+    control = ClusterControl()
+    record = control.get(cluster_id)
+    return {"id": record.id, "code": control.connect_code(record)}
+
+
 class ClustersHandler(WorkbenchHandler):
     @web.authenticated
     async def get(self) -> None:
-        registry = ClusterRegistry()
-        records = await self.run(registry.list)
-        summaries = await asyncio.gather(*(self.run(cluster_summary, registry, r) for r in records))
+        records = await self.run(ClusterControl().list)
+        summaries = await asyncio.gather(*(self.run(cluster_summary, r) for r in records))
         self.reply({"clusters": list(summaries)})
 
     @web.authenticated
@@ -141,9 +99,8 @@ class ClustersHandler(WorkbenchHandler):
 class ClusterHandler(WorkbenchHandler):
     @web.authenticated
     async def get(self, cluster_id: str) -> None:
-        registry = ClusterRegistry()
-        record = await self.run(registry.get, cluster_id)
-        self.reply(await self.run(cluster_summary, registry, record))
+        record = await self.run(ClusterControl().get, cluster_id)
+        self.reply(await self.run(cluster_summary, record))
 
     @web.authenticated
     async def delete(self, cluster_id: str) -> None:
@@ -167,5 +124,4 @@ class AdaptHandler(WorkbenchHandler):
 class ConnectHandler(WorkbenchHandler):
     @web.authenticated
     async def get(self, cluster_id: str) -> None:
-        record = await self.run(ClusterRegistry().get, cluster_id)
-        self.reply({"id": record.id, "code": connect_code(record)})
+        self.reply(await self.run(connect_cell, cluster_id))

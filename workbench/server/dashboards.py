@@ -37,8 +37,9 @@ import psutil
 from tornado import web
 
 from .. import config
+from ..clusters.control import ClusterControl
 from ..clusters.detached import LaunchError, _reap
-from ..clusters.running import ClusterRecord, ClusterRegistry
+from ..clusters.record import ClusterRecord
 from ..errors import MissingDependencyError
 from .base import RequestError
 from .health import Check, _fetch, _HealthBase
@@ -326,7 +327,7 @@ class ClusterDashboardHandler(_HealthBase):
 
     @web.authenticated
     async def get(self, cluster_id: str) -> None:
-        record = await self.run(ClusterRegistry().get, cluster_id)
+        record = await self.run(ClusterControl().get, cluster_id)
         state = read_state(record.id)
         if state is None or not state.alive():
             self.reply({"id": record.id, "running": False, "url": None})
@@ -343,6 +344,6 @@ class ClusterDashboardHandler(_HealthBase):
 
     @web.authenticated
     async def delete(self, cluster_id: str) -> None:
-        record = await self.run(ClusterRegistry().get, cluster_id)
+        record = await self.run(ClusterControl().get, cluster_id)
         stopped = await self.run(stop_dashboard, record.id)
         self.reply({"id": record.id, "stopped": stopped})

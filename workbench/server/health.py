@@ -31,7 +31,9 @@ from tornado import web
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from .. import __version__, config
-from ..clusters.running import ClusterRecord, ClusterRegistry, _port_open, scheduler_call
+from ..clusters.comm import port_open, scheduler_call
+from ..clusters.control import ClusterControl
+from ..clusters.record import ClusterRecord
 from .base import WorkbenchHandler
 
 Level = Literal["ok", "warn", "fail"]
@@ -132,7 +134,7 @@ def dashboard_urls(record: ClusterRecord, base_url: str, proxy: ProxyInfo) -> di
 def cluster_health(
     record: ClusterRecord,
     *,
-    registry: ClusterRegistry,
+    control: ClusterControl,
     base_url: str,
     proxy: ProxyInfo,
     server_url: str,
@@ -141,7 +143,7 @@ def cluster_health(
 ) -> dict[str, Any]:
     """Every check on the path from browser to dashboard, in order."""
     checks: list[Check] = []
-    status = registry.status(record)
+    status = control.status(record)
     address = record.scheduler_address
     if status == "stale":
         checks.append(
@@ -152,7 +154,7 @@ def cluster_health(
                 f"stop the cluster to clean up: workbench clusters stop {record.id}",
             )
         )
-    if _port_open(address):
+    if port_open(address):
         checks.append(Check("scheduler port", "ok", f"{address} accepts connections"))
         try:
             ident = scheduler_call(address, "identity", timeout=3)
@@ -302,7 +304,7 @@ class HealthHandler(_HealthBase):
 
         proxy = self._proxy()
         checks = await self.run(run_checks)
-        records = await self.run(ClusterRegistry().list)
+        records = await self.run(ClusterControl().list)
         self.reply(
             {
                 "version": __version__,
@@ -326,13 +328,13 @@ class HealthHandler(_HealthBase):
 class ClusterHealthHandler(_HealthBase):
     @web.authenticated
     async def get(self, cluster_id: str) -> None:
-        registry = ClusterRegistry()
-        record = await self.run(registry.get, cluster_id)
+        control = ClusterControl()
+        record = await self.run(control.get, cluster_id)
         page_host = self.get_query_argument("page_host", None)
         result = await self.run(
             cluster_health,
             record,
-            registry=registry,
+            control=control,
             base_url=self._base_url,
             proxy=self._proxy(),
             server_url=self._server_url(),

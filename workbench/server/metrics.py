@@ -17,7 +17,8 @@ from typing import Any
 
 from tornado import web
 
-from ..clusters.running import ClusterRecord, ClusterRegistry
+from ..clusters.control import ClusterControl
+from ..clusters.record import ClusterRecord
 from ..errors import WorkbenchError
 from .base import WorkbenchHandler
 
@@ -72,19 +73,8 @@ def forget(scheduler_address: str) -> None:
 
 
 def _cluster_record(cluster_id: str) -> ClusterRecord:
-    registry = ClusterRegistry()
-    record = registry.get(cluster_id)  # ClusterNotFoundError: 404
-    status = registry.status(record)
-    if status != "running":
-        raise WorkbenchError(
-            f"cluster {record.id} is {status}: its scheduler at {record.scheduler_address} "
-            + (
-                "has no owner any more (stop it to clean up)"
-                if status == "stale"
-                else "does not answer"
-            )
-        )
-    return record
+    """The running cluster's record: 404 when unknown, 409 (saying why) when not running."""
+    return ClusterControl().running(cluster_id)
 
 
 def _ready(store: Any) -> bool:

@@ -6,8 +6,8 @@ from typing import Any
 
 from tornado import web
 
+from ..clusters.backend_registry import get_backend_class
 from ..clusters.profiles import Profile, ProfileCatalog, load_catalog
-from ..clusters.registry import get_backend_class
 from ..errors import WorkbenchError
 from .base import WorkbenchHandler
 

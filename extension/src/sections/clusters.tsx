@@ -142,7 +142,7 @@ function ClusterCard(props: {
       <div className="jp-workbench-cluster-head">
         <span
           className={`jp-workbench-status jp-mod-${cluster.status}`}
-          title={cluster.status}
+          title={cluster.problem ?? cluster.status}
           aria-hidden="true"
         />
         <button
@@ -156,8 +156,16 @@ function ClusterCard(props: {
           <b className="jp-workbench-cluster-profile">{cluster.profile}</b>
           <code className="jp-workbench-dim">{cluster.id}</code>
         </button>
-        <span className="jp-workbench-cluster-state">{cluster.status}</span>
+        <span
+          className="jp-workbench-cluster-state"
+          title={cluster.problem ?? undefined}
+        >
+          {cluster.status}
+        </span>
       </div>
+      {cluster.problem ? (
+        <div className="jp-workbench-cluster-problem">{cluster.problem}</div>
+      ) : null}
       <div className="jp-workbench-cluster-facts">
         <span className="jp-workbench-workers">
           {cluster.workers ?? '–'} worker{cluster.workers === 1 ? '' : 's'}

@@ -1,4 +1,7 @@
-"""Backends looked up lazily by name, fsspec-style.
+"""The backend registry: backend *classes* looked up lazily by name, fsspec-style.
+
+(Running clusters are not here: their records are in
+:mod:`workbench.clusters.record_store`.)
 
 Built-ins are listed by import path (nothing is imported until asked for);
 third parties add theirs with an entry point in the ``workbench.backends`` group::

@@ -1,0 +1,282 @@
+"""The backend contract: what every backend promises, tested once, for every backend.
+
+Parametrized over ``local``, ``slurm`` (the real single-node SLURM), ``gateway`` (the real
+dask-gateway-server) and ``kubernetes`` (the Kubernetes API STAND-IN of
+tests/_kube_standin.py, since no Kubernetes can run here; the Dask scheduler and workers
+behind it are real). The environments are in tests/_contract.py; a new backend is done
+when an environment for it passes this module.
+
+Each test times what it measures (see the "timings measured by the tests" summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import operator
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import workbench
+from workbench.clusters import ClusterControl, ClusterHandle, RecordStore
+from workbench.clusters.record import ClusterRecord, process_alive
+
+from ._contract import PROFILE, BackendEnv, make_env, wait_until
+from ._timing import Timings
+from .conftest import WORKBENCH
+
+BACKENDS = [
+    pytest.param("local", id="local"),
+    pytest.param("slurm", marks=pytest.mark.slurm, id="slurm"),
+    pytest.param("gateway", id="gateway"),
+    pytest.param("kubernetes", id="kubernetes"),
+]
+#: Code a fresh process runs after a cluster's connect code.
+CHECK = "\nprint('answer', client.submit(lambda: 6 * 7).result(timeout=60), flush=True)\n"
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture(params=BACKENDS)
+def env(request: pytest.FixtureRequest, user_profiles: Any, tmp_path: Path) -> Iterator[BackendEnv]:
+    backend_env = make_env(request.param, request, tmp_path)
+    user_profiles(backend_env.profile_yaml())
+    yield backend_env
+    control = ClusterControl()
+    for record in control.list():  # a failed test's leftovers, released before the next test
+        try:
+            control.stop(record.id, timeout=30)
+        except Exception as exc:
+            print(f"contract teardown: could not stop {record.id}: {exc}")
+
+
+def _launch(**overrides: Any) -> ClusterHandle:
+    return workbench.launch(PROFILE, wait=1, timeout=180, progress="off", **overrides)
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*WORKBENCH, "clusters", *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _run_code(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_launch_compute_close(env: BackendEnv, timings: Timings) -> None:
+    with timings.measure("launch until 1 worker"):
+        handle = _launch()
+    control = ClusterControl()
+    try:
+        record = control.get(handle.id)
+        assert record.backend == env.backend and control.status(record) == "running"
+        assert env.held(record), "a running cluster holds something outside its owner"
+        with timings.measure("first task"):
+            assert handle.client.submit(operator.mul, 6, 7).result(timeout=60) == 42
+        assert control.info(record)["workers"] >= 1
+        assert record.watchdog is not None and process_alive(*record.watchdog)
+    finally:
+        with timings.measure("close()"):
+            handle.close()
+    timings.record("released after close()", env.wait_released(record, 60))
+    assert control.list() == []
+    # The watchdog saw the record go and exited.
+    assert record.watchdog is not None
+    timings.record(
+        "watchdog exited after close()",
+        wait_until(lambda: not process_alive(*record.watchdog), 10),  # type: ignore[misc]
+    )
+
+
+def test_scale_and_adapt(env: BackendEnv, timings: Timings) -> None:
+    handle = _launch()
+    try:
+        with timings.measure("scale 1 -> 2 workers"):
+            handle.scale(2).wait_for_workers(2, timeout=180, progress="off")
+        with timings.measure("scale 2 -> 1 worker"):
+            handle.scale(1)
+            wait_until(lambda: handle.n_workers() == 1, 120)
+        with timings.measure("adapt minimum 2: 1 -> 2 workers"):
+            handle.adapt(minimum=2, maximum=2)
+            wait_until(lambda: handle.n_workers() == 2, 180)
+        with timings.measure("adapt maximum 1: 2 -> 1 worker"):
+            handle.adapt(minimum=1, maximum=1)
+            wait_until(lambda: handle.n_workers() == 1, 180)
+        assert handle.client.submit(operator.add, 1, 2).result(timeout=60) == 3
+    finally:
+        handle.close()
+    env.wait_released(handle.record, 60)
+
+
+def test_control_from_another_process(env: BackendEnv, timings: Timings) -> None:
+    handle = _launch()
+    record = handle.record
+    try:
+        with timings.measure("CLI scale 1 -> 2 workers"):
+            out = _cli("scale", handle.id[:6], "2")
+            assert out.returncode == 0, out.stderr
+            wait_until(lambda: handle.n_workers() == 2, 180)
+        with timings.measure("CLI adapt 2 -> 1 worker"):
+            out = _cli("adapt", handle.id, "--minimum", "1", "--maximum", "1")
+            assert out.returncode == 0, out.stderr
+            wait_until(lambda: handle.n_workers() == 1, 180)
+        listed = json.loads(_cli("list", "--json").stdout)
+        assert [(c["id"], c["status"]) for c in listed] == [(handle.id, "running")]
+        if env.backend == "slurm":
+            out = _cli("scale", handle.id, "2", "--jobs")
+            assert out.returncode == 0, out.stderr
+            wait_until(lambda: handle.n_workers() == 2, 180)
+        else:
+            out = _cli("scale", handle.id, "2", "--jobs")
+            assert out.returncode == 1 and "runs no batch jobs" in out.stderr
+        with timings.measure("CLI stop until the owner's handle is closed"):
+            out = _cli("stop", handle.id)
+            assert out.returncode == 0 and f"stopped {handle.id}" in out.stdout, out.stderr
+            wait_until(lambda: handle.status == "closed", 60)
+        timings.record("released after CLI stop", env.wait_released(record, 60))
+    finally:
+        handle.close()
+    assert ClusterControl().list() == []
+
+
+OWNER = """
+import json, sys, time, workbench
+if __name__ == "__main__":
+    h = workbench.launch({profile!r}, wait=1, timeout=180, progress="off")
+    print(json.dumps(h.record.to_dict()), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_owner_killed_releases_everything(
+    env: BackendEnv, timings: Timings, tmp_path: Path
+) -> None:
+    script = tmp_path / "owner.py"
+    script.write_text(textwrap.dedent(OWNER.format(profile=PROFILE)))
+    with subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as owner:
+        try:
+            assert owner.stdout is not None
+            line = owner.stdout.readline()
+            assert line, "the owner did not start its cluster"
+            record = ClusterRecord.from_dict(json.loads(line))
+            assert env.held(record)
+        finally:
+            os.kill(owner.pid, signal.SIGKILL)
+            owner.wait()
+    killed = time.monotonic()
+    timings.record("released after the owner's SIGKILL", env.wait_released(record, 60))
+    store = RecordStore()
+    wait_until(lambda: not store.exists(record.id), 60 - (time.monotonic() - killed))
+    timings.record("record released by the watchdog after SIGKILL", time.monotonic() - killed)
+    ended = store.ended(record.id)
+    assert ended is not None and "killed or crashed" in ended[1]["reason"]
+    out = _cli("stop", record.id)
+    assert out.returncode == 1 and "is gone" in out.stderr and "killed or crashed" in out.stderr
+    assert record.watchdog is not None and not process_alive(*record.watchdog)
+
+
+def test_connect_code_in_a_fresh_process(env: BackendEnv, timings: Timings) -> None:
+    handle = _launch()
+    try:
+        code = ClusterControl().connect_code(handle.id)
+        assert code == handle.connect_code()
+        with timings.measure("connect code in a fresh process"):
+            out = _run_code(code + CHECK)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "answer 42" in out.stdout
+        assert handle.n_workers() >= 1 and handle.status != "closed"  # still running
+    finally:
+        handle.close()
+    env.wait_released(handle.record, 60)
+
+
+async def _wait_workers(api: Any, cluster_id: str, n: int, timeout: float = 180) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        reply = await api("GET", f"clusters/{cluster_id}")
+        if reply.status == 200 and reply.data["workers"] == n:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"cluster {cluster_id}: {reply.data}")
+        await asyncio.sleep(0.3)
+
+
+async def test_the_same_through_the_rest_routes(
+    env: BackendEnv, timings: Timings, api: Any
+) -> None:
+    started = time.perf_counter()
+    reply = await api("POST", "clusters", body={"profile": PROFILE, "options": {}})
+    timings.record("REST launch (detached) until ready", time.perf_counter() - started)
+    assert reply.status == 201, reply.data
+    cid = reply.data["id"]
+    assert reply.data["status"] == "running" and reply.data["backend"] == env.backend
+    record = ClusterControl().get(cid)
+    listing = await api("GET", "clusters")
+    assert [c["id"] for c in listing.data["clusters"]] == [cid]
+
+    started = time.perf_counter()
+    reply = await api("POST", f"clusters/{cid}/scale", body={"n": 2})
+    assert reply.status == 200 and reply.data == {"id": cid, "requested_workers": 2}, reply.data
+    await _wait_workers(api, cid, 2)
+    timings.record("REST scale 1 -> 2 workers", time.perf_counter() - started)
+
+    started = time.perf_counter()
+    reply = await api("POST", f"clusters/{cid}/adapt", body={"minimum": 1, "maximum": 1})
+    assert reply.status == 200, reply.data
+    await _wait_workers(api, cid, 1)
+    timings.record("REST adapt 2 -> 1 worker", time.perf_counter() - started)
+
+    reply = await api("GET", f"clusters/{cid}/connect")
+    assert reply.status == 200
+    assert reply.data["code"] == ClusterControl().connect_code(cid)  # the backend's own
+    out = await asyncio.to_thread(_run_code, reply.data["code"] + CHECK)
+    assert "answer 42" in out.stdout, out.stderr[-3000:]
+
+    started = time.perf_counter()
+    reply = await api("DELETE", f"clusters/{cid}")
+    assert reply.status == 200 and reply.data == {"id": cid, "stopped": True}, reply.data
+    await asyncio.to_thread(env.wait_released, record, 60)
+    timings.record("REST stop until released", time.perf_counter() - started)
+    assert (await api("GET", f"clusters/{cid}")).status == 404
+    wait_until(lambda: not process_alive(record.owner_pid, record.owner_create_time), 30)
+
+
+def test_idle_timeout_closes_and_releases(env: BackendEnv, timings: Timings) -> None:
+    idle = 4.0
+    handle = _launch(idle_timeout=idle)
+    record = handle.record
+    assert record.idle_timeout == idle
+    assert handle.client.submit(operator.mul, 3, 3).result(timeout=60) == 9
+    done = time.monotonic()
+    wait_until(lambda: handle.status == "closed", 60)
+    closed_after = time.monotonic() - done
+    timings.record(f"closed after idle (idle_timeout {idle:g}s)", closed_after)
+    assert closed_after >= idle - 1.5, "closed before it was idle for idle_timeout"
+    assert handle.end_reason is not None and "idle_timeout" in handle.end_reason
+    timings.record("released after idle close", env.wait_released(record, 60))
+    wait_until(lambda: ClusterControl().list() == [], 30)  # close() ends by forgetting it

@@ -1,0 +1,288 @@
+"""The one control path: every request about a running cluster, from any process.
+
+The CLI (``workbench clusters ...``), the JupyterLab server's REST routes, a cluster's
+watchdog and the server's start-up sweep all go through :class:`ClusterControl`:
+
+- it finds the cluster's :class:`~workbench.clusters.record.ClusterRecord` in the
+  :class:`~workbench.clusters.record_store.RecordStore`;
+- it says what state the cluster is in (:meth:`ClusterControl.status`), and when a
+  request cannot be served, why (:meth:`ClusterControl.running`);
+- it dispatches stop, scale (workers or jobs), adapt, info, connect code and cleanup to
+  the record's backend class (``Backend.remote_*``, ``connect_code``,
+  ``cleanup_orphans``), which knows where that backend's scheduler runs: in the owner's
+  process (``local``, ``slurm``), on a dask-gateway, or in a Kubernetes cluster.
+
+The notebook's own :class:`~workbench.clusters.handle.ClusterHandle` acts on its cluster
+object directly and serves the requests this path sends to its process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import time
+from typing import Any
+
+import psutil
+
+from ..errors import (
+    ClusterStaleError,
+    ClusterStateError,
+    ClusterUnreachableError,
+    WorkbenchError,
+)
+from .backend import Backend
+from .backend_registry import get_backend_class
+from .comm import port_open
+from .record import ClusterRecord, Status, process_alive
+from .record_store import STALE_AFTER_S, RecordStore
+
+
+def backend_class(record: ClusterRecord) -> type[Backend]:
+    """The backend class of a record; the generic base when its plugin is not installed
+    here (requests then go to the owner's scheduler handlers, which every backend whose
+    scheduler runs in its owner's process serves)."""
+    try:
+        return get_backend_class(record.backend)
+    except WorkbenchError:
+        return Backend
+
+
+def reap(worker_pids: builtins.list[tuple[int, float]], timeout: float = 5.0) -> list[int]:
+    """Terminate (then kill) the still-running processes among ``worker_pids``."""
+    procs = []
+    for pid, created in worker_pids:
+        if process_alive(pid, created):
+            with contextlib.suppress(psutil.Error):
+                procs.append(psutil.Process(pid))
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return [p.pid for p in procs]
+
+
+class ClusterControl:
+    """List, inspect, stop, scale, adapt, connect to and clean up clusters by record."""
+
+    def __init__(self, store: RecordStore | None = None) -> None:
+        self.store = store or RecordStore()
+
+    # -- finding ---------------------------------------------------------------------------
+    def list(self) -> builtins.list[ClusterRecord]:
+        return self.store.list()
+
+    def get(self, cluster_id: str) -> ClusterRecord:
+        """The record whose id is ``cluster_id`` or a unique prefix of it."""
+        return self.store.get(cluster_id)
+
+    def status(self, record: ClusterRecord) -> Status:
+        """running: owner alive and scheduler port open; stale: owner gone; else unreachable.
+
+        On the owner's host the owner's pid tells; for a record written on another host
+        (a second login node sharing $HOME) its heartbeat does.
+        """
+        if record.on_this_host:
+            if not record.owner_alive():
+                return "stale"
+        elif self.store.heartbeat_age(record) > STALE_AFTER_S:
+            return "stale"
+        return "running" if port_open(record.scheduler_address) else "unreachable"
+
+    def stale_reason(self, record: ClusterRecord) -> str:
+        if record.on_this_host:
+            return (
+                f"the process that owned it (pid {record.owner_pid} on {record.hostname}) "
+                "has exited"
+            )
+        age = self.store.heartbeat_age(record)
+        return (
+            f"its owner on {record.hostname} (pid {record.owner_pid}) has not refreshed the "
+            f"record for {age:.0f}s"
+        )
+
+    def running(self, cluster_id: str, probe: bool = False) -> ClusterRecord:
+        """The record of a cluster that can take requests now, or an error that says why not:
+        ClusterNotFoundError (unknown or ended), ClusterStaleError, ClusterUnreachableError.
+
+        Without ``probe`` the scheduler's port is enough; with it the backend is asked for
+        the live facts too (a gateway's proxy answers for a scheduler that is gone).
+        """
+        record = self.get(cluster_id)
+        status = self.status(record)
+        if status == "stale":
+            raise ClusterStaleError(
+                f"cluster {record.id} is stale: {self.stale_reason(record)}. Stop it to clean "
+                f"up what it left (workbench clusters stop {record.id}); its watchdog does so "
+                "by itself within seconds."
+            )
+        if status == "unreachable":
+            raise ClusterUnreachableError(
+                f"cluster {record.id}: its scheduler at {record.scheduler_address} does not "
+                f"accept connections, though its owner (pid {record.owner_pid}) runs. The "
+                "scheduler was stopped or killed; stop the cluster to release the rest."
+            )
+        if probe:
+            self.info(record)
+        return record
+
+    def info(self, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:
+        """Live facts (workers, threads, memory). Raises ClusterUnreachableError."""
+        return backend_class(record).remote_info(record, timeout=timeout)
+
+    def summary(self, record: ClusterRecord, timeout: float = 2.0) -> dict[str, Any]:
+        """The record with its status, live facts and, when not running, the reason."""
+        status = self.status(record)
+        info: dict[str, Any] = {}
+        problem = None
+        if status == "running":
+            try:
+                info = self.info(record, timeout=timeout)
+            except WorkbenchError as exc:
+                status, problem = "unreachable", str(exc)
+        elif status == "stale":
+            problem = f"stale: {self.stale_reason(record)}"
+        else:
+            problem = f"its scheduler at {record.scheduler_address} does not accept connections"
+        data = record.to_dict()
+        data.pop("worker_pids", None)
+        return {
+            **data,
+            "status": status,
+            "workers": info.get("workers"),
+            "threads": info.get("threads"),
+            "memory": info.get("memory"),
+            "n_gpus": len(record.gpus),
+            "problem": problem,
+        }
+
+    # -- requests ----------------------------------------------------------------------------
+    def stop(self, cluster_id: str, timeout: float = 30.0) -> ClusterRecord:
+        """Stop a cluster: through its backend (its owner, gateway or Kubernetes), or by
+        cleaning up after an owner that is gone."""
+        record = self.get(cluster_id)
+        if self.status(record) == "stale":
+            self.release(record, f"stopped on request after {self.stale_reason(record)}")
+            return record
+        cls = backend_class(record)
+        try:
+            stopped = cls.remote_close(record, timeout=timeout)
+        except ClusterStateError:
+            if port_open(record.scheduler_address):
+                raise
+            # Nothing listens any more: release what is left.
+            self.release(record, "stopped on request; its scheduler had already gone")
+            return record
+        if stopped:
+            self.store.remove(record.id)
+            return record
+        self._wait_closed_by_owner(record, timeout)
+        return record
+
+    def _wait_closed_by_owner(self, record: ClusterRecord, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.store.exists(record.id) and not port_open(record.scheduler_address):
+                return
+            if record.on_this_host and not record.owner_alive():
+                break
+            time.sleep(0.1)
+        owner_alive = not record.on_this_host or record.owner_alive()
+        if port_open(record.scheduler_address) and owner_alive:
+            raise ClusterStateError(
+                f"cluster {record.id} did not stop within {timeout:.0f}s; its owner process "
+                f"{record.owner_pid} on {record.hostname} is still running"
+            )
+        if self.store.exists(record.id):
+            self.release(record, "its owner exited while closing it")
+
+    def scale(
+        self,
+        cluster_id: str,
+        n: int | None = None,
+        *,
+        jobs: int | None = None,
+        timeout: float = 30.0,
+    ) -> ClusterRecord:
+        """Ask the cluster for ``n`` workers, or for ``jobs`` batch jobs."""
+        if (n is None) == (jobs is None):
+            raise ValueError("scale: pass a number of workers, or jobs=N (not both)")
+        count = n if jobs is None else jobs
+        if count is None or count < 0:
+            raise ValueError(f"cannot scale to {count} {'jobs' if jobs is not None else 'workers'}")
+        record = self.running(cluster_id, probe=True)
+        cls = backend_class(record)
+        if jobs is not None and not cls.has_jobs:
+            raise ClusterStateError(
+                f"cluster {record.id} ({record.backend}) runs no batch jobs: scale it in workers"
+            )
+        cls.remote_scale(record, n=n, jobs=jobs, timeout=timeout)
+        return record
+
+    def adapt(
+        self,
+        cluster_id: str,
+        minimum: int = 0,
+        maximum: int | None = None,
+        timeout: float = 30.0,
+    ) -> ClusterRecord:
+        """Let the cluster scale itself between ``minimum`` and ``maximum`` workers."""
+        if minimum < 0 or (maximum is not None and maximum < minimum):
+            raise ValueError(f"adapt: need 0 <= minimum <= maximum (got {minimum}, {maximum})")
+        record = self.running(cluster_id, probe=True)
+        backend_class(record).remote_adapt(record, minimum, maximum, timeout=timeout)
+        return record
+
+    def connect_code(self, cluster: str | ClusterRecord) -> str:
+        """Python code that connects a client to the cluster from another kernel."""
+        record = cluster if isinstance(cluster, ClusterRecord) else self.get(cluster)
+        return backend_class(record).connect_code(record)
+
+    # -- clusters whose owner is gone ----------------------------------------------------------
+    def release(self, record: ClusterRecord, reason: str | None = None) -> None:
+        """Release what a cluster left behind (worker processes on this host, batch jobs, a
+        gateway cluster, a DaskCluster), then forget it, keeping a note of ``reason``.
+
+        When the backend cannot release its part now, the record is kept (it is the only
+        trace of what may still run) and WorkbenchError says why.
+        """
+        if record.on_this_host:
+            reap(record.worker_pids)
+        try:
+            cls: type[Backend] | None = get_backend_class(record.backend)
+        except WorkbenchError:
+            cls = None  # a plugin backend that is gone: nothing more can be released
+        if cls is not None:
+            try:
+                cls.cleanup_orphans(record)
+            except WorkbenchError as exc:
+                raise WorkbenchError(
+                    f"cluster {record.id} ({record.backend}): could not release what its dead "
+                    f"owner left: {exc} The record is kept; fix this and run "
+                    "'workbench clusters cleanup' again."
+                ) from exc
+        self.store.end(record, reason or f"released after {self.stale_reason(record)}")
+
+    def cleanup(self) -> builtins.list[ClusterRecord]:
+        """Release every stale cluster (owner gone); returns them.
+
+        A record whose leftovers cannot be released is kept, and after the others are
+        cleaned a WorkbenchError says why.
+        """
+        cleaned = []
+        errors = []
+        for record in self.list():
+            if self.status(record) == "stale":
+                try:
+                    self.release(record, f"cleaned up after {self.stale_reason(record)}")
+                except WorkbenchError as exc:
+                    errors.append(str(exc))
+                    continue
+                cleaned.append(record)
+        if errors:
+            done = f"cleaned {len(cleaned)} cluster(s); " if cleaned else ""
+            raise WorkbenchError(done + "\n".join(errors))
+        return cleaned
