@@ -10,10 +10,9 @@ real kernels of the in-process Jupyter server.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from workbench.metrics import TAB_PAGES
 from workbench.server import kernels
 from workbench.server.panes import dashboard_root, dask_plots
 
+from ._kernels import execute, kernel_of
 from ._lab_fixtures import SMALL_CLUSTER
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after", "close_collectors")
@@ -98,39 +98,6 @@ async def test_panes_of_a_cluster_load_through_the_proxy(
 
 
 # -- kernels ---------------------------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def kernel_of(jp_serverapp: Any) -> AsyncIterator[tuple[str, Any]]:
-    """A real kernel of the in-process Jupyter server and a client of it."""
-    manager = jp_serverapp.kernel_manager
-    kernel_id = await manager.start_kernel()
-    client = manager.get_kernel(kernel_id).client()
-    client.start_channels()
-    await client.wait_for_ready(timeout=120)
-    try:
-        yield kernel_id, client
-    finally:
-        client.stop_channels()
-        await manager.shutdown_kernel(kernel_id, now=True)
-
-
-async def execute(client: Any, code: str, timeout: float = 120) -> str:
-    """Run ``code`` in the kernel; its stdout (fails the test on an error)."""
-    msg_id = client.execute(code)
-    out: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        msg = await client.get_iopub_msg(timeout=max(1.0, deadline - time.monotonic()))
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream":
-            out.append(content["text"])
-        elif kind == "error":
-            raise AssertionError("\n".join(content["traceback"]))
-        elif kind == "status" and content["execution_state"] == "idle":
-            return "".join(out)
-
-
 @pytest.mark.slow
 async def test_the_cluster_a_kernel_is_connected_to(jp_serverapp: Any) -> None:
     async with kernel_of(jp_serverapp) as (kernel_id, client):

@@ -113,6 +113,7 @@ def connect(namespace: dict[str, Any], cluster_id: str) -> tuple[str, str]:
     """Run the cluster's connect code in ``namespace``: (status, message)."""
     try:
         import dask
+        import distributed  # noqa: F401  its config defaults first: set() restores on exit
 
         record, code = _connect_code(cluster_id)
         with dask.config.set({"distributed.comm.timeouts.connect": f"{CONNECT_TIMEOUT_S}s"}):

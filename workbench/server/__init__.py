@@ -38,6 +38,8 @@ def _setup_autoconnect(serverapp: Any) -> None:
     event_logger = getattr(serverapp, "event_logger", None)
     if event_logger is not None:
         event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=on_kernel_action)
+
+
 def sweep_stale_clusters(log: Any) -> None:
     """Release every cluster whose owner is gone (its watchdog was killed too, or the
     machine restarted): what the server does at start-up, in a thread."""
