@@ -121,11 +121,21 @@ function ClusterCard(props: {
       );
     });
 
-  const toggleAutoConnect = (on: boolean) =>
-    act('autoconnect', async () => {
-      await setAutoConnect(on ? cluster.id : null, settings);
+  // Shown at once; the list's next refresh (right after the request) confirms it.
+  const [autoOn, setAutoOn] = useState(!!cluster.autoconnect);
+  useEffect(() => setAutoOn(!!cluster.autoconnect), [cluster.autoconnect]);
+  const toggleAutoConnect = (on: boolean) => {
+    setAutoOn(on);
+    return act('autoconnect', async () => {
+      try {
+        await setAutoConnect(on ? cluster.id : null, settings);
+      } catch (e) {
+        setAutoOn(!on);
+        throw e;
+      }
       context.notifyClustersChanged();
     });
+  };
 
   const running = cluster.status === 'running';
   const gpus = cluster.n_gpus ? `${cluster.n_gpus} GPU(s)` : 'CPU';
@@ -199,7 +209,7 @@ function ClusterCard(props: {
         <label className="jp-workbench-autoconnect">
           <input
             type="checkbox"
-            checked={!!cluster.autoconnect}
+            checked={autoOn}
             disabled={!!busy}
             onChange={e => void toggleAutoConnect(e.target.checked)}
             data-workbench-action="autoconnect"
