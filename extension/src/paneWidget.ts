@@ -38,6 +38,13 @@ export class WorkbenchPane extends MainAreaWidget<IFrame> {
     this._message.className = 'jp-workbench-pane-message';
     this._message.setAttribute('role', 'status');
     this.content.node.appendChild(this._message);
+    this.showStatus(`Opening ${this.title.label}…`);
+  }
+
+  /** Say what the pane waits for (shown until its page is set). */
+  showStatus(message: string): void {
+    this._message.textContent = message;
+    this._message.style.display = '';
   }
 
   readonly item: IPaneItem;
@@ -59,8 +66,7 @@ export class WorkbenchPane extends MainAreaWidget<IFrame> {
   /** Say why the page cannot be shown (the cluster stopped, the dashboard is gone). */
   showProblem(message: string): void {
     this.content.url = '';
-    this._message.textContent = message;
-    this._message.style.display = '';
+    this.showStatus(message);
   }
 
   private _message: HTMLElement;
