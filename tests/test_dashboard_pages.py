@@ -3,6 +3,7 @@ dashboard server's pages (one per tab), drawn with hvplot."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,3 +163,26 @@ def test_server_serves_a_page_per_tab(host_store: MetricsStore) -> None:
             assert "<title>workbench live metrics</title>" in reply.read().decode()
     finally:
         server.stop()
+
+
+@pytest.mark.gpu
+def test_gpu_idle_time_on_real_nvml() -> None:
+    """On a GPU machine: the idle counter of every visible GPU follows its utilization."""
+    sampler = GPUSampler(SamplerContext(role="host"))
+    assert sampler.reason is None, sampler.reason
+    times: list[float] = []
+    ticks: list[dict[str, float]] = []
+    for _ in range(5):
+        times.append(time.time())
+        ticks.append(sampler.sample(times[-1]))
+        time.sleep(0.5)
+    sampler.close()
+    for gpu, _, _ in sampler.devices:
+        labels = {"gpu": str(gpu.index), "uuid": gpu.uuid}
+        util = [t[series_key("workbench_gpu_utilization_percent", labels)] for t in ticks]
+        idle = [t[series_key(IDLE, labels)] for t in ticks]
+        expected = [0.0]
+        for i in range(1, len(times)):
+            busy = util[i] >= IDLE_UTILIZATION_PERCENT
+            expected.append(expected[-1] + (0.0 if busy else times[i] - times[i - 1]))
+        assert idle == pytest.approx(expected), (gpu.name, util)
