@@ -137,3 +137,15 @@ async def _connected(jp_serverapp: Any, kernel_id: str, client: Any) -> None:
         print(f"kernel -> cluster lookup took {took * 1000:.1f} ms")
     finally:
         await asyncio.gather(asyncio.to_thread(first.close), asyncio.to_thread(second.close))
+
+
+def test_addresses_that_match_no_connection() -> None:
+    from types import SimpleNamespace
+
+    odd = [
+        SimpleNamespace(owner_pid=1, hostname="h", scheduler_address=a)
+        for a in ("tcp://h:notaport", "tcp://h:99999", "inproc://192.0.2.1/1/2", "")
+    ]
+    assert kernels.connected_clusters(os.getpid(), odd) == []
+    assert kernels.scheduler_endpoints("tcp://localhost:8786") >= {("127.0.0.1", 8786)}
+    assert kernels.scheduler_endpoints("tls://[::ffff:10.0.0.5]:8786") == {("10.0.0.5", 8786)}

@@ -68,13 +68,21 @@ def _resolve(host: str, stamp: int) -> frozenset[str]:
     return frozenset()
 
 
+def _port(address: str) -> int | None:
+    try:
+        return urlparse(address).port
+    except ValueError:  # a malformed address matches nothing
+        return None
+
+
 def scheduler_endpoints(address: str) -> set[tuple[str, int]]:
     """The (ip, port) pairs a client of the scheduler at ``address`` is connected to."""
-    parsed = urlparse(address)
-    if not parsed.hostname or not parsed.port:
+    port = _port(address)
+    host = urlparse(address).hostname
+    if not host or not port:
         return set()
-    ips = _resolve(parsed.hostname, int(time.monotonic() // 60))
-    return {(ip, parsed.port) for ip in ips}
+    ips = _resolve(host, int(time.monotonic() // 60))
+    return {(ip, port) for ip in ips}
 
 
 def remote_endpoints(pid: int) -> set[tuple[str, int]]:
@@ -100,11 +108,15 @@ def connected_clusters(
         return []
     here = hostname or socket.gethostname()
     peers = remote_endpoints(pid)
+    ports = {port for _, port in peers}
     found: list[tuple[Any, How]] = []
     for record in records:
         if record.owner_pid == pid and record.hostname == here:
             found.append((record, "owner"))
-        elif scheduler_endpoints(record.scheduler_address) & peers:
+            continue
+        if _port(record.scheduler_address) not in ports:
+            continue  # no connection to that port: no need to resolve its host
+        if scheduler_endpoints(record.scheduler_address) & peers:
             found.append((record, "connection"))
     return found
 
