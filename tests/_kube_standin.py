@@ -23,14 +23,13 @@ does, by its documented behaviour rather than its code:
   (a ``Pod`` each);
 - for a ``DaskAutoscaler``, set the default group's replicas from the scheduler's
   ``adaptive_target`` between ``spec.minimum`` and ``spec.maximum``;
-- delete a cluster idle for ``spec.idleTimeout`` seconds (asking the scheduler's
-  ``check_idle``);
 - when a ``DaskCluster`` is deleted, stop its processes and delete what belongs to it;
 - a scheduler process that exits leaves its pod ``Failed`` and the cluster ``Error``
   (a real Deployment would restart it; the tests of a killed scheduler want it dead).
 
 What it does not do: containers, images, resources, scheduling on nodes, watches,
-authentication (any token is accepted), owner references, restarts.
+authentication (any token is accepted), owner references, restarts, ``idleTimeout`` (the
+handle's own idle timeout is what the contract tests).
 """
 
 from __future__ import annotations
@@ -144,9 +143,7 @@ class KubeStandIn:
         #: cluster name -> scheduler process; (cluster, group) -> worker processes.
         self.schedulers: dict[str, subprocess.Popen[bytes]] = {}
         self.workers: dict[tuple[str, str], list[tuple[str, subprocess.Popen[bytes]]]] = {}
-        self._idle: dict[str, tuple[float, float]] = {}
         self._adapt_checked: dict[str, float] = {}
-        self._idle_checked: dict[str, float] = {}
         #: Worker processes told to stop, kept until they have exited (then reaped).
         self._retiring: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
@@ -348,7 +345,6 @@ class KubeStandIn:
                 self._scheduler_started(obj)
             if proc.poll() is None and obj.get("status", {}).get("phase") == "Running":
                 self._autoscale(name)
-                self._idle_check(obj)
         for key, group in list(self.objects.items()):
             if "/daskworkergroups/" in key:
                 self._scale_group(group)
@@ -522,24 +518,6 @@ class KubeStandIn:
             group = self.objects.get(self.path("daskworkergroups", f"{cluster}-default"))
             if group is not None:
                 group["spec"]["worker"]["replicas"] = target
-
-    def _idle_check(self, obj: dict[str, Any]) -> None:
-        timeout = int(obj["spec"].get("idleTimeout") or 0)
-        name = obj["metadata"]["name"]
-        if not timeout or time.monotonic() - self._idle_checked.get(name, 0) < 1:
-            return
-        self._idle_checked[name] = time.monotonic()
-        with contextlib.suppress(OSError, TimeoutError):
-            since = self._rpc(name, "check_idle")
-            if since is None:
-                self._idle.pop(name, None)
-                return
-            key, first = self._idle.get(name, (since, time.monotonic()))
-            if key != since:
-                key, first = since, time.monotonic()
-            self._idle[name] = (key, first)
-            if time.monotonic() - first >= timeout:
-                self.objects.pop(self.path("daskclusters", name), None)
 
     def _stop_cluster(self, name: str) -> None:
         for (cluster, group), procs in list(self.workers.items()):

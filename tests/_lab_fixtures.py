@@ -71,7 +71,8 @@ def api(jp_fetch: Any) -> Callable[..., Any]:
         params: dict[str, str] | None = None,
         raw_body: str | None = None,
     ) -> Reply:
-        kwargs: dict[str, Any] = {"method": method, "raise_error": False}
+        # Launching waits for workers, which takes more than jp_fetch's 20 s on a busy machine.
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False, "request_timeout": 300}
         if raw_body is not None:
             kwargs["body"] = raw_body
         elif body is not None:

@@ -95,7 +95,7 @@ def test_gpus_of_the_gateways_workers_are_asked_of_them(
     user_profiles(gateway_server.profile(n_workers=1))
     with workbench.launch("gw", wait=1, timeout=120) as handle:
         assert handle.gpus == [g.uuid for g in detect_gpus().gpus]
-        assert ClusterControl().get(handle.id).gpus == handle.gpus
+        assert RecordStore().get(handle.id).gpus == handle.gpus
         assert resolve_device("auto", handle, handle.client) == "cuda"
         assert resolve_device("cuda", handle, handle.client) == "cuda"
         choice = choose("auto", handle)

@@ -320,3 +320,15 @@ def test_launch_submits_cluster_spec_and_reports_a_missing_operator(
     # ... and it was deleted again when the operator did not answer.
     assert ("DELETE", f"{collection}/wb-fake") in fake_kube_api.requests
     assert fake_kube_api.objects == {}
+
+
+def test_idle_timeout_reaches_the_operator_as_a_backstop() -> None:
+    """The handle closes an idle cluster after idle_timeout, counted from its first worker;
+    the operator, which counts from the scheduler's start, gets at least 5 minutes so that
+    it never deletes a cluster whose pods are still being scheduled."""
+    from workbench.clusters.kubernetes import OPERATOR_IDLE_MIN_S
+
+    assert backend(name="wb-idle").cluster_spec()["spec"]["idleTimeout"] == 0
+    short = backend(name="wb-idle", idle_timeout=4).cluster_spec()
+    assert short["spec"]["idleTimeout"] == OPERATOR_IDLE_MIN_S
+    assert backend(name="wb-idle", idle_timeout=900).cluster_spec()["spec"]["idleTimeout"] == 900

@@ -487,3 +487,36 @@ def test_a_record_of_another_host_is_cleaned_once_its_heartbeat_stops(
     assert [r.id for r in control.cleanup()] == ["otherhost1"]
     slurm.wait_no_jobs(name, timeout=30)
     assert control.list() == []
+
+
+def test_idle_timeout_does_not_give_up_on_queued_jobs(slurm: SlurmInstance, unique_name) -> None:
+    """The idle clock runs once the cluster has had a worker: a job that waits in the
+    queue longer than idle_timeout is not given up; once it ran and the cluster is idle,
+    the cluster closes and nothing stays queued."""
+    name = unique_name("wb-idle-queue")
+    handle = workbench.launch(
+        "slurm",
+        idle_timeout=2,
+        job_name=name,
+        job_extra_directives=["--begin=now+1hour"],  # queued until released below
+        progress="off",
+        **SMALL,
+    )
+    try:
+        time.sleep(6)
+        assert handle.status != "closed"
+        (job,) = slurm.jobs_named(name)
+        subprocess.run(
+            ["scontrol", "update", f"JobId={job}", "StartTime=now"],
+            env=slurm.env(),
+            check=True,
+            timeout=30,
+        )
+        handle.wait_for_workers(1, timeout=120, progress="off")
+        started = time.monotonic()
+        wait_until(lambda: handle.status == "closed", 60)
+        assert time.monotonic() - started >= 1  # not before it was idle
+        assert handle.end_reason is not None and "idle_timeout" in handle.end_reason
+    finally:
+        handle.close()
+    slurm.wait_no_jobs(name)

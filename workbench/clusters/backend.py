@@ -183,6 +183,15 @@ class Backend(ABC):
         value = sync(loop, ask)
         return None if value is None else float(value)
 
+    def waiting_for_workers(self, cluster: Cluster) -> bool:
+        """Whether workers the cluster asked for have not connected yet (queued jobs,
+        starting processes): the idle clock does not run meanwhile."""
+        requested = getattr(cluster, "requested", None)
+        observed = getattr(cluster, "observed", None)
+        if not isinstance(requested, set) or not isinstance(observed, set):
+            return False
+        return len(requested) > len(observed)
+
     def record_extra(self, cluster: Cluster) -> dict[str, Any]:
         """Facts to keep in the registry record so cleanup works without the owner."""
         return {}

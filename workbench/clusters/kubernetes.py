@@ -73,6 +73,8 @@ GPU_NODE_LABEL = "nvidia.com/gpu.present"
 SCHEDULER_COMMAND = ["dask", "scheduler"]
 WORKER_COMMAND = "dask worker"
 GPU_WORKER_COMMAND = "dask cuda worker"
+#: The least idleTimeout the operator is given (workers may take minutes to be scheduled).
+OPERATOR_IDLE_MIN_S = 300
 NAME_RE = re.compile(r"^(?=.{1,53}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -297,8 +299,11 @@ class KubernetesBackend(Backend):
             n_workers=o.n_workers,
             env=o.env,
             scheduler_service_type=o.scheduler_service_type,
-            # The operator deletes an idle DaskCluster itself (the handle would too).
-            idle_timeout=int(o.idle_timeout or 0),
+            # A backstop for when neither the handle nor its watchdog is left (a host that
+            # went away): the operator deletes the idle DaskCluster itself. It counts from
+            # the scheduler's start, workers or not, so it gets at least OPERATOR_IDLE_MIN_S;
+            # the handle enforces idle_timeout itself, from the first worker on.
+            idle_timeout=max(int(o.idle_timeout), OPERATOR_IDLE_MIN_S) if o.idle_timeout else 0,
         )
         spec["spec"]["worker"] = self.worker_spec(o.worker, o.n_workers)
         spec["spec"]["scheduler"] = self.scheduler_spec()

@@ -16,8 +16,9 @@ Four mechanisms, from the most to the least graceful:
    and by the cluster's unique job name.
 3. **The owner's monitor** (:class:`Monitor`, a thread per handle): it refreshes the
    record's heartbeat (so other hosts can tell a live owner from a dead one), closes the
-   cluster after ``idle_timeout`` seconds without tasks, notices when another process
-   stopped the cluster, and when the scheduler stops answering.
+   cluster after ``idle_timeout`` seconds without tasks (counted once the cluster has had
+   a worker, and not while workers it asked for are still queued), notices when another
+   process stopped the cluster, and when the scheduler stops answering.
 4. **Sweeps**: ``workbench clusters cleanup`` and the JupyterLab server at start-up
    release every stale record (a watchdog that was itself killed, a host that rebooted).
 """
@@ -235,6 +236,7 @@ class Monitor:
         idle_start = 0.0
         failing_since: float | None = None
         probe_broken = False
+        ready = False
         while not self._stop.wait(self.interval):
             handle = self._handle()
             if handle is None or handle.closed:
@@ -274,7 +276,12 @@ class Monitor:
             failing_since = None
             handle._found()
             timeout = handle.idle_timeout
-            if not timeout or since is None:
+            if not timeout:
+                continue
+            # The idle clock runs once the cluster has had a worker, and not while workers
+            # it asked for are still coming (jobs in a queue, pods being scheduled).
+            ready = ready or handle.n_workers() > 0
+            if since is None or not ready or handle._backend.waiting_for_workers(handle.cluster):
                 idle_key = None
                 continue
             if since != idle_key:
