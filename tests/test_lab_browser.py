@@ -168,8 +168,10 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             card.locator("[data-workbench-action=dashboards]").click()
             panel_tab = page.locator(f"#workbench-dashboards-{record.id}")
             expect(panel_tab).to_be_visible(timeout=120_000)
-            src = panel_tab.locator("iframe").get_attribute("src") or ""
-            assert re.fullmatch(r"/proxy/\d+/", src), src
+            # the pane shows at once and gets its page once the dashboard process serves
+            expect(panel_tab.locator("iframe")).to_have_attribute(
+                "src", re.compile(r"^/proxy/\d+/$"), timeout=120_000
+            )
             panel_frame = panel_tab.locator("iframe").element_handle().content_frame()
             assert panel_frame is not None
             panel_frame.wait_for_function(f"({PLOT_TIMES})().length >= 3", timeout=90_000)

@@ -522,10 +522,14 @@ def dashboard(
     if cluster_id and scheduler:
         raise click.UsageError("give --cluster or --scheduler, not both")
     scheduler_address = scheduler
+    cost = None
     if cluster_id:
+        from .accounting import CachedCost
         from .clusters.control import ClusterControl
 
-        scheduler_address = ClusterControl().running(cluster_id).scheduler_address
+        record = ClusterControl().running(cluster_id)
+        scheduler_address = record.scheduler_address
+        cost = CachedCost(record)  # the status line's running cost, from the owner
     from .dashboards import DashboardServer
     from .dashboards.server import reserve_port
     from .metrics.prometheus import serve_prometheus
@@ -540,7 +544,7 @@ def dashboard(
     store = get_store(scheduler_address, interval=interval)
     servers: list[Any] = []
     try:
-        server = DashboardServer(store, port, address, websocket_origins=list(origins))
+        server = DashboardServer(store, port, address, websocket_origins=list(origins), cost=cost)
         servers.append(server)
         what = f"cluster at {scheduler_address}" if scheduler_address else "this machine"
         click.echo(f"dashboard of {what}: {server.url}")

@@ -4,7 +4,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { ISignal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { ICluster } from './request';
+import { ICluster, IPaneItem } from './request';
 
 /** What the Workbench sidebar gives each of its sections. */
 export interface IWorkbenchContext {
@@ -28,6 +28,12 @@ export interface IWorkbenchContext {
   insertCode(code: string, what: string): void;
   /** Open the workbench Panel dashboards of the cluster in a main-area tab. */
   openWorkbenchDashboards(cluster: ICluster): Promise<void>;
+  /** Open one Dask plot or workbench dashboard page as a dockable main-area panel. */
+  openPane(item: IPaneItem): Promise<void>;
+  /** The cluster whose panes the sidebar lists (null: none yet). */
+  readonly selectedCluster: string | null;
+  readonly selectionChanged: ISignal<IWorkbenchContext, string | null>;
+  selectCluster(id: string | null): void;
   /** Open a file (relative to the Jupyter root) in JupyterLab. */
   openPath(path: string): Promise<void>;
 }

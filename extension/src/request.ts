@@ -5,6 +5,15 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+import {
+  IAccounting,
+  IAutoConnect,
+  IClusterPanes,
+  IKernelStatus
+} from './replies';
+
+export * from './replies';
+
 /** The REST namespace of the workbench server extension. */
 export const API_NAMESPACE = 'workbench/api';
 
@@ -149,6 +158,10 @@ export interface ICluster {
   workers: number | null;
   threads: number | null;
   memory: number | null;
+  /** Running cost and GPU idle time (absent from servers before workbench 0.2). */
+  accounting?: IAccounting;
+  /** Whether new notebooks' kernels connect to this cluster by themselves. */
+  autoconnect?: boolean;
 }
 
 export interface IHealthCheck {
@@ -400,6 +413,45 @@ export function getMetrics(
 ): Promise<IMetrics> {
   const query = clusterId ? `?cluster=${enc(clusterId)}` : '';
   return requestAPI<IMetrics>(`metrics${query}`, {}, settings);
+}
+
+export function clusterPanes(
+  id: string,
+  settings?: ServerConnection.ISettings
+): Promise<IClusterPanes> {
+  return requestAPI<IClusterPanes>(`clusters/${enc(id)}/panes`, {}, settings);
+}
+
+export function getAutoConnect(
+  settings?: ServerConnection.ISettings
+): Promise<IAutoConnect> {
+  return requestAPI<IAutoConnect>('autoconnect', {}, settings);
+}
+
+/** Mark `cluster` for new notebooks, or turn auto-connect off with null. */
+export function setAutoConnect(
+  cluster: string | null,
+  settings?: ServerConnection.ISettings
+): Promise<IAutoConnect> {
+  return cluster === null
+    ? requestAPI<IAutoConnect>('autoconnect', json('DELETE'), settings)
+    : requestAPI<IAutoConnect>(
+        'autoconnect',
+        json('PUT', { cluster }),
+        settings
+      );
+}
+
+/** The cluster a kernel is connected to and its figures, in one small reply. */
+export function kernelStatus(
+  kernelId: string,
+  settings?: ServerConnection.ISettings
+): Promise<IKernelStatus> {
+  return requestAPI<IKernelStatus>(
+    `metrics?kernel=${enc(kernelId)}&view=summary`,
+    {},
+    settings
+  );
 }
 
 export function startWorkbenchDashboard(

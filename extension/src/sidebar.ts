@@ -1,12 +1,5 @@
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import {
-  Dialog,
-  IFrame,
-  MainAreaWidget,
-  Notification,
-  ReactWidget,
-  showDialog
-} from '@jupyterlab/apputils';
+import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { SidePanel } from '@jupyterlab/ui-components';
@@ -16,12 +9,8 @@ import React from 'react';
 
 import { IWorkbenchContext, IWorkbenchSection } from './context';
 import { workbenchIcon } from './icon';
-import {
-  clusterHealth,
-  connectCode,
-  ICluster,
-  startWorkbenchDashboard
-} from './request';
+import { PaneManager } from './paneManager';
+import { clusterHealth, connectCode, ICluster, IPaneItem } from './request';
 import { HealthReport } from './sections/clusters';
 
 /** The Workbench left sidebar: one collapsible part per registered section. */
@@ -29,6 +18,7 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
   constructor(
     readonly app: JupyterFrontEnd,
     readonly notebooks: INotebookTracker | null,
+    readonly panes: PaneManager,
     readonly serverSettings: ServerConnection.ISettings = app.serviceManager
       .serverSettings
   ) {
@@ -37,6 +27,46 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
     this.addClass('jp-workbench-sidebar');
     this.title.icon = workbenchIcon;
     this.title.caption = 'Workbench: clusters';
+    this.node.setAttribute('role', 'region');
+    this.node.setAttribute('aria-label', 'Workbench: clusters');
+  }
+
+  get selectedCluster(): string | null {
+    return this._selected;
+  }
+
+  get selectionChanged(): Signal<IWorkbenchContext, string | null> {
+    return this._selectionChanged;
+  }
+
+  selectCluster(id: string | null): void {
+    if (id !== this._selected) {
+      this._selected = id;
+      this._selectionChanged.emit(id);
+    }
+  }
+
+  /** Show the cluster's card: open the sidebar, select it, scroll to it and focus it. */
+  revealCluster(id: string): void {
+    this.app.shell.activateById(this.id);
+    this.selectCluster(id);
+    const section = this.widgets.find(
+      w => w.id === 'workbench-section-clusters'
+    );
+    if (section && this.content instanceof AccordionPanel) {
+      const index = this.content.widgets.indexOf(section);
+      if (index >= 0 && !section.isVisible) {
+        this.content.expand(index);
+      }
+    }
+    // The card renders with the selection on React's next pass.
+    requestAnimationFrame(() => {
+      const card = this.node.querySelector<HTMLElement>(
+        `.jp-workbench-cluster[data-cluster-id="${CSS.escape(id)}"]`
+      );
+      card?.scrollIntoView({ block: 'nearest' });
+      card?.querySelector<HTMLElement>('.jp-workbench-cluster-select')?.focus();
+    });
   }
 
   get clustersChanged(): Signal<IWorkbenchContext, void> {
@@ -87,83 +117,33 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
         return;
       }
     }
-    this._openFrame(
-      `workbench-dashboard-${cluster.id}`,
-      cluster.id,
-      url,
-      `Dask ${cluster.profile} ${cluster.id.slice(0, 6)}`,
-      'jp-workbench-dashboard'
-    );
+    await this.openPane({
+      cluster: cluster.id,
+      kind: 'dask',
+      route: 'status',
+      label: 'dashboard'
+    });
   }
 
   async openWorkbenchDashboards(cluster: ICluster): Promise<void> {
-    const id = `workbench-dashboards-${cluster.id}`;
-    const open = this._dashboards.get(id);
-    if (open && !open.widget.isDisposed) {
-      this.app.shell.activateById(id);
-      return;
-    }
-    // Starts the dashboard process of the cluster (once; later calls reuse it).
-    const info = await startWorkbenchDashboard(cluster.id, this.serverSettings);
-    if (!info.url) {
-      throw new Error(`the dashboards of ${cluster.id} did not start`);
-    }
-    if (!info.proxied) {
-      Notification.warning(
-        'jupyter-server-proxy is not enabled: the dashboards only load in a browser ' +
-          "on the Jupyter server's machine. Diagnose says more.",
-        { autoClose: 10000 }
-      );
-    }
-    this._openFrame(
-      id,
-      cluster.id,
-      info.url,
-      `Dashboards ${cluster.profile} ${cluster.id.slice(0, 6)}`,
-      'jp-workbench-panel-dashboards'
-    );
+    await this.openPane({
+      cluster: cluster.id,
+      kind: 'workbench',
+      route: '',
+      label: 'Dashboards'
+    });
   }
 
-  private _openFrame(
-    id: string,
-    clusterId: string,
-    url: string,
-    label: string,
-    className: string
-  ): void {
-    const open = this._dashboards.get(id);
-    if (open && !open.widget.isDisposed) {
-      this.app.shell.activateById(id);
-      return;
-    }
-    const frame = new IFrame({
-      sandbox: [
-        'allow-scripts',
-        'allow-same-origin',
-        'allow-forms',
-        'allow-popups'
-      ]
-    });
-    frame.url = url;
-    const widget = new MainAreaWidget({ content: frame });
-    widget.id = id;
-    widget.title.label = label;
-    widget.title.caption = url;
-    widget.title.icon = workbenchIcon;
-    widget.title.closable = true;
-    widget.addClass(className);
-    this._dashboards.set(id, { clusterId, widget });
-    this.app.shell.add(widget, 'main');
-    this.app.shell.activateById(id);
+  async openPane(item: IPaneItem): Promise<void> {
+    await this.panes.open(item);
   }
 
   clustersListed(ids: string[]): void {
-    const alive = new Set(ids);
-    for (const [id, open] of this._dashboards) {
-      if (!alive.has(open.clusterId) || open.widget.isDisposed) {
-        this._dashboards.delete(id);
-        open.widget.dispose();
-      }
+    this.panes.clustersListed(ids);
+    if (this._selected !== null && !ids.includes(this._selected)) {
+      this.selectCluster(ids[0] ?? null);
+    } else if (this._selected === null && ids.length > 0) {
+      this.selectCluster(ids[0]);
     }
   }
 
@@ -203,10 +183,10 @@ export class WorkbenchSidebar extends SidePanel implements IWorkbenchContext {
   }
 
   private _clustersChanged = new Signal<IWorkbenchContext, void>(this);
+  private _selectionChanged = new Signal<IWorkbenchContext, string | null>(
+    this
+  );
+  private _selected: string | null = null;
   private _ranks = new Map<string, number>();
   private _weights = new Map<string, number>();
-  private _dashboards = new Map<
-    string,
-    { clusterId: string; widget: MainAreaWidget<IFrame> }
-  >();
 }

@@ -1,27 +1,28 @@
 """The Panel view: tabs GPU / Storage / Network / Cluster / Energy over a shared store.
 
-Each viewer (a browser tab, a notebook output) gets its own :class:`DashboardView`
-with its own settings; all read the same :class:`~workbench.metrics.store.MetricsStore`.
-Plots are HoloViews ``DynamicMap``s fed through ``Pipe`` streams, so a redraw sends
-only the new data to the browser; only the visible tab is redrawn, and only when
-the store collected something new.
+Each viewer (a browser tab, a notebook output, one Lab pane per tab) gets its own
+:class:`DashboardView` with its own settings, showing every tab or just one; all read
+the same :class:`~workbench.metrics.store.MetricsStore`. A plot is an hvplot line chart
+(:mod:`.plots`) of its frame, in a HoloViews ``DynamicMap`` fed through a ``Pipe``
+(:class:`_PlotSlot`), so a redraw sends only data to the browser; only the visible tab
+is redrawn, and only when the store collected something new.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # registers the Bokeh backend and its options
 import pandas as pd
 import panel as pn
-from bokeh.models import DatetimeTickFormatter
 
 from ..metrics.base import TABS
 from .model import AGGREGATE, DETAIL, REFRESH, WINDOWS, DashboardState, PlotSpec
+from .plots import bokeh_options, line_plot
 
 if TYPE_CHECKING:
     from ..metrics.store import MetricsStore
@@ -29,74 +30,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 hv.Store.set_current_backend("bokeh")
 
-PLOT_HEIGHT = 240
-_PALETTE = hv.Cycle(  # Category10, spelled out: no plotting backend needs to be loaded
-    [
-        "#1f77b4",
-        "#ff7f0e",
-        "#2ca02c",
-        "#d62728",
-        "#9467bd",
-        "#8c564b",
-        "#e377c2",
-        "#7f7f7f",
-        "#bcbd22",
-        "#17becf",
-    ]
-)
 _CSS = """
 .wb-note { color: #555; font-size: 13px; border: 1px dashed #bbb; border-radius: 6px;
            padding: 8px 12px; margin: 6px; min-width: 320px; }
 .wb-status { color: #444; font-size: 13px; }
 """
-
-
-_TIME_FORMAT = DatetimeTickFormatter(
-    milliseconds="%H:%M:%S.%3N",
-    seconds="%H:%M:%S",
-    minsec="%H:%M:%S",
-    minutes="%H:%M",
-    hourmin="%H:%M",
-    hours="%H:%M",
-    context=None,
-)
-
-
-def _no_legend_title(plot: Any, element: Any) -> None:
-    for legend in getattr(plot.state, "legend", []):
-        legend.title = None
-
-
-def _curves(data: pd.DataFrame, unit: str) -> hv.NdOverlay:
-    """One line per series (built from plain arrays: HoloViews' fastest data path)."""
-    value = hv.Dimension("value", label=unit)
-    curves: dict[str, hv.Curve] = {}
-    for name, group in data.groupby("series", sort=True):
-        columns = {"time": group["time"].to_numpy(), "value": group["value"].to_numpy()}
-        curves[str(name)] = hv.Curve(columns, "time", value, label=str(name))
-    if not curves:
-        curves = {"": hv.Curve({"time": [], "value": []}, "time", value)}
-    return hv.NdOverlay(curves, kdims=["series"])
-
-
-def _plot_options(plot: PlotSpec) -> list[Any]:
-    """Options applied once to a plot's DynamicMap, not on every redraw."""
-    return [
-        hv.opts.Curve(line_width=2, tools=["hover"], color=_PALETTE, framewise=True),
-        hv.opts.NdOverlay(
-            title=plot.title,
-            xlabel="",
-            responsive=True,
-            height=PLOT_HEIGHT,
-            legend_position="right",
-            legend_opts={"label_text_font_size": "8pt", "spacing": 0},
-            xformatter=_TIME_FORMAT,
-            ylim=(0, None),
-            framewise=True,
-            show_legend=True,
-            hooks=[_no_legend_title],
-        ),
-    ]
 
 
 class _PlotSlot:
@@ -132,8 +70,8 @@ class _PlotSlot:
         unit = str(frame.attrs.get("unit", ""))
         if self.pipe is None or series != self.series or unit != self.unit:
             self.pipe = hv.streams.Pipe(data=frame)
-            dmap = hv.DynamicMap(lambda data: _curves(data, unit), streams=[self.pipe])
-            self.pane.object = dmap.opts(*_plot_options(self.plot))
+            dmap = hv.DynamicMap(lambda data: line_plot(data, unit), streams=[self.pipe])
+            self.pane.object = dmap.opts(*bokeh_options(self.plot))
             self.series, self.unit = series, unit
             self.rebuilds += 1
         else:
@@ -147,31 +85,45 @@ class _PlotSlot:
 class DashboardView:
     """One viewer's dashboard; ``panel()`` is the layout to show or serve."""
 
-    def __init__(self, store: MetricsStore, state: DashboardState | None = None) -> None:
+    def __init__(
+        self,
+        store: MetricsStore,
+        state: DashboardState | None = None,
+        tabs: Sequence[str] | None = None,
+    ) -> None:
         self.store = store
         self.state = state or DashboardState(store)
-        self.slots: dict[str, dict[str, _PlotSlot]] = {tab: {} for tab in TABS}
+        #: The tabs this view shows: all of them, or one (a page per tab, a Lab pane each).
+        self.tab_names: tuple[str, ...] = tuple(tabs or TABS)
+        unknown = [t for t in self.tab_names if t not in TABS]
+        if unknown or not self.tab_names:
+            raise ValueError(f"unknown dashboard tab(s) {unknown}; the tabs are {', '.join(TABS)}")
+        self.slots: dict[str, dict[str, _PlotSlot]] = {tab: {} for tab in self.tab_names}
         self.grids: dict[str, pn.FlexBox] = {
-            tab: pn.FlexBox(sizing_mode="stretch_width", flex_wrap="wrap") for tab in TABS
+            tab: pn.FlexBox(sizing_mode="stretch_width", flex_wrap="wrap") for tab in self.tab_names
         }
         self.notices: dict[str, pn.pane.Alert] = {
             tab: pn.pane.Alert("", alert_type="warning", visible=False, sizing_mode="stretch_width")
-            for tab in TABS
+            for tab in self.tab_names
         }
-        self.tabs = pn.Tabs(
-            *[
-                (tab, pn.Column(self.notices[tab], self.grids[tab], sizing_mode="stretch_width"))
-                for tab in TABS
-            ],
-            dynamic=False,
-            sizing_mode="stretch_width",
-        )
+        pages = [
+            (tab, pn.Column(self.notices[tab], self.grids[tab], sizing_mode="stretch_width"))
+            for tab in self.tab_names
+        ]
+        #: Tabs when the view shows several, else the one tab's page.
+        self.tabs: pn.Tabs | None = None
+        self.body: pn.viewable.Viewable
+        if len(pages) > 1:
+            self.tabs = pn.Tabs(*pages, dynamic=False, sizing_mode="stretch_width")
+            self.tabs.param.watch(lambda _: self.update(force=True), "active")
+            self.body = self.tabs
+        else:
+            self.body = pages[0][1]
         self.status = pn.pane.HTML("", css_classes=["wb-status"], sizing_mode="stretch_width")
         self.problems = pn.pane.Alert("", alert_type="danger", visible=False)
         self._callback: Any = None
         self._seen_version = -1
         self.updates = 0
-        self.tabs.param.watch(lambda _: self.update(force=True), "active")
         self.state.param.watch(lambda _: self.update(force=True), ["window", "mode"])
         self.state.param.watch(self._set_period, "refresh")
 
@@ -188,17 +140,21 @@ class DashboardView:
                 self.state.param.refresh, name="Refresh", options=REFRESH, width=100
             ),
         )
+        title = "workbench live metrics"
+        if self.tabs is None:
+            title += f": {html.escape(self.tab_names[0])}"
         layout = pn.Column(
-            pn.pane.HTML("<h2 style='margin:4px 0'>workbench live metrics</h2>"),
+            pn.pane.HTML(f"<h2 style='margin:4px 0'>{title}</h2>"),
             self.status,
             controls,
             self.problems,
-            self.tabs,
+            self.body,
             sizing_mode="stretch_width",
             stylesheets=[_CSS],
         )
-        if self.state.gpu_notice() is not None:
-            self.tabs.active = TABS.index("Cluster")  # no GPU: open on something alive
+        if self.tabs is not None and self.state.gpu_notice() is not None:
+            # no GPU: open on something alive
+            self.tabs.active = self.tab_names.index("Cluster")
         self.update(force=True)
         return layout
 
@@ -221,7 +177,7 @@ class DashboardView:
     # -- redraw ---------------------------------------------------------------------------------
     @property
     def active_tab(self) -> str:
-        return TABS[self.tabs.active]
+        return self.tab_names[self.tabs.active] if self.tabs is not None else self.tab_names[0]
 
     def _sync_slots(self, tab: str) -> list[_PlotSlot]:
         plots = self.state.plots(tab)
@@ -285,8 +241,12 @@ class DashboardView:
 
 
 def create_view(
-    store: MetricsStore, cost: Callable[[], Any] | None = None, **settings: Any
+    store: MetricsStore,
+    cost: Callable[[], Any] | None = None,
+    tabs: Sequence[str] | None = None,
+    **settings: Any,
 ) -> DashboardView:
     """A view over ``store`` with initial ``refresh``/``window``/``mode`` settings;
-    ``cost`` (e.g. ``ClusterHandle.cost``) adds the running cost to the status line."""
-    return DashboardView(store, DashboardState(store, cost=cost, **settings))
+    ``cost`` (e.g. ``ClusterHandle.cost``) adds the running cost to the status line;
+    ``tabs``: the tabs to show (default: all; one tab: a page without tab headers)."""
+    return DashboardView(store, DashboardState(store, cost=cost, **settings), tabs=tabs)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import param
 
+from ..metrics.accounting import gpu_summary
 from ..metrics.base import TABS, MetricSpec, catalog, parse_key
 
 if TYPE_CHECKING:
@@ -365,6 +366,10 @@ class DashboardState(param.Parameterized):
         gpus, _ = store.gpu_status()
         where = f"cluster {store.scheduler_address}" if store.scheduler_address else "this host"
         parts = [where, f"{len(workers)} workers", f"{gpus} GPUs"]
+        summary = gpu_summary(store)
+        if summary.gpus:
+            # money burning on idle GPUs: how many idle now, and for how long so far
+            parts.append(summary.short())
         latest = max(
             (t for s in store.snapshot_sources() if (t := s.ring.last_time()) is not None),
             default=None,

@@ -1,19 +1,30 @@
-"""Serving the dashboards (and ``/metrics``) with Panel's Bokeh/Tornado server."""
+"""Serving the dashboards (and ``/metrics``) with Panel's Bokeh/Tornado server.
+
+Pages: ``/`` has every tab; ``/gpu``, ``/storage``, ``/network``, ``/cluster`` and
+``/energy`` (:data:`~workbench.metrics.base.TAB_PAGES`) have one tab each, so that
+JupyterLab can show each as a pane of its own. Every page and every viewer reads the
+same store.
+"""
 
 from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
 from tornado.web import RequestHandler
 
 from ..errors import MetricsError
+from ..metrics.base import TAB_PAGES
 from ..metrics.prometheus import CONTENT_TYPE, render
 
 if TYPE_CHECKING:
     from ..metrics.store import MetricsStore
+
+
+TITLE = "workbench live metrics"
 
 
 class PrometheusHandler(RequestHandler):
@@ -62,6 +73,7 @@ class DashboardServer:
         prometheus: bool = True,
         websocket_origins: list[str] | None = None,
         settings: dict[str, Any] | None = None,
+        cost: Callable[[], Any] | None = None,
     ) -> None:
         from .app import create_view
 
@@ -70,21 +82,29 @@ class DashboardServer:
         self.address = address
         view_settings = dict(settings or {})
 
-        def app() -> pn.viewable.Viewable:
-            view = create_view(store, **view_settings)
-            layout = view.panel()
-            view.start()
-            return layout
+        def page(tabs: tuple[str, ...] | None) -> Callable[[], pn.viewable.Viewable]:
+            def app() -> pn.viewable.Viewable:
+                view = create_view(store, cost=cost, tabs=tabs, **view_settings)
+                layout = view.panel()
+                view.start()
+                return layout
 
+            return app
+
+        apps: dict[str, Any] = {"/": page(None)}
+        titles = {"/": TITLE}
+        for tab, path in TAB_PAGES.items():
+            apps[f"/{path}"] = page((tab,))
+            titles[f"/{path}"] = f"{TITLE}: {tab}"
         patterns: list[Any] = []
         if prometheus:
             patterns.append((r"/metrics", PrometheusHandler, {"store": store}))
         self._server: Any = pn.serve(
-            {"/": app},
+            apps,
             port=self.port,
             address=address,
             show=False,
-            title="workbench live metrics",
+            title=titles,
             websocket_origin=_origins(address, self.port, websocket_origins or []),
             extra_patterns=patterns,
             threaded=True,
@@ -111,6 +131,10 @@ class DashboardServer:
     @property
     def url(self) -> str:
         return f"http://{self._connect_host}:{self.port}/"
+
+    def page_url(self, tab: str) -> str:
+        """The URL of one tab's page (``tab``: GPU, Storage, Network, Cluster, Energy)."""
+        return self.url + TAB_PAGES[tab]  # type: ignore[index]
 
     @property
     def metrics_url(self) -> str:

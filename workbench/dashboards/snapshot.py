@@ -3,7 +3,7 @@
 ``snapshot(store)`` is every source's samples (the ring's own wire format) with what its
 samplers said about themselves; ``store_from_snapshot`` gives back a store that holds them
 and samples nothing, so the live views (Panel, in a browser) draw the same series on
-another machine. ``save_png`` draws one tab's plots (the same frames and curves the Panel
+another machine. ``save_png`` draws one tab's plots (the same frames and hvplot lines the Panel
 view shows) with HoloViews' matplotlib backend: a picture of the tab where no browser
 runs, e.g. on a GPU machine in a CI job.
 
@@ -78,19 +78,6 @@ def store_from_snapshot(data: dict[str, Any], ending_at: float | None = None) ->
     return store
 
 
-def _time_axis_and_legend(plot: Any, element: Any) -> None:
-    """Clock times on the x axis (as the Panel view shows them) and no legend title."""
-    from matplotlib.dates import DateFormatter
-    from matplotlib.ticker import MaxNLocator
-
-    axis = plot.handles["axis"]
-    axis.xaxis.set_major_locator(MaxNLocator(4))
-    axis.xaxis.set_major_formatter(DateFormatter("%H:%M:%S"))
-    legend = axis.get_legend()
-    if legend is not None:
-        legend.set_title(None)
-
-
 def save_png(
     store: MetricsStore,
     path: str | Path,
@@ -107,7 +94,7 @@ def save_png(
     import holoviews as hv
     import holoviews.plotting.mpl
 
-    from .app import _PALETTE, _curves
+    from .plots import line_plot, matplotlib_options
 
     if now is None:
         latest = [t for s in store.snapshot_sources() if (t := s.ring.last_time()) is not None]
@@ -121,18 +108,7 @@ def save_png(
         frame = plot_frame(store, plot, window, mode, now=now)
         if frame.empty:
             continue
-        overlay = _curves(frame, str(frame.attrs.get("unit", ""))).opts(
-            hv.opts.Curve(linewidth=2, color=_PALETTE, backend="matplotlib"),
-            hv.opts.NdOverlay(
-                title=plot.title,
-                xlabel="",
-                hooks=[_time_axis_and_legend],
-                legend_position="right",
-                fig_inches=(7, 2.8),
-                ylim=(0, None),
-                backend="matplotlib",
-            ),
-        )
+        overlay = line_plot(frame, str(frame.attrs.get("unit", ""))).opts(*matplotlib_options(plot))
         drawn.append(overlay)
         titles.append(plot.title)
     if not drawn:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .base import (
+    TAB_PAGES,
     TABS,
     MetricSpec,
     Sampler,
@@ -59,6 +60,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "TABS",
+    "TAB_PAGES",
     "MetricSpec",
     "MetricsStore",
     "MetricsWorkerPlugin",

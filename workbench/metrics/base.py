@@ -41,6 +41,8 @@ Role = Literal["worker", "host"]
 Tab = Literal["GPU", "Storage", "Network", "Cluster", "Energy"]
 
 TABS: tuple[Tab, ...] = ("GPU", "Storage", "Network", "Cluster", "Energy")
+#: The page of each tab on a dashboard server (``/gpu``...), one JupyterLab pane each.
+TAB_PAGES: dict[Tab, str] = {tab: tab.lower() for tab in TABS}
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ from ..gpus import GPUInfo, filter_visible
 from .base import MetricSpec, SamplerContext, define, series_key
 from .rates import CounterRates, EnergyIntegrator
 
+#: A GPU whose utilization is below this (percent of time a kernel ran) counts as idle.
+IDLE_UTILIZATION_PERCENT = 5.0
+
 GPU_SPECS = define(
     MetricSpec(
         "workbench_gpu_utilization_percent",
@@ -160,6 +163,18 @@ GPU_SPECS = define(
         label="energy",
         show_increase=True,
     ),
+    MetricSpec(
+        "workbench_gpu_idle_seconds_total",
+        f"Seconds this GPU was allocated but under {IDLE_UTILIZATION_PERCENT:g}% utilized, since "
+        "sampling started (the time before a reading counts when that reading is idle).",
+        "seconds",
+        kind="counter",
+        scope="gpu",
+        tab="Energy",
+        plot="GPU idle time in window",
+        label="idle",
+        show_increase=True,
+    ),
 )
 
 #: scopeId of an NVLink throughput field that sums every link: nvml.h says "a scopeId of
@@ -172,6 +187,7 @@ NVLINK_FIELDS = ("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", "NVML_FI_DEV_NVLINK_TH
 #: Which DeviceReader call groups each metric comes from (to explain a missing plot).
 METRIC_GROUPS: dict[str, tuple[str, ...]] = {
     "workbench_gpu_utilization_percent": ("utilization",),
+    "workbench_gpu_idle_seconds_total": ("utilization",),
     "workbench_gpu_memory_used_bytes": ("memory",),
     "workbench_gpu_temperature_celsius": ("temperature",),
     "workbench_gpu_power_watts": ("power", "energy"),
@@ -325,6 +341,8 @@ class GPUSeries:
         self._rates = CounterRates()
         self._integrator = EnergyIntegrator()
         self._energy0: float | None = None
+        self._idle_seconds = 0.0
+        self._util_time: float | None = None
         self.energy_source: str | None = None  # "counter" or "integrated"
 
     def key(self, name: str) -> str:
@@ -348,6 +366,8 @@ class GPUSeries:
         ):
             if raw.get(field) is not None:
                 out[k(name)] = float(raw[field]) * scale
+        if raw.get("util_gpu") is not None:
+            out[k("workbench_gpu_idle_seconds_total")] = self._idle(float(raw["util_gpu"]), now)
         for field, name, scale in (
             ("pcie_tx_bytes", "workbench_gpu_pcie_transmit_bytes_per_second", 1.0),
             ("pcie_rx_bytes", "workbench_gpu_pcie_receive_bytes_per_second", 1.0),
@@ -376,6 +396,14 @@ class GPUSeries:
             labels = {**self.labels, "mig": inst["uuid"]}
             out[series_key("workbench_gpu_mig_memory_used_bytes", labels)] = float(inst["mem_used"])
         return out
+
+    def _idle(self, utilization: float, now: float) -> float:
+        """Idle seconds so far: NVML's utilization covers the driver's last sample period,
+        so the time since the previous reading counts as idle when this reading is idle."""
+        if self._util_time is not None and utilization < IDLE_UTILIZATION_PERCENT:
+            self._idle_seconds += max(0.0, now - self._util_time)
+        self._util_time = now
+        return self._idle_seconds
 
 
 def _worker_selection(cuda_visible_devices: str | None, role: str) -> str | None:

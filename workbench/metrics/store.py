@@ -452,6 +452,13 @@ def get_store(scheduler_address: str | None = None, **options: Any) -> MetricsSt
         raise
 
 
+def existing_store(scheduler_address: str | None = None) -> MetricsStore | None:
+    """The running store for ``scheduler_address`` if there is one (nothing is started)."""
+    with _stores_lock:
+        store = _stores.get(scheduler_address or "<host>")
+    return store if store is not None and store.running else None
+
+
 def close_store(scheduler_address: str | None = None) -> None:
     """Stop and forget the store for ``scheduler_address``, if there is one."""
     with _stores_lock:

@@ -20,6 +20,26 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "workbench.server"}]
 
 
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+
+
+def _setup_autoconnect(serverapp: Any) -> None:
+    """The kernel provisioner that auto-connects new kernels, and forgetting kernels that
+    were shut down (jupyter_server's kernel action events)."""
+    from .autoconnect import forget_kernel, install_provisioner
+
+    if install_provisioner(serverapp.kernel_manager, serverapp.log):
+        serverapp.log.info("workbench: new kernels connect to the cluster marked for them")
+
+    async def on_kernel_action(logger: Any, schema_id: str, data: Any) -> None:
+        if data.get("action") == "shutdown" and data.get("kernel_id"):
+            forget_kernel(str(data["kernel_id"]))
+
+    event_logger = getattr(serverapp, "event_logger", None)
+    if event_logger is not None:
+        event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=on_kernel_action)
+
+
 def sweep_stale_clusters(log: Any) -> None:
     """Release every cluster whose owner is gone (its watchdog was killed too, or the
     machine restarted): what the server does at start-up, in a thread."""
@@ -44,6 +64,7 @@ def sweep_stale_clusters(log: Any) -> None:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     setup_routes(serverapp.web_app)
     serverapp.log.info("workbench: REST API at %s%s/", serverapp.base_url, API_PREFIX)
+    _setup_autoconnect(serverapp)
     threading.Thread(
         target=sweep_stale_clusters,
         args=(serverapp.log,),

@@ -47,9 +47,24 @@ class AdaptRequest(BaseModel):
         return self
 
 
-def cluster_summary(record: ClusterRecord, timeout: float = 2.0) -> dict[str, Any]:
-    """The record with live facts: status, workers, threads, memory, GPUs, problem."""
-    return ClusterControl().summary(record, timeout=timeout)
+def cluster_summary(
+    record: ClusterRecord, timeout: float = 2.0, accounting: bool = False
+) -> dict[str, Any]:
+    """The record with live facts: status, workers, threads, memory, GPUs, problem; whether
+    new notebooks connect to it; with ``accounting``, the cost so far and the GPU idle time
+    of a running cluster (its GPU figures once its metrics are collected: the first list
+    starts the collection, the next shows them)."""
+    from ..accounting import cluster_accounting
+    from ..autoconnect import read_mark
+    from .metrics import watched
+
+    summary = ClusterControl().summary(record, timeout=timeout)
+    mark = read_mark()
+    summary["autoconnect"] = mark is not None and mark["cluster"] == record.id
+    if accounting and summary["status"] == "running":
+        store = watched(record.scheduler_address) if record.gpus else None
+        summary["accounting"] = cluster_accounting(record, store)
+    return summary
 
 
 def scale_cluster(cluster_id: str, n: int) -> dict[str, Any]:
@@ -68,12 +83,14 @@ def launch_cluster(req: LaunchRequest) -> dict[str, Any]:
 
 
 def stop_cluster(cluster_id: str) -> dict[str, Any]:
+    from ..autoconnect import clear_mark
     from . import metrics
     from .dashboards import stop_dashboard
 
     record = ClusterControl().stop(cluster_id)
     stop_dashboard(record.id)  # it would exit by itself a moment later
     metrics.forget(record.scheduler_address)
+    clear_mark(record.id)  # new notebooks would fail to connect to it
     return {"id": record.id, "stopped": True}
 
 
@@ -87,7 +104,9 @@ class ClustersHandler(WorkbenchHandler):
     @web.authenticated
     async def get(self) -> None:
         records = await self.run(ClusterControl().list)
-        summaries = await asyncio.gather(*(self.run(cluster_summary, r) for r in records))
+        summaries = await asyncio.gather(
+            *(self.run(cluster_summary, r, accounting=True) for r in records)
+        )
         self.reply({"clusters": list(summaries)})
 
     @web.authenticated
@@ -100,7 +119,7 @@ class ClusterHandler(WorkbenchHandler):
     @web.authenticated
     async def get(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
-        self.reply(await self.run(cluster_summary, record))
+        self.reply(await self.run(cluster_summary, record, accounting=True))
 
     @web.authenticated
     async def delete(self, cluster_id: str) -> None:

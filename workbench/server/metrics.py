@@ -20,7 +20,7 @@ from tornado import web
 from ..clusters.control import ClusterControl
 from ..clusters.record import ClusterRecord
 from ..errors import WorkbenchError
-from .base import WorkbenchHandler
+from .base import RequestError, WorkbenchHandler
 
 #: A collector nobody asked for in this long is closed.
 IDLE_CLOSE_S = 300.0
@@ -104,6 +104,56 @@ def collector(scheduler_address: str | None) -> Any:
     return store
 
 
+_starting: set[str] = set()
+
+
+def watched(scheduler_address: str) -> Any | None:
+    """The cluster's collector if it runs (this use keeps it alive); else one is started in
+    the background and None is answered (the next call finds it). For the cluster list,
+    which must answer at once."""
+    from ..metrics.store import existing_store, get_store
+
+    _start_reaper()
+    with _used_lock:
+        _used[scheduler_address] = time.time()
+    store = existing_store(scheduler_address)
+    if store is not None:
+        return store
+    with _used_lock:
+        if scheduler_address in _starting:
+            return None
+        _starting.add(scheduler_address)
+
+    def start() -> None:
+        try:
+            get_store(scheduler_address, interval=1.0)
+        except Exception:  # an unreachable cluster: the list says so by itself
+            pass
+        finally:
+            with _used_lock:
+                _starting.discard(scheduler_address)
+
+    threading.Thread(target=start, name="workbench-metrics-start", daemon=True).start()
+    return None
+
+
+def cluster_figures(store: Any) -> dict[str, Any]:
+    """Workers and tasks (processing or queued) now, from the scheduler's newest sample."""
+    latest = store.cluster.latest()
+    values = _finite(latest[1]) if latest is not None else {}
+    workers = values.get("workbench_cluster_workers")
+    tasks = [
+        values.get(k)
+        for k in ("workbench_cluster_tasks_processing", "workbench_cluster_tasks_queued")
+    ]
+    return {
+        "workers": int(workers) if workers is not None else None,
+        "tasks": int(sum(t for t in tasks if t is not None))
+        if any(t is not None for t in tasks)
+        else None,
+    }
+
+
 def _finite(values: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in values.items() if isinstance(v, int | float) and math.isfinite(v)}
 
@@ -172,11 +222,44 @@ def prometheus_text(cluster_id: str | None) -> str:
     return render(collector(record.scheduler_address if record else None))
 
 
+def cluster_status(cluster_id: str) -> dict[str, Any]:
+    """The small reply of ``view=summary``: workers, tasks, cost and GPU idle time."""
+    from ..accounting import cluster_accounting
+
+    record = _cluster_record(cluster_id)
+    store = collector(record.scheduler_address)
+    return {
+        "cluster": record.id,
+        **cluster_figures(store),
+        "accounting": cluster_accounting(record, store),
+        "warming_up": not _ready(store),
+        "error": store.error,
+    }
+
+
+VIEWS = ("full", "summary")
+
+
 class MetricsHandler(WorkbenchHandler):
     @web.authenticated
     async def get(self) -> None:
+        from .kernels import kernel_status
+
         cluster = self.get_query_argument("cluster", None) or None
-        self.reply(await self.run(metrics_snapshot, cluster))
+        kernel = self.get_query_argument("kernel", None) or None
+        view = self.get_query_argument("view", "full")
+        if view not in VIEWS:
+            raise RequestError(f"view must be one of {', '.join(VIEWS)}, not {view!r}")
+        if kernel is not None:
+            if cluster is not None or view != "summary":
+                raise RequestError("kernel=ID takes view=summary and no cluster")
+            self.reply(await self.run(kernel_status, self.kernel_manager, kernel))
+        elif view == "summary":
+            if cluster is None:
+                raise RequestError("view=summary needs cluster=ID or kernel=ID")
+            self.reply(await self.run(cluster_status, cluster))
+        else:
+            self.reply(await self.run(metrics_snapshot, cluster))
 
 
 class PrometheusHandler(WorkbenchHandler):

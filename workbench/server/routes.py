@@ -13,6 +13,7 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
+from .autoconnect import AutoConnectHandler
 from .base import WorkbenchHandler
 from .clusters import (
     AdaptHandler,
@@ -25,6 +26,7 @@ from .dashboards import ClusterDashboardHandler
 from .datasets import DatasetHandler, DatasetsHandler
 from .health import ClusterHealthHandler, HealthHandler
 from .metrics import MetricsHandler, PrometheusHandler
+from .panes import ClusterPanesHandler
 from .profiles import ProfileHandler, ProfilesHandler
 from .templates import TemplateHandler, TemplatesHandler
 
@@ -41,7 +43,9 @@ ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
     (rf"/clusters/{_ID}/connect", ConnectHandler),
     (rf"/clusters/{_ID}/health", ClusterHealthHandler),
     (rf"/clusters/{_ID}/dashboard", ClusterDashboardHandler),
+    (rf"/clusters/{_ID}/panes", ClusterPanesHandler),
     (r"/health", HealthHandler),
+    (r"/autoconnect", AutoConnectHandler),
     (r"/templates", TemplatesHandler),
     (r"/templates/(?P<name>[^/]+)", TemplateHandler),
     (r"/datasets", DatasetsHandler),

@@ -4,12 +4,19 @@ import React, { useEffect, useRef, useState } from 'react';
 
 import { IWorkbenchContext, IWorkbenchSection } from '../context';
 import {
+  accountingParts,
+  accountingTitle,
+  formatBytes,
+  idleNow
+} from '../format';
+import {
   adaptCluster,
   clusterHealth,
   ICluster,
   IClusterHealth,
   listClusters,
   scaleCluster,
+  setAutoConnect,
   stopCluster,
   WorkbenchAPIError
 } from '../request';
@@ -18,19 +25,7 @@ import { ErrorBox } from './common';
 /** How often the list is refreshed, so clusters started in notebooks appear. */
 export const POLL_INTERVAL_MS = 5000;
 
-export function formatBytes(n: number | null): string {
-  if (!n) {
-    return '';
-  }
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v >= 10 || i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i]}`;
-}
+export { formatBytes };
 
 export function HealthReport(props: { health: IClusterHealth }) {
   return (
@@ -58,8 +53,9 @@ function ClusterCard(props: {
   cluster: ICluster;
   context: IWorkbenchContext;
   refresh: () => void;
+  selected: boolean;
 }) {
-  const { cluster, context, refresh } = props;
+  const { cluster, context, refresh, selected } = props;
   const settings = context.serverSettings;
   const [workers, setWorkers] = useState(String(cluster.workers ?? 1));
   const [minimum, setMinimum] = useState('0');
@@ -125,20 +121,51 @@ function ClusterCard(props: {
       );
     });
 
+  // Shown at once; the list's next refresh (right after the request) confirms it.
+  const [autoOn, setAutoOn] = useState(!!cluster.autoconnect);
+  useEffect(() => setAutoOn(!!cluster.autoconnect), [cluster.autoconnect]);
+  const toggleAutoConnect = (on: boolean) => {
+    setAutoOn(on);
+    return act('autoconnect', async () => {
+      try {
+        await setAutoConnect(on ? cluster.id : null, settings);
+      } catch (e) {
+        setAutoOn(!on);
+        throw e;
+      }
+      context.notifyClustersChanged();
+    });
+  };
+
   const running = cluster.status === 'running';
   const gpus = cluster.n_gpus ? `${cluster.n_gpus} GPU(s)` : 'CPU';
+  const money = accountingParts(cluster.accounting);
+  const name = `${cluster.profile} cluster ${cluster.id}`;
   return (
     <li
-      className={`jp-workbench-cluster jp-mod-${cluster.status}`}
+      className={`jp-workbench-cluster jp-mod-${cluster.status}${
+        selected ? ' jp-mod-selected' : ''
+      }`}
       data-cluster-id={cluster.id}
+      aria-label={name}
     >
       <div className="jp-workbench-cluster-head">
         <span
           className={`jp-workbench-status jp-mod-${cluster.status}`}
           title={cluster.problem ?? cluster.status}
+          aria-hidden="true"
         />
-        <b className="jp-workbench-cluster-profile">{cluster.profile}</b>
-        <code className="jp-workbench-dim">{cluster.id}</code>
+        <button
+          className="jp-workbench-cluster-select"
+          aria-pressed={selected}
+          aria-label={`Show the panes of ${name}`}
+          title="List this cluster's dashboard panes below"
+          onClick={() => context.selectCluster(cluster.id)}
+          data-workbench-action="select"
+        >
+          <b className="jp-workbench-cluster-profile">{cluster.profile}</b>
+          <code className="jp-workbench-dim">{cluster.id}</code>
+        </button>
         <span
           className="jp-workbench-cluster-state"
           title={cluster.problem ?? undefined}
@@ -168,6 +195,28 @@ function ClusterCard(props: {
       >
         {cluster.scheduler_address}
       </div>
+      {money.length > 0 && (
+        <div
+          className={`jp-workbench-cost${
+            idleNow(cluster.accounting?.gpu) ? ' jp-mod-warn' : ''
+          }`}
+          title={accountingTitle(cluster.accounting)}
+        >
+          {money.join(' · ')}
+        </div>
+      )}
+      {running && (
+        <label className="jp-workbench-autoconnect">
+          <input
+            type="checkbox"
+            checked={autoOn}
+            disabled={!!busy}
+            onChange={e => void toggleAutoConnect(e.target.checked)}
+            data-workbench-action="autoconnect"
+          />
+          Use in new notebooks
+        </label>
+      )}
       <div className="jp-workbench-actions">
         <button
           className="jp-Button jp-workbench-button"
@@ -209,6 +258,7 @@ function ClusterCard(props: {
           disabled={!!busy}
           onClick={() => void diagnose()}
           data-workbench-action="diagnose"
+          title="Check each step from the browser to the dashboards"
         >
           Diagnose
         </button>
@@ -217,6 +267,7 @@ function ClusterCard(props: {
           disabled={!!busy}
           onClick={() => void stop()}
           data-workbench-action="stop"
+          aria-label={`Stop ${name}`}
         >
           {busy === 'stop' ? 'Stopping…' : 'Stop'}
         </button>
@@ -246,6 +297,7 @@ function ClusterCard(props: {
             <input
               className="jp-mod-styled"
               name="adapt-minimum"
+              aria-label="Adapt: minimum workers"
               size={2}
               value={minimum}
               onChange={e => setMinimum(e.target.value)}
@@ -254,6 +306,7 @@ function ClusterCard(props: {
             <input
               className="jp-mod-styled"
               name="adapt-maximum"
+              aria-label="Adapt: maximum workers"
               size={2}
               value={maximum}
               onChange={e => setMaximum(e.target.value)}
@@ -275,6 +328,7 @@ function ClusterCard(props: {
           <button
             className="jp-Button jp-mod-minimal jp-workbench-link"
             onClick={() => setHealth(null)}
+            aria-label="Hide the diagnosis"
           >
             Hide
           </button>
@@ -289,7 +343,18 @@ function ClustersView(props: { context: IWorkbenchContext }) {
   const { context } = props;
   const [clusters, setClusters] = useState<ICluster[] | null>(null);
   const [error, setError] = useState<WorkbenchAPIError | null>(null);
+  const [selected, setSelected] = useState<string | null>(
+    context.selectedCluster
+  );
   const poll = useRef<Poll | null>(null);
+
+  useEffect(() => {
+    const onSelect = (_: unknown, id: string | null) => setSelected(id);
+    context.selectionChanged.connect(onSelect);
+    return () => {
+      context.selectionChanged.disconnect(onSelect);
+    };
+  }, [context]);
 
   useEffect(() => {
     const p = new Poll({
@@ -330,13 +395,14 @@ function ClustersView(props: { context: IWorkbenchContext }) {
           a notebook.
         </div>
       )}
-      <ul className="jp-workbench-cluster-list">
+      <ul className="jp-workbench-cluster-list" aria-label="Running clusters">
         {(clusters ?? []).map(c => (
           <ClusterCard
             key={c.id}
             cluster={c}
             context={context}
             refresh={refresh}
+            selected={c.id === selected}
           />
         ))}
       </ul>

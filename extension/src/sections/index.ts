@@ -8,12 +8,14 @@
 import { IWorkbenchSection } from '../context';
 import { clustersSection } from './clusters';
 import { datasetsSection } from './datasets';
+import { panesSection } from './panes';
 import { profilesSection } from './profiles';
 import { templatesSection } from './templates';
 
 export const SECTIONS: IWorkbenchSection[] = [
   profilesSection,
   clustersSection,
+  panesSection,
   templatesSection,
   datasetsSection
 ];
