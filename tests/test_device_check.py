@@ -132,3 +132,45 @@ def test_tier_two_reruns_what_tier_one_skipped_by_node_id(
     classname: str, name: str, expected: str
 ) -> None:
     assert _script("device-check").nodeid(classname, name) == expected
+
+
+def test_the_device_manifest_resolves_what_pyproject_asks_for_now() -> None:
+    """requirements/device-wheels.json is a resolution of workbench's requirements and the
+    extras it names: a requirement added to pyproject.toml since (a new dashboards
+    dependency, say) would be missing on the GPU machine. `scripts/device-wheels lock` again."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    manifest = json.loads((ROOT / "requirements" / "device-wheels.json").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in manifest["extras"]:
+        wanted += project["optional-dependencies"][extra]
+    env = {"python_version": manifest["python"], "platform_machine": "x86_64"}
+    names = {
+        canonicalize_name(r.name)
+        for r in map(Requirement, wanted)
+        if r.marker is None or r.marker.evaluate({**env, "extra": ""})
+    } - {"workbench"}
+    resolved = {canonicalize_name(name) for name in manifest["pins"]}
+    assert sorted(names - resolved) == [], "run scripts/device-wheels lock and commit it"
+    # ... and what the GPU path imports (workbench itself, the dashboards, the gpu extra) is
+    # carried to the machine or already there. (Of train and cloud it carries only what the
+    # gpu tests use: torch's and XGBoost's, dask-gateway's; MLflow, Optuna, dask-kubernetes
+    # stay behind and their tests skip naming them.)
+    needed = list(project["dependencies"])
+    for extra in ("dashboards", "gpu"):
+        needed += project["optional-dependencies"][extra]
+    names = {canonicalize_name(Requirement(r).name) for r in needed} - {"workbench"}
+    carried = {canonicalize_name(w["name"]) for w in manifest["wheels"]}
+    has = {
+        canonicalize_name(line.split("==")[0].strip())
+        for line in (ROOT / "requirements" / "device-has.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert sorted(names - carried - has) == [], "a requirement neither carried nor on the device"
