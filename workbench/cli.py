@@ -734,7 +734,9 @@ def _bench_network(cluster_id: str | None, size_mb: int) -> Any:
 
     if cluster_id:
         record = ClusterControl().running(cluster_id)
-        with Client(record.scheduler_address, timeout=10) as client:
+        from .clusters.tls import security_of
+
+        with Client(record.scheduler_address, security=security_of(record), timeout=10) as client:
             return b.worker_network(client, size_mb)
     with do_launch(
         "local-cpu", n_workers=2, threads_per_worker=1, dashboard_address=":0", wait=2

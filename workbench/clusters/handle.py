@@ -496,6 +496,7 @@ def launch(
         handle = ClusterHandle(cluster, backend, prof, overrides, store=store, detached=detached)
     except BaseException:
         cluster.close()
+        backend.forget_security()
         raise
     logger.info("cluster %s (%s) started in %.1fs", handle.id, profile, time.perf_counter() - start)
     if wait:

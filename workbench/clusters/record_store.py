@@ -29,6 +29,8 @@ from typing import Any
 
 from .. import config
 from ..errors import ClusterNotFoundError
+from ..private import private_dir
+from . import tls
 from .record import ClusterRecord
 
 #: Seconds between two heartbeats of an owner (the record's mtime).
@@ -47,10 +49,7 @@ class RecordStore:
 
     # -- files ----------------------------------------------------------------------------
     def _ensure(self, folder: Path | None = None) -> None:
-        folder = folder or self.root
-        folder.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)
+        private_dir(folder or self.root)
 
     def path(self, cluster_id: str) -> Path:
         return self.root / f"{cluster_id}.json"
@@ -81,6 +80,9 @@ class RecordStore:
         self.add(record)
 
     def remove(self, cluster_id: str) -> None:
+        """Forget a record, and delete the TLS credential files it references."""
+        with contextlib.suppress(ClusterNotFoundError):
+            tls.remove_credentials(tls.record_paths(self.read(cluster_id)))
         with contextlib.suppress(FileNotFoundError):
             self.path(cluster_id).unlink()
 

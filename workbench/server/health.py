@@ -32,7 +32,7 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from .. import __version__, config
 from ..clusters.comm import port_open, scheduler_call
-from ..clusters.control import ClusterControl
+from ..clusters.control import ClusterControl, backend_class
 from ..clusters.record import ClusterRecord
 from .base import WorkbenchHandler
 
@@ -157,7 +157,12 @@ def cluster_health(
     if port_open(address):
         checks.append(Check("scheduler port", "ok", f"{address} accepts connections"))
         try:
-            ident = scheduler_call(address, "identity", timeout=3)
+            ident = scheduler_call(
+                address,
+                "identity",
+                timeout=3,
+                connection_args=backend_class(record).connection_args(record),
+            )
             n = len(ident.get("workers", {}))
             checks.append(Check("scheduler", "ok", f"answers Dask's protocol; {n} worker(s)"))
         except Exception as exc:
