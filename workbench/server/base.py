@@ -8,8 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.client import responses
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
@@ -82,15 +84,47 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
-class WorkbenchHandler(APIHandler):
-    """Base class of every workbench REST handler.
+#: The action each HTTP method needs by default (jupyter_server's own mapping).
+AUTH_METHODS = ("get", "head", "post", "put", "patch", "delete")
+#: Marks a method wrapped by :class:`WorkbenchHandler`: the action it is authorized for.
+AUTH_MARK = "__workbench_auth_action__"
 
-    Subclasses decorate each HTTP method with ``@web.authenticated``; the route test
-    enumerates every route under ``/workbench/api/`` and fails on one that answers a
-    request without credentials.
+
+def _guard(method: Callable[..., Any], action: str) -> Callable[..., Any]:
+    """``method`` authenticated (``@web.authenticated``), then authorized for ``action`` on
+    the handler's ``auth_resource`` (``@authorized``: the server's Authorizer decides)."""
+    wrapped: Any = web.authenticated(authorized(action)(method))
+    setattr(wrapped, AUTH_MARK, action)
+    return cast(Callable[..., Any], wrapped)
+
+
+class WorkbenchHandler(APIHandler):
+    """Base class of every workbench REST handler: authentication and authorization by
+    construction.
+
+    Every HTTP method a subclass defines (``get``, ``post``, ...) is wrapped, when the class
+    is created, in ``@web.authenticated`` and jupyter_server's ``@authorized`` with the
+    class's ``auth_resource`` and the method's action: ``read`` for GET, ``write`` for
+    changes, or what ``auth_actions`` says (``execute`` for a method that launches
+    processes). A restricted Authorizer (read-only collaborators on a shared server) is
+    thus asked for every request. A subclass must declare its own ``auth_resource``;
+    tests/test_security.py walks every registered handler and fails on one without.
     """
 
+    #: The resource the Authorizer is asked about (``workbench:<what>``); declared by each
+    #: concrete handler.
     auth_resource = "workbench"
+    #: Method name -> action, where it is not jupyter_server's default for the method.
+    auth_actions: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in AUTH_METHODS:
+            method = cls.__dict__.get(name)
+            if method is None or hasattr(method, AUTH_MARK):
+                continue
+            action = cls.auth_actions.get(name) or HTTP_METHOD_TO_AUTH_ACTION[name.upper()]
+            setattr(cls, name, _guard(method, action))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking ``fn`` in the workbench thread pool."""

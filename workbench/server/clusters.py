@@ -12,10 +12,9 @@ the gateway for ``gateway``, the Kubernetes API for ``kubernetes``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
-from tornado import web
 
 from ..clusters.control import ClusterControl
 from ..clusters.detached import launch_detached
@@ -101,7 +100,9 @@ def connect_cell(cluster_id: str) -> dict[str, Any]:
 
 
 class ClustersHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+    auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
+
     async def get(self) -> None:
         records = await self.run(ClusterControl().list)
         summaries = await asyncio.gather(
@@ -109,38 +110,40 @@ class ClustersHandler(WorkbenchHandler):
         )
         self.reply({"clusters": list(summaries)})
 
-    @web.authenticated
     async def post(self) -> None:
         req = self.body(LaunchRequest)
         self.reply(await self.run(launch_cluster, req), status=201)
 
 
 class ClusterHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         self.reply(await self.run(cluster_summary, record, accounting=True))
 
-    @web.authenticated
     async def delete(self, cluster_id: str) -> None:
         self.reply(await self.run(stop_cluster, cluster_id))
 
 
 class ScaleHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def post(self, cluster_id: str) -> None:
         req = self.body(ScaleRequest)
         self.reply(await self.run(scale_cluster, cluster_id, req.n))
 
 
 class AdaptHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def post(self, cluster_id: str) -> None:
         req = self.body(AdaptRequest)
         self.reply(await self.run(adapt_cluster, cluster_id, req.minimum, req.maximum))
 
 
 class ConnectHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         self.reply(await self.run(connect_cell, cluster_id))

@@ -30,11 +30,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import psutil
-from tornado import web
 
 from .. import config
 from ..clusters.control import ClusterControl
@@ -312,6 +311,9 @@ def dashboard_checks(
 
 
 class ClusterDashboardHandler(_HealthBase):
+    auth_resource = "workbench:dashboards"
+    auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
+
     def _reply_for(self, state: DashboardProcess, started: bool) -> dict[str, Any]:
         proxy = self._proxy()
         return {
@@ -325,7 +327,6 @@ class ClusterDashboardHandler(_HealthBase):
             "log": state.log,
         }
 
-    @web.authenticated
     async def get(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         state = read_state(record.id)
@@ -334,7 +335,6 @@ class ClusterDashboardHandler(_HealthBase):
             return
         self.reply({**self._reply_for(state, False), "running": True})
 
-    @web.authenticated
     async def post(self, cluster_id: str) -> None:
         if self.request.body and self.request.body.strip() not in (b"", b"{}"):
             raise RequestError("this request takes no body")
@@ -342,7 +342,6 @@ class ClusterDashboardHandler(_HealthBase):
         state, started = await self.run(ensure_dashboard, cluster_id, origins)
         self.reply({**self._reply_for(state, started), "running": True})
 
-    @web.authenticated
     async def delete(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         stopped = await self.run(stop_dashboard, record.id)

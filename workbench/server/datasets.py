@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado import web
-
 from ..credentials import find_literal_secrets
 from .base import WorkbenchHandler
 
@@ -86,12 +84,14 @@ def dataset_detail(name: str) -> dict[str, Any]:
 
 
 class DatasetsHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:datasets"
+
     async def get(self) -> None:
         self.reply(await self.run(datasets_listing))
 
 
 class DatasetHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:datasets"
+
     async def get(self, name: str) -> None:
         self.reply(await self.run(dataset_detail, name))

@@ -302,7 +302,8 @@ class _HealthBase(WorkbenchHandler):
 
 
 class HealthHandler(_HealthBase):
-    @web.authenticated
+    auth_resource = "workbench:health"
+
     async def get(self) -> None:
         from ..doctor import run_checks
         from .dashboards import panel_missing
@@ -331,7 +332,8 @@ class HealthHandler(_HealthBase):
 
 
 class ClusterHealthHandler(_HealthBase):
-    @web.authenticated
+    auth_resource = "workbench:health"
+
     async def get(self, cluster_id: str) -> None:
         control = ClusterControl()
         record = await self.run(control.get, cluster_id)

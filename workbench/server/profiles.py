@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado import web
-
 from ..clusters.backend_registry import get_backend_class
 from ..clusters.profiles import Profile, ProfileCatalog, load_catalog
 from ..errors import WorkbenchError
@@ -46,12 +44,14 @@ def profile_detail(name: str) -> dict[str, Any]:
 
 
 class ProfilesHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:profiles"
+
     async def get(self) -> None:
         self.reply(await self.run(profiles_listing))
 
 
 class ProfileHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:profiles"
+
     async def get(self, name: str) -> None:
         self.reply(await self.run(profile_detail, name))

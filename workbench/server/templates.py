@@ -14,7 +14,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from tornado import web
 
 from ..templates import new_notebook, scan_templates
 from .base import ConflictError, NotFoundError, RequestError, WorkbenchHandler
@@ -102,19 +101,20 @@ def create_notebook(root: str | Path, name: str, req: CreateRequest) -> dict[str
 
 
 class TemplatesHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:templates"
+
     async def get(self) -> None:
         self.reply(await self.run(templates_listing))
 
 
 class TemplateHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:templates"
+
     async def get(self, name: str) -> None:
         await self.run(_known, name)
         templates, _ = await self.run(scan_templates)
         self.reply(_summary(templates[name].to_dict()))
 
-    @web.authenticated
     async def post(self, name: str) -> None:
         req = self.body(CreateRequest)
         root = self.settings.get("server_root_dir") or getattr(
