@@ -10,6 +10,7 @@ works) are in the backend contract suite, tests/test_contract.py.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -30,10 +31,12 @@ class DenyWrites(Authorizer):
     Remembers what it was asked."""
 
     asked: list[tuple[str, str]] = []
+    #: Off: everything is allowed (the other tests of this module use the same server).
+    deny = False
 
     def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
         DenyWrites.asked.append((action, resource))
-        return action == "read"
+        return action == "read" or not DenyWrites.deny
 
 
 @pytest.fixture
@@ -113,6 +116,14 @@ async def test_a_deny_writes_authorizer_is_asked_for_every_request(
         + "\n"
     )
     DenyWrites.asked.clear()
+    DenyWrites.deny = True
+    try:
+        await _refused_writes(api)
+    finally:
+        DenyWrites.deny = False
+
+
+async def _refused_writes(api: Any) -> None:
     assert (await api("GET", "clusters")).status == 200
     assert (await api("GET", "profiles")).status == 200
     assert ("read", "workbench:clusters") in DenyWrites.asked
@@ -138,3 +149,126 @@ async def test_a_deny_writes_authorizer_is_asked_for_every_request(
         assert reply.status == 403, (method, path, reply.data)
         assert DenyWrites.asked == [asked], (method, path)
     assert ClusterControl().list() == []  # the refused launch started nothing
+
+
+# -- no secret value ever shown ------------------------------------------------------------
+MARKER = "Zq7MARKERsecret93"
+PROFILES = f"""
+profiles:
+  literal:
+    backend: local
+    options:
+      api_token: {MARKER}
+  prologue:
+    backend: slurm
+    options:
+      job_script_prologue: ["export MY_API_TOKEN={MARKER}"]
+  args:
+    backend: slurm
+    options:
+      worker_extra_args: ["--password", "{MARKER}"]
+  tiny:
+    backend: local
+    options: {{n_workers: 1, threads_per_worker: 1, memory_limit: 1GiB}}
+"""
+CATALOG = f"""
+datasets:
+  sas:
+    uri: "abfs://data@acct.dfs.core.windows.net/t.parquet?sv=2022-11-02&sig={MARKER}"
+    format: parquet
+  presigned:
+    uri: "https://b.s3.amazonaws.com/t.parquet?X-Amz-Credential=AKIA&X-Amz-Signature={MARKER}"
+    format: parquet
+  userpass:
+    uri: "s3://user:{MARKER}@minio.local/bucket/t.parquet"
+    format: parquet
+  options:
+    uri: s3://bucket/t.parquet
+    format: parquet
+    storage_options:
+      secret: {MARKER}
+      client_kwargs: {{endpoint_url: "http://u:{MARKER}@minio.local:9000"}}
+"""
+
+
+def _cli_out(*args: str) -> str:
+    import os
+    import subprocess
+
+    from .conftest import WORKBENCH
+
+    out = subprocess.run(
+        [*WORKBENCH, *args], env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
+    return out.stdout + out.stderr
+
+
+async def test_a_planted_secret_appears_in_no_output(
+    api: Any, user_profiles: Any, workbench_home: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The marker goes into every input path (profile options, a prologue, worker
+    arguments, catalog URIs, storage options, a launch request's options); every output
+    is grepped for it: REST bodies, the server log, CLI output, load cells, manifests."""
+    import asyncio
+    import logging
+
+    from workbench.data.lineage import FileEntry, Manifest
+    from workbench.training.tracking import lineage_dict
+
+    caplog.set_level(logging.DEBUG)
+    user_profiles(PROFILES)
+    (workbench_home / "config" / "catalog.yaml").write_text(CATALOG)
+    outputs: dict[str, str] = {}
+    for path in ("profiles", "profiles/literal", "profiles/prologue", "datasets"):
+        reply = await api("GET", path)
+        outputs[f"GET {path}"] = json.dumps(reply.data)
+    for name in ("sas", "presigned", "userpass", "options"):
+        reply = await api("GET", f"datasets/{name}")
+        outputs[f"GET datasets/{name}"] = json.dumps(reply.data)
+    assert "sig=REDACTED" in outputs["GET datasets/sas"]
+    assert "X-Amz-Signature=REDACTED" in outputs["GET datasets/presigned"]
+    launches = [
+        {"profile": "literal"},
+        {"profile": "prologue"},
+        {"profile": "tiny", "options": {"api_token": MARKER}},
+        {"profile": "tiny", "options": {"local_directory": f"/tmp/x\nexport TOKEN={MARKER}"}},
+        {"profile": "prologue", "options": {"job_script_prologue": [f"export SECRET={MARKER}"]}},
+    ]
+    for body in launches:
+        reply = await api("POST", "clusters", body=body)
+        assert reply.status == 400, reply.data
+        outputs[f"POST clusters {body}"[:40]] = json.dumps(reply.data)
+    for args in (
+        ("profiles", "list"),
+        ("profiles", "show", "prologue"),
+        ("profiles", "validate", str(workbench_home / "config" / "profiles.yaml")),
+        ("data", "list"),
+        ("data", "show", "sas"),
+        ("data", "show", "options"),
+        ("data", "validate"),
+    ):
+        outputs[" ".join(args)] = await asyncio.to_thread(_cli_out, *args)
+    manifest = Manifest(
+        load_id="x",
+        uri=f"s3://u:{MARKER}@h/b/t.parquet",
+        protocol="s3",
+        format="parquet",
+        files=[FileEntry(f"https://h/b/t.parquet?X-Amz-Signature={MARKER}", size=1)],
+        created="now",
+        storage_options={"secret": MARKER},
+    )
+    outputs["manifest"] = manifest.to_json() + manifest.summary() + manifest._repr_html_()
+    outputs["lineage for MLflow"] = json.dumps(
+        lineage_dict(manifest.to_dict() | {"note": f"https://h/?sig={MARKER}"})
+    )
+    outputs["server log"] = caplog.text
+    leaked = [where for where, text in outputs.items() if MARKER in text]
+    around = {
+        w: t[max(0, t.index(MARKER) - 200) : t.index(MARKER) + 40]
+        for w, t in outputs.items()
+        if MARKER in t
+    }
+    for where, text in around.items():
+        print("LEAK", where, repr(text))
+    assert leaked == []
+    assert ClusterControl().list() == []

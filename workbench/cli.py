@@ -50,11 +50,21 @@ class _Group(click.Group):
     """Turns WorkbenchError into a clean one-line message and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .redact import RedactingStream
+
+        # Nothing the CLI prints shows a secret: URIs with credentials and the values of
+        # secret-looking names are redacted on the way out.
+        streams = sys.stdout, sys.stderr
+        if not isinstance(sys.stdout, RedactingStream):
+            sys.stdout = RedactingStream(sys.stdout)
+            sys.stderr = RedactingStream(sys.stderr)
         try:
             return super().invoke(ctx)
         except WorkbenchError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(1)
+        finally:
+            sys.stdout, sys.stderr = streams
 
 
 @click.group(cls=_Group)

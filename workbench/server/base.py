@@ -29,6 +29,7 @@ from ..errors import (
     UnknownProfileError,
     WorkbenchError,
 )
+from ..redact import redact_text
 from ..templates import TemplateError
 
 T = TypeVar("T")
@@ -60,10 +61,11 @@ def _problem(err: Any) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "body"
     text = f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
     secret = any(isinstance(p, str) and SECRET_KEY.search(p) for p in err["loc"])
+    secret = secret or "literal credential" in str(err["msg"])
     if err.get("type") not in ("missing", "extra_forbidden") and not secret:
-        shown = repr(err.get("input"))
+        shown = redact_text(repr(err.get("input")))
         text += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
-    return text
+    return redact_text(text)
 
 
 def status_for(exc: BaseException) -> int:
@@ -158,18 +160,20 @@ class WorkbenchHandler(APIHandler):
         reply: dict[str, Any] = {"reason": responses.get(status_code, "Error")}
         if isinstance(exc, WorkbenchError):
             # Workbench errors say what was wrong and what to do; show them as they are.
-            reply["message"] = str(exc).split("\n  - ")[0]
-            reply["problems"] = list(getattr(exc, "problems", []))
+            reply["message"] = redact_text(str(exc).split("\n  - ")[0])
+            reply["problems"] = [redact_text(str(p)) for p in getattr(exc, "problems", [])]
             reply["error"] = type(exc).__name__
         else:
-            reply["message"] = f"unexpected server error: {type(exc).__name__}: {exc}"
+            reply["message"] = redact_text(f"unexpected server error: {type(exc).__name__}: {exc}")
             reply["error"] = type(exc).__name__
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(reply))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, WorkbenchError) and not self._finished:
-            self.log.info("workbench: %s %s: %s", self.request.method, self.request.path, e)
+            self.log.info(
+                "workbench: %s %s: %s", self.request.method, self.request.path, redact_text(str(e))
+            )
             self.send_error(status_for(e), exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
