@@ -316,7 +316,7 @@ async def test_cluster_started_in_a_notebook_is_listed_and_controllable(api: Any
         workbench.launch,
         "local-cpu",
         wait=True,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp"},
+        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
     )
     try:
         listing = await api("GET", "clusters")

@@ -272,3 +272,66 @@ async def test_a_planted_secret_appears_in_no_output(
         print("LEAK", where, repr(text))
     assert leaked == []
     assert ClusterControl().list() == []
+
+
+# -- the health check sends credentials only to the Jupyter server's own origin ------------
+class _Recorder:
+    """A real HTTP server that records the headers it gets; ``/redirect`` sends a 302 to
+    ``target``."""
+
+    def __init__(self, target: str = "") -> None:
+        import http.server
+        import threading
+
+        seen: list[dict[str, str]] = []
+        self.seen = seen
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                seen.append(dict(self.headers.items()))
+                if self.path.startswith("/redirect"):
+                    self.send_response(302)
+                    self.send_header("Location", target)
+                else:
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_health_check_credentials_go_only_to_the_servers_own_origin() -> None:
+    from urllib.parse import urljoin
+
+    from workbench.server.health import _fetch
+
+    other = _Recorder()
+    own = _Recorder(target=other.url + "after-redirect")
+    creds = {"Authorization": "token Zq7-caller-token", "Cookie": "_xsrf=Zq7-cookie"}
+    try:
+        # Its own origin: the caller's credentials go with the request.
+        assert _fetch(own.url + "proxy/8787/status", creds, origin=own.url)[0] == 200
+        assert own.seen[-1].get("Authorization") == creds["Authorization"]
+        # A '//host/...' path (a gateway's dashboard_route may be one) leaves the origin.
+        target = urljoin(own.url, "//" + other.url.split("//")[1] + "steal")
+        assert target.startswith(other.url)
+        assert _fetch(target, creds, origin=own.url)[0] == 200
+        assert "Authorization" not in other.seen[-1] and "Cookie" not in other.seen[-1]
+        # A redirect from its own origin is reported, not followed with the credentials.
+        before = len(other.seen)
+        code, _ = _fetch(own.url + "redirect", creds, origin=own.url)
+        assert code == 302 and len(other.seen) == before
+        # Without an origin nothing is sent.
+        _fetch(own.url, creds)
+        assert "Authorization" not in own.seen[-1]
+    finally:
+        own.close()
+        other.close()

@@ -41,7 +41,7 @@ SECRET_QUERY_KEYS = frozenset(
 )
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 _ASSIGNMENT = re.compile(
-    r"(?P<name>[A-Za-z_][\w-]*)(?P<sep>=|:[ ]?)(?P<value>[^\s'\",;)]+)"
+    r"(?P<name>[A-Za-z_][\w-]*)(?P<sep>=)(?P<value>[^\s'\",;)]+)"
     r"|(?<=-)(?P<fname>[A-Za-z][\w-]*)(?P<fsep>\s+)(?P<fvalue>[^\s'\",;)-][^\s'\",;)]*)"
 )
 

@@ -178,7 +178,8 @@ def _message(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         return "unknown option"
-    if "input" in err and err.get("type") != "missing" and not _secret_loc(err):
+    shown_input = "input" in err and err.get("type") != "missing" and err.get("loc")
+    if shown_input and not _secret_loc(err):
         shown = redact_text(repr(err["input"]))
         return f"{redact_text(msg)} (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
     return redact_text(msg)

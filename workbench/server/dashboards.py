@@ -293,7 +293,7 @@ def dashboard_checks(
         )
         return checks
     url = server_url.rstrip("/") + dashboard_url(base_url, state.port, True)
-    code, err = _fetch(url, auth, timeout=10)
+    code, err = _fetch(url, auth, timeout=10, origin=server_url)
     if 200 <= code < 400:
         checks.append(
             Check("workbench dashboards through the proxy", "ok", f"{url} answers (HTTP {code})")
