@@ -335,3 +335,50 @@ def test_health_check_credentials_go_only_to_the_servers_own_origin() -> None:
     finally:
         own.close()
         other.close()
+
+
+# -- private state, Jupyter's tokens not inherited, exact ids for stop ----------------------
+@pytest.mark.slow
+def test_detached_cluster_state_is_private_and_tokens_are_not_inherited(
+    workbench_home: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import stat
+
+    import psutil
+
+    from workbench.clusters.detached import launch_detached
+    from workbench.errors import ClusterNotFoundError
+
+    from ._lab_fixtures import SMALL_CLUSTER
+
+    monkeypatch.setenv("JUPYTER_TOKEN", "Zq7-jupyter-token")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "Zq7-hub-token")
+    os.umask(0o022)
+    record = launch_detached("local-cpu", dict(SMALL_CLUSTER), timeout=120)
+    control = ClusterControl()
+    try:
+        for pid in (record.owner_pid, *(record.watchdog or ())[:1]):
+            env = psutil.Process(pid).environ()
+            assert "JUPYTER_TOKEN" not in env and "JUPYTERHUB_API_TOKEN" not in env, pid
+        state = workbench_home / "state"
+        bad = []
+        for root, dirs, files in os.walk(state):
+            for name in dirs:
+                mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+                if mode != 0o700:
+                    bad.append(f"{os.path.join(root, name)} {mode:o}")
+            for name in files:
+                mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+                if mode & 0o077:
+                    bad.append(f"{os.path.join(root, name)} {mode:o}")
+        assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
+        assert bad == []
+        assert {p.name for p in state.iterdir()} >= {"clusters", "credentials", "logs"}
+        # Destructive calls take the exact id only.
+        with pytest.raises(ClusterNotFoundError, match="full id"):
+            control.stop(record.id[:6])
+        assert control.status(control.get(record.id)) == "running"
+    finally:
+        control.stop(record.id)
+    assert control.list() == []

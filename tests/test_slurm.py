@@ -288,7 +288,7 @@ def test_killed_kernel_and_watchdog_leave_no_job_after_cleanup_or_stop(
     assert slurm.jobs_named(name)
     # Even from a shell without SLURM_CONF: the record remembers which SLURM it was.
     env_without = {k: v for k, v in env.items() if k != "SLURM_CONF"}
-    args = ["cleanup"] if command == "cleanup" else ["stop", record.id[:5]]
+    args = ["cleanup"] if command == "cleanup" else ["stop", record.id]
     cleaned = subprocess.run(
         [*WORKBENCH, "clusters", *args],
         env=env_without,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO
@@ -65,3 +66,20 @@ def open_private_log(path: Path) -> IO[bytes]:
     with contextlib.suppress(OSError):
         os.fchmod(fd, FILE_MODE)
     return os.fdopen(fd, "ab")
+
+
+#: Environment variables of Jupyter and JupyterHub that hold a token or secret: never
+#: inherited by the processes workbench starts (detached clusters, watchdogs, dashboards,
+#: SLURM jobs), whose environment other tools may show or log.
+_TOKEN_ENV = re.compile(r"^(JUPYTER|JPY|JUPYTERHUB)\w*(TOKEN|SECRET|COOKIE|PASSWORD|API_KEY)\w*$")
+
+
+def is_token_variable(name: str) -> bool:
+    return _TOKEN_ENV.match(name.upper()) is not None
+
+
+def scrubbed_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of ``env`` (default: this process's) without Jupyter's token variables
+    (JUPYTER_TOKEN, JUPYTERHUB_API_TOKEN, JPY_API_TOKEN and the like)."""
+    source = dict(os.environ if env is None else env)
+    return {k: v for k, v in source.items() if not is_token_variable(k)}

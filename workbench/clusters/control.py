@@ -163,7 +163,7 @@ class ClusterControl:
     def stop(self, cluster_id: str, timeout: float = 30.0) -> ClusterRecord:
         """Stop a cluster: through its backend (its owner, gateway or Kubernetes), or by
         cleaning up after an owner that is gone."""
-        record = self.get(cluster_id)
+        record = self.store.get(cluster_id, exact=True)  # destructive: no prefix match
         if self.status(record) == "stale":
             self.release(record, f"stopped on request after {self.stale_reason(record)}")
             return record

@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import config
 from ..errors import WorkbenchError
+from ..private import open_private_log, private_dir, scrubbed_env
 from .record import ClusterRecord
 from .record_store import RecordStore
 
@@ -71,14 +72,13 @@ def launch_detached(
     overrides = dict(overrides or {})
     check_launch(profile, overrides)
     store = store or RecordStore()
-    logs = config.state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(config.state_dir() / "logs")
     log = logs / f"launch-{int(time.time() * 1000)}-{os.getpid()}-{threading.get_ident()}.log"
     args = [sys.executable, "-m", "workbench", "launch", profile, "--timeout", str(timeout)]
     for key, value in overrides.items():
         args += ["-o", f"{key}={json.dumps(value)}"]
-    env = {**os.environ, "WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
+    env = {**scrubbed_env(), "WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
+    with open_private_log(log) as out:
         proc = subprocess.Popen(
             args,
             stdout=out,

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -32,6 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from .. import config
 from ..credentials import POINTER_KEY, SECRET_KEY
 from ..errors import BackendError, ResourceError
+from ..private import private_dir, scrubbed_env
 from . import slurm_commands as sc
 from .backend import Backend, BackendOptions, WaitState, no_control_chars
 from .comm import free_dashboard_address
@@ -533,13 +535,17 @@ class SLURMBackend(Backend):
             submit_error: str | None = None
 
             async def _submit_job(self, script_filename: str) -> Any:
+                # sbatch exports its environment to the job: not Jupyter's tokens.
+                cmd = [*shlex.split(self.submit_command), script_filename]
                 try:
-                    return await super()._submit_job(script_filename)
+                    return await self._call(cmd, env=scrubbed_env())
                 except RuntimeError as exc:
                     self.submit_error = str(exc)
                     raise
 
         kwargs = self.cluster_kwargs()
+        if not self.options.log_directory:
+            private_dir(Path(self.log_directory))  # job logs: the user's alone
         scheduler = kwargs["scheduler_options"]
         scheduler["dashboard_address"] = free_dashboard_address(scheduler["dashboard_address"])
         security = self.make_security()

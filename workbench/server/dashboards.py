@@ -40,6 +40,7 @@ from ..clusters.control import ClusterControl
 from ..clusters.detached import LaunchError, _reap
 from ..clusters.record import ClusterRecord
 from ..errors import MissingDependencyError
+from ..private import open_private_log, private_dir, scrubbed_env, write_private
 from .base import RequestError
 from .health import Check, _fetch, _HealthBase
 from .metrics import _cluster_record
@@ -95,11 +96,7 @@ def read_state(cluster_id: str) -> DashboardProcess | None:
 
 
 def _write_state(proc: DashboardProcess) -> None:
-    path = _state_file(proc.cluster_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(asdict(proc)))
-    os.replace(tmp, path)
+    write_private(_state_file(proc.cluster_id), json.dumps(asdict(proc)))
 
 
 def _lock(cluster_id: str) -> threading.Lock:
@@ -160,8 +157,7 @@ def _free_port() -> int:
 
 
 def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
-    logs = config.state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(config.state_dir() / "logs")
     log = logs / f"dashboard-{record.id}-{int(time.time() * 1000)}.log"
     port = _free_port()
     args = [
@@ -179,9 +175,9 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
     ]
     for origin in origins:
         args += ["--allow-websocket-origin", origin]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**scrubbed_env(), "PYTHONUNBUFFERED": "1"}
     env.pop("WORKBENCH_DETACHED_LOG", None)
-    with open(log, "wb") as out:
+    with open_private_log(log) as out:
         proc = subprocess.Popen(
             args,
             stdout=out,

@@ -61,8 +61,9 @@ def tracking_uri() -> str:
                 f"as 'http://host:5000' or 'sqlite:////path/mlflow.db', got {value!r}"
             )
         return value.strip()
-    store = default_store_dir()
-    store.mkdir(parents=True, exist_ok=True)
+    from ..private import private_dir
+
+    store = private_dir(default_store_dir())
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
