@@ -382,3 +382,54 @@ def test_detached_cluster_state_is_private_and_tokens_are_not_inherited(
     finally:
         control.stop(record.id)
     assert control.list() == []
+
+
+# -- dashboards: loopback by default, a token anywhere else --------------------------------
+def test_dashboard_server_needs_a_token_off_loopback() -> None:
+    import urllib.error
+    import urllib.request
+
+    from workbench.dashboards.server import DashboardServer
+    from workbench.errors import MetricsError
+    from workbench.metrics.store import close_store, get_store
+
+    store = get_store(None, interval=0.5)
+    try:
+        with pytest.raises(MetricsError, match="without a token"):
+            DashboardServer(store, 0, "0.0.0.0")
+        server = DashboardServer(store, 0, "0.0.0.0", token="Zq7-dash-token")
+        try:
+            url = server.metrics_url
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url, timeout=10)
+            assert refused.value.code == 401
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(url + "?token=wrong", timeout=10)
+            request = urllib.request.Request(
+                url, headers={"Authorization": "Bearer Zq7-dash-token"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                assert reply.status == 200 and b"workbench" in reply.read()
+            # The pages ask for the token (Panel's login page), not the dashboards.
+            with urllib.request.urlopen(server.url, timeout=10) as page:
+                assert "login" in page.url
+        finally:
+            server.stop()
+    finally:
+        close_store(None)
+
+
+def test_doctor_flags_a_profile_without_tls(user_profiles: Any) -> None:
+    from workbench.doctor import check_security
+
+    assert check_security().status == "ok"  # the built-in profiles
+    user_profiles(
+        "profiles:\n  plain:\n    backend: local\n    options: {security: none}\n"
+        "  open:\n    backend: slurm\n    options: {dashboard_address: ':8787'}\n"
+    )
+    check = check_security()
+    assert check.status == "warn"
+    assert "security: none" in check.summary and "plain" in check.summary
+    assert "open (:8787)" in check.summary
+    out = _cli_out("doctor")
+    assert "security: none" in out and "plain" in out
