@@ -433,3 +433,52 @@ def test_doctor_flags_a_profile_without_tls(user_profiles: Any) -> None:
     assert "open (:8787)" in check.summary
     out = _cli_out("doctor")
     assert "security: none" in out and "plain" in out
+
+
+# -- scale is bounded, launches are capped ---------------------------------------------------
+@pytest.mark.slow
+async def test_scale_is_bounded_by_max_workers(api: Any, user_profiles: Any) -> None:
+    import asyncio
+
+    import workbench
+    from workbench.clusters.backend import DEFAULT_MAX_WORKERS
+    from workbench.server.clusters import MAX_CONCURRENT_LAUNCHES
+
+    assert DEFAULT_MAX_WORKERS >= 1 and MAX_CONCURRENT_LAUNCHES >= 1
+    handle = await asyncio.to_thread(
+        workbench.launch,
+        "local-cpu",
+        wait=1,
+        progress="off",
+        n_workers=1,
+        threads_per_worker=1,
+        memory_limit="1GiB",
+        dashboard_address="127.0.0.1:0",
+        max_workers=2,
+    )
+    try:
+        assert handle.record.max_workers == 2
+        with pytest.raises(ValueError, match="max_workers"):
+            handle.scale(3)
+        with pytest.raises(ValueError, match="max_workers"):
+            handle.adapt(0, 5)
+        reply = await api("POST", f"clusters/{handle.id}/scale", body={"n": 3})
+        assert reply.status == 400 and "max_workers" in reply.data["message"], reply.data
+        reply = await api("POST", f"clusters/{handle.id}/adapt", body={"maximum": 100})
+        assert reply.status == 400 and "max_workers" in reply.data["message"], reply.data
+        reply = await api("POST", f"clusters/{handle.id}/scale", body={"n": 2})
+        assert reply.status == 200, reply.data
+        assert handle.n_workers() <= 2
+    finally:
+        await asyncio.to_thread(handle.close)
+
+
+async def test_launches_beyond_the_cap_are_refused(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.server import clusters
+
+    monkeypatch.setattr(clusters, "_launching", clusters.MAX_CONCURRENT_LAUNCHES)
+    reply = await api("POST", "clusters", body={"profile": "local-cpu"})
+    assert reply.status == 429 and "in progress" in reply.data["message"], reply.data
+    assert ClusterControl().list() == []

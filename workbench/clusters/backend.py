@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from distributed import Client
     from distributed.deploy.cluster import Cluster
 
+#: The most workers a cluster may be scaled to unless its profile says otherwise.
+DEFAULT_MAX_WORKERS = 64
 #: Seconds a scheduler has to answer the owner's idle probe.
 IDLE_PROBE_TIMEOUT_S = 3.0
 
@@ -74,6 +76,12 @@ class BackendOptions(BaseModel):
         ge=0,
         description="What one worker costs per hour (any currency); the handle then reports "
         "a running cost estimate from the actual worker count over time.",
+    )
+    max_workers: int = Field(
+        DEFAULT_MAX_WORKERS,
+        ge=1,
+        description="The most workers scale() and adapt() may ask for, from any process "
+        "(a request for more is refused).",
     )
     idle_timeout: float | None = Field(
         None,

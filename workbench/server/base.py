@@ -75,7 +75,7 @@ def status_for(exc: BaseException) -> int:
     ):
         return 404
     if isinstance(exc, ConflictError):
-        return 409
+        return int(getattr(exc, "http_status", 409))
     bad_input = RequestError | ProfileError | ResourceError | CredentialError
     if isinstance(exc, bad_input | CatalogError | TemplateError):
         return 400
