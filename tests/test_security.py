@@ -482,3 +482,43 @@ async def test_launches_beyond_the_cap_are_refused(
     reply = await api("POST", "clusters", body={"profile": "local-cpu"})
     assert reply.status == 429 and "in progress" in reply.data["message"], reply.data
     assert ClusterControl().list() == []
+
+
+# -- template writes: mkstemp in the target directory, ContentsManager on the server --------
+def test_new_notebook_never_follows_a_planted_temp_symlink(tmp_path: Any) -> None:
+    import os
+
+    from workbench.templates import new_notebook
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("untouched")
+    dest = tmp_path / "nb" / "etl.ipynb"
+    dest.parent.mkdir()
+    # The old predictable temporary name, planted as a link to another file.
+    os.symlink(victim, dest.parent / ".etl.ipynb.tmp")
+    new_notebook("gpu-etl-from-object-storage", dest)
+    assert victim.read_text() == "untouched"
+    assert dest.is_file() and not dest.is_symlink()
+    assert [p.name for p in dest.parent.iterdir() if p.name.endswith(".tmp")] == [".etl.ipynb.tmp"]
+
+
+async def test_the_server_creates_notebooks_through_its_contents_manager(
+    api: Any, jp_serverapp: Any
+) -> None:
+    saved: list[str] = []
+    cm = jp_serverapp.contents_manager
+    hook = cm.pre_save_hook
+
+    def record(model: Any, path: str, contents_manager: Any, **kwargs: Any) -> None:
+        saved.append(path)
+
+    cm.pre_save_hook = record
+    try:
+        reply = await api(
+            "POST", "templates/gpu-etl-from-object-storage", body={"path": "work/etl.ipynb"}
+        )
+    finally:
+        cm.pre_save_hook = hook
+    assert reply.status == 201, reply.data
+    assert saved == ["work", "work/etl.ipynb"]  # the ContentsManager wrote both
+    assert cm.get("work/etl.ipynb")["type"] == "notebook"
