@@ -521,4 +521,4 @@ async def test_the_server_creates_notebooks_through_its_contents_manager(
         cm.pre_save_hook = hook
     assert reply.status == 201, reply.data
     assert saved == ["work", "work/etl.ipynb"]  # the ContentsManager wrote both
-    assert cm.get("work/etl.ipynb")["type"] == "notebook"
+    assert (await cm.get("work/etl.ipynb"))["type"] == "notebook"
