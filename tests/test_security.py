@@ -403,8 +403,11 @@ def test_dashboard_server_needs_a_token_off_loopback() -> None:
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(url, timeout=10)
             assert refused.value.code == 401
-            with pytest.raises(urllib.error.HTTPError):
+            refused.value.close()
+            with pytest.raises(urllib.error.HTTPError) as wrong:
                 urllib.request.urlopen(url + "?token=wrong", timeout=10)
+            assert wrong.value.code == 401
+            wrong.value.close()
             request = urllib.request.Request(
                 url, headers={"Authorization": "Bearer Zq7-dash-token"}
             )
