@@ -204,7 +204,12 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
 
             # A cluster started elsewhere (here, as in a notebook kernel) shows up by polling.
             handle = workbench.launch(
-                "local-cpu", wait=True, processes=False, protocol="tcp", **SMALL_CLUSTER
+                "local-cpu",
+                wait=True,
+                processes=False,
+                protocol="tcp",
+                security="none",
+                **SMALL_CLUSTER,
             )
             try:
                 other = sidebar.locator(f'.jp-workbench-cluster[data-cluster-id="{handle.id}"]')

@@ -73,15 +73,20 @@ def test_dry_run_prints_the_job_script_and_checks_it(slurm: SlurmInstance, subpr
 
 @pytest.mark.slow
 def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
-    slurm: SlurmInstance, unique_name, subprocess_env
+    slurm: SlurmInstance, unique_name, subprocess_env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = unique_name("wb-life")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "Zq7-hub-token")  # must not reach the jobs
     handle = workbench.launch("slurm", wait=True, timeout=120, jobs=2, job_name=name, **SMALL)
     try:
         assert handle.backend == "slurm" and handle.n_workers() == 2
         record = ClusterControl().get(handle.id)
         assert sorted(record.extra["job_ids"]) == sorted(slurm.jobs_named(name))
-        assert len(record.extra["job_ids"]) == 2 and record.extra["job_name"] == name
+        assert len(record.extra["job_ids"]) == 2
+        assert record.extra["job_name"].startswith(f"{name}-")  # the cluster's unique suffix
+        assert handle.scheduler_address.startswith("tls://")  # TLS by default, on SLURM too
+        tokens = handle.client.run(lambda: os.environ.get("JUPYTERHUB_API_TOKEN"))
+        assert set(tokens.values()) == {None}, tokens
         assert record.extra["slurm_conf"] == slurm.conf
         # Real work on workers that run inside SLURM jobs.
         futures = handle.client.map(slow_square, range(8))
@@ -288,7 +293,7 @@ def test_killed_kernel_and_watchdog_leave_no_job_after_cleanup_or_stop(
     assert slurm.jobs_named(name)
     # Even from a shell without SLURM_CONF: the record remembers which SLURM it was.
     env_without = {k: v for k, v in env.items() if k != "SLURM_CONF"}
-    args = ["cleanup"] if command == "cleanup" else ["stop", record.id[:5]]
+    args = ["cleanup"] if command == "cleanup" else ["stop", record.id]
     cleaned = subprocess.run(
         [*WORKBENCH, "clusters", *args],
         env=env_without,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -42,8 +43,27 @@ if TYPE_CHECKING:
     from distributed import Client
     from distributed.deploy.cluster import Cluster
 
+#: The most workers a cluster may be scaled to unless its profile says otherwise.
+DEFAULT_MAX_WORKERS = 64
 #: Seconds a scheduler has to answer the owner's idle probe.
 IDLE_PROBE_TIMEOUT_S = 3.0
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def no_control_chars(value: Any) -> Any:
+    """Reject newlines and other control characters in a value that is not shell by
+    design (a partition, a path, an argument): in a job script a newline would start a
+    new command. Lists are checked item by item."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, str) and _CONTROL.search(item):
+            raise ValueError(
+                "must not contain newlines or other control characters "
+                f"(found {_CONTROL.search(item).group()!r})"  # type: ignore[union-attr]
+            )
+    return value
 
 
 class BackendOptions(BaseModel):
@@ -56,6 +76,12 @@ class BackendOptions(BaseModel):
         ge=0,
         description="What one worker costs per hour (any currency); the handle then reports "
         "a running cost estimate from the actual worker count over time.",
+    )
+    max_workers: int = Field(
+        DEFAULT_MAX_WORKERS,
+        ge=1,
+        description="The most workers scale() and adapt() may ask for, from any process "
+        "(a request for more is refused).",
     )
     idle_timeout: float | None = Field(
         None,
@@ -93,6 +119,24 @@ class Backend(ABC):
     def __init__(self, options: BackendOptions, profile: str = "") -> None:
         self.options = options
         self.profile = profile
+        #: Paths of this cluster's TLS credential files (set by backends that make them).
+        self.tls_paths: dict[str, str] | None = None
+
+    def make_security(self) -> Any:
+        """New per-cluster TLS credentials (a ``Security``), or None where the profile says
+        ``security: none``. Their paths go into the cluster's record."""
+        if getattr(self.options, "security", "none") != "tls":
+            return None
+        from . import tls
+
+        security, self.tls_paths = tls.create_credentials()
+        return security
+
+    def forget_security(self) -> None:
+        """Delete this cluster's credential files (it did not start, or it is closed)."""
+        from . import tls
+
+        tls.remove_credentials(self.tls_paths)
 
     def require(self, modules: dict[str, str] | None = None) -> None:
         """Raise MissingDependencyError with an install hint for each missing module."""
@@ -211,8 +255,11 @@ class Backend(ABC):
     @classmethod
     def connection_args(cls, record: ClusterRecord) -> dict[str, Any]:
         """Arguments of every connection to the cluster's scheduler from another process
-        (``distributed.core.rpc(connection_args=...)``). None are needed without TLS."""
-        return {}
+        (``distributed.core.rpc(connection_args=...)``): the cluster's TLS credentials,
+        referenced by its record (:mod:`workbench.clusters.tls`); none without TLS."""
+        from . import tls
+
+        return tls.connection_args(record)
 
     @classmethod
     def ask_owner(cls, record: ClusterRecord, op: str, timeout: float, **kwargs: Any) -> Any:

@@ -29,6 +29,7 @@ from ..errors import (
     ClusterStaleError,
     ClusterStateError,
     ClusterUnreachableError,
+    ResourceError,
     WorkbenchError,
 )
 from .backend import Backend
@@ -163,7 +164,7 @@ class ClusterControl:
     def stop(self, cluster_id: str, timeout: float = 30.0) -> ClusterRecord:
         """Stop a cluster: through its backend (its owner, gateway or Kubernetes), or by
         cleaning up after an owner that is gone."""
-        record = self.get(cluster_id)
+        record = self.store.get(cluster_id, exact=True)  # destructive: no prefix match
         if self.status(record) == "stale":
             self.release(record, f"stopped on request after {self.stale_reason(record)}")
             return record
@@ -214,6 +215,11 @@ class ClusterControl:
         if count is None or count < 0:
             raise ValueError(f"cannot scale to {count} {'jobs' if jobs is not None else 'workers'}")
         record = self.running(cluster_id, probe=True)
+        if jobs is None and record.max_workers is not None and count > record.max_workers:
+            raise ResourceError(
+                f"cluster {record.id}: {count} workers is above its profile's max_workers "
+                f"({record.max_workers})"
+            )
         cls = backend_class(record)
         if jobs is not None and not cls.has_jobs:
             raise ClusterStateError(
@@ -233,6 +239,12 @@ class ClusterControl:
         if minimum < 0 or (maximum is not None and maximum < minimum):
             raise ValueError(f"adapt: need 0 <= minimum <= maximum (got {minimum}, {maximum})")
         record = self.running(cluster_id, probe=True)
+        bound = record.max_workers
+        if bound is not None and max(minimum, maximum or 0) > bound:
+            raise ResourceError(
+                f"cluster {record.id}: adapt up to {max(minimum, maximum or 0)} workers is "
+                f"above its profile's max_workers ({bound})"
+            )
         backend_class(record).remote_adapt(record, minimum, maximum, timeout=timeout)
         return record
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from .. import config
+from ..private import open_private_log, private_dir, scrubbed_env
 from .record import ClusterRecord
 from .record_store import HEARTBEAT_S, RecordStore
 
@@ -186,10 +187,11 @@ def start_watchdog(record: ClusterRecord, store: RecordStore) -> tuple[int, floa
         repr(record.owner_create_time),
     ]
     try:
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"watchdog-{record.id}.log", "ab") as out:
+        private_dir(logs)
+        with open_private_log(logs / f"watchdog-{record.id}.log") as out:
             proc = subprocess.Popen(
                 args,
+                env=scrubbed_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -13,11 +13,11 @@ import importlib.util
 from typing import TYPE_CHECKING, Any, Literal
 
 from dask.utils import parse_bytes
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import MissingDependencyError, ResourceError
 from ..gpus import GPUInfo, GPUInventory, detect_gpus
-from .backend import Backend, BackendOptions
+from .backend import Backend, BackendOptions, no_control_chars
 from .comm import free_dashboard_address
 
 if TYPE_CHECKING:
@@ -57,9 +57,21 @@ class LocalOptions(BackendOptions):
     threads_per_worker: int | None = Field(None, ge=1, description="Threads per worker.")
     memory_limit: Memory = Field("auto", description="Host memory limit per worker.")
     processes: bool = Field(True, description="Workers in separate processes (CPU only).")
-    dashboard_address: str | None = Field(":8787", description="Dask dashboard address.")
+    dashboard_address: str | None = Field(
+        "127.0.0.1:8787",
+        description="Dask dashboard address (this machine only by default; JupyterLab's "
+        "proxy reaches it). Another host or ':8787' exposes it on the network.",
+    )
     protocol: Literal["tcp", "tls", "ucx", "inproc"] | None = Field(
-        None, description="Communication protocol (ucx needs distributed-ucxx)."
+        None,
+        description="Communication protocol (ucx needs distributed-ucxx); tls by default. "
+        "Any other needs security: none.",
+    )
+    security: Literal["tls", "none"] = Field(
+        "tls",
+        description="'tls': encrypted, authenticated connections with credentials made for "
+        "this cluster (the default); 'none': plain TCP that anyone who can reach the port "
+        "may use (workbench doctor flags it).",
     )
     local_directory: str | None = Field(None, description="Scratch directory for spilling.")
     # GPU options, used when the cluster has GPUs.
@@ -87,6 +99,20 @@ class LocalOptions(BackendOptions):
     @classmethod
     def _device_memory(cls, v: Memory | None) -> Memory | None:
         return _check_memory(v, ("auto", "default"))
+
+    @field_validator("dashboard_address", "local_directory", "pre_import", mode="before")
+    @classmethod
+    def _one_line(cls, v: Any) -> Any:
+        return no_control_chars(v)
+
+    @model_validator(mode="after")
+    def _secure(self) -> LocalOptions:
+        if self.security == "tls" and self.protocol not in (None, "tls"):
+            raise ValueError(
+                f"protocol {self.protocol} carries no TLS: set security: none to run without "
+                "encryption and authentication, or leave protocol unset"
+            )
+        return self
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -264,15 +290,25 @@ class LocalBackend(Backend):
         kwargs = self.cluster_kwargs()
         if kwargs.get("dashboard_address"):
             kwargs["dashboard_address"] = free_dashboard_address(kwargs["dashboard_address"])
-        if self.selected:
-            from dask_cuda import LocalCUDACluster
+        security = self.make_security()
+        if security is not None:
+            kwargs.update(security=security, protocol="tls")
+        try:
+            if self.selected:
+                from dask_cuda import LocalCUDACluster
 
-            return LocalCUDACluster(**kwargs)  # type: ignore[no-any-return]
-        from distributed import LocalCluster
+                return LocalCUDACluster(**kwargs)  # type: ignore[no-any-return]
+            from distributed import LocalCluster
 
-        if self.options.pre_import:
-            kwargs["preload"] = list(self.options.pre_import)
-        return LocalCluster(**kwargs)
+            if self.options.pre_import:
+                kwargs["preload"] = list(self.options.pre_import)
+            return LocalCluster(**kwargs)
+        except BaseException:
+            self.forget_security()
+            raise
+
+    def record_extra(self, cluster: Cluster) -> dict[str, Any]:
+        return {"security": dict(self.tls_paths)} if self.tls_paths else {}
 
     def worker_processes(self, cluster: Cluster) -> list[tuple[int, float]]:
         import psutil

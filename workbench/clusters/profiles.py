@@ -30,8 +30,9 @@ import yaml
 from pydantic import ValidationError
 
 from .. import config
-from ..credentials import find_literal_secrets
+from ..credentials import SECRET_KEY, find_literal_secrets
 from ..errors import BackendError, ProfileError, UnknownProfileError
+from ..redact import redact_text
 from .backend import BackendOptions
 from .backend_registry import get_backend_class
 
@@ -177,9 +178,19 @@ def _message(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         return "unknown option"
-    if "input" in err and err.get("type") != "missing":
-        return f"{msg} (got {err['input']!r})"
-    return msg
+    shown_input = "input" in err and err.get("type") != "missing" and err.get("loc")
+    if shown_input and not _secret_loc(err):
+        shown = redact_text(repr(err["input"]))
+        return f"{redact_text(msg)} (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
+    return redact_text(msg)
+
+
+def _secret_loc(err: Any) -> bool:
+    """Whether the error concerns a secret-looking key (its input is never shown) or a
+    value the literal-credential check refused."""
+    return "literal credential" in str(err.get("msg", "")) or any(
+        isinstance(p, str) and SECRET_KEY.search(p) for p in err.get("loc", ())
+    )
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,8 @@ from typing import Any
 
 from .. import config
 from ..errors import ClusterNotFoundError
+from ..private import private_dir
+from . import tls
 from .record import ClusterRecord
 
 #: Seconds between two heartbeats of an owner (the record's mtime).
@@ -47,10 +49,7 @@ class RecordStore:
 
     # -- files ----------------------------------------------------------------------------
     def _ensure(self, folder: Path | None = None) -> None:
-        folder = folder or self.root
-        folder.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)
+        private_dir(folder or self.root)
 
     def path(self, cluster_id: str) -> Path:
         return self.root / f"{cluster_id}.json"
@@ -81,6 +80,9 @@ class RecordStore:
         self.add(record)
 
     def remove(self, cluster_id: str) -> None:
+        """Forget a record, and delete the TLS credential files it references."""
+        with contextlib.suppress(ClusterNotFoundError):
+            tls.remove_credentials(tls.record_paths(self.read(cluster_id)))
         with contextlib.suppress(FileNotFoundError):
             self.path(cluster_id).unlink()
 
@@ -105,11 +107,13 @@ class RecordStore:
                 continue  # a record being written or removed right now
         return sorted(out, key=lambda r: r.created)
 
-    def get(self, cluster_id: str) -> ClusterRecord:
-        """The record whose id is ``cluster_id`` or starts with it (unambiguously)."""
+    def get(self, cluster_id: str, exact: bool = False) -> ClusterRecord:
+        """The record whose id is ``cluster_id`` or starts with it (unambiguously); with
+        ``exact`` (destructive calls) only the full id."""
         records = self.list()
-        exact = [r for r in records if r.id == cluster_id]
-        matches = exact or [r for r in records if r.id.startswith(cluster_id)]
+        matches = [r for r in records if r.id == cluster_id]
+        if not matches and not exact:
+            matches = [r for r in records if r.id.startswith(cluster_id)]
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -122,8 +126,13 @@ class RecordStore:
                     f"{note['reason']} (at {when})"
                 )
             known = ", ".join(r.id for r in records) or "none"
+            hint = (
+                " Stopping needs the full id."
+                if exact and any(r.id.startswith(cluster_id) for r in records)
+                else ""
+            )
             raise ClusterNotFoundError(
-                f"no running cluster with id {cluster_id!r} (known: {known})"
+                f"no running cluster with id {cluster_id!r} (known: {known}).{hint}"
             )
         raise ClusterNotFoundError(
             f"cluster id {cluster_id!r} is ambiguous: {', '.join(r.id for r in matches)}"

@@ -23,8 +23,9 @@ import logging
 import os
 import re
 import secrets
+import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from pydantic import Field, field_validator, model_validator
@@ -32,8 +33,9 @@ from pydantic import Field, field_validator, model_validator
 from .. import config
 from ..credentials import POINTER_KEY, SECRET_KEY
 from ..errors import BackendError, ResourceError
+from ..private import private_dir, scrubbed_env
 from . import slurm_commands as sc
-from .backend import Backend, BackendOptions, WaitState
+from .backend import Backend, BackendOptions, WaitState, no_control_chars
 from .comm import free_dashboard_address
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SLURM_HINT = "pip install 'workbench[slurm]'"
+#: Random bytes of the suffix every job name ends in (hex: twice as many characters).
+JOB_SUFFIX_BYTES = 3
 Memory = str | int
 
 
@@ -134,7 +138,17 @@ class SLURMOptions(BackendOptions):
     scheduler_host: str | None = Field(
         None, description="Address the scheduler listens on, reachable from compute nodes."
     )
-    dashboard_address: str | None = Field(":8787", description="Dask dashboard address.")
+    dashboard_address: str | None = Field(
+        "127.0.0.1:8787",
+        description="Dask dashboard address (this machine only by default; JupyterLab's "
+        "proxy reaches it). Another host or ':8787' exposes it on the network.",
+    )
+    security: Literal["tls", "none"] = Field(
+        "tls",
+        description="'tls': scheduler and workers talk TLS with credentials made for this "
+        "cluster, kept in the private state directory (which the compute nodes must see, "
+        "as they see the job logs); 'none': plain TCP (workbench doctor flags it).",
+    )
     local_directory: str | None = Field(
         None, description="Fast node-local scratch for spilling, e.g. '$TMPDIR'."
     )
@@ -153,7 +167,10 @@ class SLURMOptions(BackendOptions):
         default_factory=list, description="More arguments for the worker command."
     )
     job_name: str | None = Field(
-        None, description="SLURM job name (default: unique per cluster, 'wb-<profile>-<id>')."
+        None,
+        description="Prefix of the SLURM job name; a unique suffix is always added "
+        "('<job_name>-<hex>', default 'wb-<profile>-<hex>') so that cancelling a cluster's "
+        "jobs by name never touches another cluster's.",
     )
     # dask-cuda, for GPU jobs.
     device_memory_limit: Memory | None = Field(
@@ -162,6 +179,27 @@ class SLURMOptions(BackendOptions):
     rmm_pool_size: Memory | None = Field(None, description="RMM pool per GPU, e.g. '20GB'.")
     rmm_async: bool = Field(False, description="Use the CUDA async allocator.")
     enable_cudf_spill: bool = Field(False, description="cuDF native spilling to host memory.")
+
+    @field_validator(
+        "partition",
+        "account",
+        "qos",
+        "walltime",
+        "gpu_type",
+        "job_directives_skip",
+        "python",
+        "interface",
+        "scheduler_host",
+        "dashboard_address",
+        "local_directory",
+        "log_directory",
+        "worker_extra_args",
+        "lifetime_margin",
+        mode="before",
+    )
+    @classmethod
+    def _one_line(cls, v: Any) -> Any:
+        return no_control_chars(v)
 
     @field_validator("walltime")
     @classmethod
@@ -221,8 +259,8 @@ class SLURMOptions(BackendOptions):
     @field_validator("job_name")
     @classmethod
     def _job_name(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", v):
-            raise ValueError("use letters, digits and '_.+-' only (at most 100)")
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.+-]{1,80}", v):
+            raise ValueError("use letters, digits and '_.+-' only (at most 80)")
         return v
 
     @model_validator(mode="after")
@@ -300,7 +338,10 @@ class SLURMBackend(Backend):
     def __init__(self, options: BackendOptions, profile: str = "") -> None:
         super().__init__(options, profile)
         o = self.options
-        self.job_name = o.job_name or f"wb-{_slug(profile or 'slurm')}-{secrets.token_hex(3)}"
+        # Always ends in a unique suffix: cancelling by name (the watchdog, close, abort)
+        # must never reach another cluster's or another user's jobs.
+        prefix = o.job_name or f"wb-{_slug(profile or 'slurm')}"
+        self.job_name = f"{prefix}-{secrets.token_hex(JOB_SUFFIX_BYTES)}"
         self._cluster: Cluster | None = None
         self._checked = False
         #: What ``sbatch --test-only`` said about the job script (set by check()).
@@ -494,16 +535,27 @@ class SLURMBackend(Backend):
             submit_error: str | None = None
 
             async def _submit_job(self, script_filename: str) -> Any:
+                # sbatch exports its environment to the job: not Jupyter's tokens.
+                cmd = [*shlex.split(self.submit_command), script_filename]
                 try:
-                    return await super()._submit_job(script_filename)
+                    return await self._call(cmd, env=scrubbed_env())
                 except RuntimeError as exc:
                     self.submit_error = str(exc)
                     raise
 
         kwargs = self.cluster_kwargs()
+        if not self.options.log_directory:
+            private_dir(Path(self.log_directory))  # job logs: the user's alone
         scheduler = kwargs["scheduler_options"]
         scheduler["dashboard_address"] = free_dashboard_address(scheduler["dashboard_address"])
-        cluster = SLURMCluster(job_cls=Job, **kwargs)  # type: ignore[arg-type]
+        security = self.make_security()
+        if security is not None:
+            kwargs.update(security=security, protocol="tls://")
+        try:
+            cluster = SLURMCluster(job_cls=Job, **kwargs)  # type: ignore[arg-type]
+        except BaseException:
+            self.forget_security()
+            raise
         self._cluster = cluster
         if self.options.jobs:
             cluster.scale(jobs=self.options.jobs)
@@ -584,6 +636,7 @@ class SLURMBackend(Backend):
             "job_ids": self.job_ids(cluster),
             "slurm_conf": os.environ.get("SLURM_CONF"),
             "log_directory": self.log_directory,
+            **({"security": dict(self.tls_paths)} if self.tls_paths else {}),
         }
 
     @classmethod

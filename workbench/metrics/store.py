@@ -258,10 +258,13 @@ class MetricsStore:
                 f"cannot reach the Dask scheduler at {address}: {refused}. "
                 "Is the cluster running? 'workbench clusters list' shows the running ones."
             )
+        from ..clusters.tls import security_for_address
+
         try:
             client = await asyncio.wait_for(
                 Client(
                     address,
+                    security=security_for_address(address),
                     asynchronous=True,
                     set_as_default=False,
                     timeout=self.connect_timeout,

@@ -26,7 +26,6 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from pydantic import BaseModel, ConfigDict, Field
-from tornado import web
 
 from .. import autoconnect
 from .base import WorkbenchHandler
@@ -164,15 +163,14 @@ class AutoConnectRequest(BaseModel):
 
 
 class AutoConnectHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:autoconnect"
+
     async def get(self) -> None:
         self.reply(await self.run(mark_state))
 
-    @web.authenticated
     async def put(self) -> None:
         req = self.body(AutoConnectRequest)
         self.reply(await self.run(set_autoconnect, req.cluster))
 
-    @web.authenticated
     async def delete(self) -> None:
         self.reply(await self.run(clear_autoconnect))

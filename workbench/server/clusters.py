@@ -12,15 +12,14 @@ the gateway for ``gateway``, the Kubernetes API for ``kubernetes``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
-from tornado import web
 
 from ..clusters.control import ClusterControl
-from ..clusters.detached import launch_detached
+from ..clusters.detached import POLL_S, launch_detached, start_detached
 from ..clusters.record import ClusterRecord
-from .base import WorkbenchHandler
+from .base import ConflictError, WorkbenchHandler
 
 
 class LaunchRequest(BaseModel):
@@ -82,6 +81,17 @@ def launch_cluster(req: LaunchRequest) -> dict[str, Any]:
     return cluster_summary(record, timeout=5)
 
 
+#: Launches this server runs at once; more are refused (429) until one is done.
+MAX_CONCURRENT_LAUNCHES = 4
+_launching = 0
+
+
+class TooManyLaunchesError(ConflictError):
+    """MAX_CONCURRENT_LAUNCHES launches are already in progress: 429."""
+
+    http_status = 429
+
+
 def stop_cluster(cluster_id: str) -> dict[str, Any]:
     from ..autoconnect import clear_mark
     from . import metrics
@@ -101,7 +111,9 @@ def connect_cell(cluster_id: str) -> dict[str, Any]:
 
 
 class ClustersHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+    auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
+
     async def get(self) -> None:
         records = await self.run(ClusterControl().list)
         summaries = await asyncio.gather(
@@ -109,38 +121,57 @@ class ClustersHandler(WorkbenchHandler):
         )
         self.reply({"clusters": list(summaries)})
 
-    @web.authenticated
     async def post(self) -> None:
+        """Launch: the cluster process is started in the thread pool, then watched from the
+        event loop, so that a launch does not hold a thread for its whole wait."""
+        global _launching
         req = self.body(LaunchRequest)
-        self.reply(await self.run(launch_cluster, req), status=201)
+        if _launching >= MAX_CONCURRENT_LAUNCHES:
+            raise TooManyLaunchesError(
+                f"{_launching} launches are in progress (at most {MAX_CONCURRENT_LAUNCHES} "
+                "at once); try again when one is done"
+            )
+        _launching += 1
+        try:
+            pending = await self.run(
+                start_detached, req.profile, req.options, timeout=float(req.timeout)
+            )
+            while (record := await self.run(pending.poll)) is None:
+                await asyncio.sleep(POLL_S)
+        finally:
+            _launching -= 1
+        self.reply(await self.run(cluster_summary, record, timeout=5), status=201)
 
 
 class ClusterHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         self.reply(await self.run(cluster_summary, record, accounting=True))
 
-    @web.authenticated
     async def delete(self, cluster_id: str) -> None:
         self.reply(await self.run(stop_cluster, cluster_id))
 
 
 class ScaleHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def post(self, cluster_id: str) -> None:
         req = self.body(ScaleRequest)
         self.reply(await self.run(scale_cluster, cluster_id, req.n))
 
 
 class AdaptHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def post(self, cluster_id: str) -> None:
         req = self.body(AdaptRequest)
         self.reply(await self.run(adapt_cluster, cluster_id, req.minimum, req.maximum))
 
 
 class ConnectHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         self.reply(await self.run(connect_cell, cluster_id))

@@ -30,17 +30,17 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import psutil
-from tornado import web
 
 from .. import config
 from ..clusters.control import ClusterControl
 from ..clusters.detached import LaunchError, _reap
 from ..clusters.record import ClusterRecord
 from ..errors import MissingDependencyError
+from ..private import open_private_log, private_dir, scrubbed_env, write_private
 from .base import RequestError
 from .health import Check, _fetch, _HealthBase
 from .metrics import _cluster_record
@@ -96,11 +96,7 @@ def read_state(cluster_id: str) -> DashboardProcess | None:
 
 
 def _write_state(proc: DashboardProcess) -> None:
-    path = _state_file(proc.cluster_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(asdict(proc)))
-    os.replace(tmp, path)
+    write_private(_state_file(proc.cluster_id), json.dumps(asdict(proc)))
 
 
 def _lock(cluster_id: str) -> threading.Lock:
@@ -161,8 +157,7 @@ def _free_port() -> int:
 
 
 def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
-    logs = config.state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(config.state_dir() / "logs")
     log = logs / f"dashboard-{record.id}-{int(time.time() * 1000)}.log"
     port = _free_port()
     args = [
@@ -180,9 +175,9 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
     ]
     for origin in origins:
         args += ["--allow-websocket-origin", origin]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**scrubbed_env(), "PYTHONUNBUFFERED": "1"}
     env.pop("WORKBENCH_DETACHED_LOG", None)
-    with open(log, "wb") as out:
+    with open_private_log(log) as out:
         proc = subprocess.Popen(
             args,
             stdout=out,
@@ -294,7 +289,7 @@ def dashboard_checks(
         )
         return checks
     url = server_url.rstrip("/") + dashboard_url(base_url, state.port, True)
-    code, err = _fetch(url, auth, timeout=10)
+    code, err = _fetch(url, auth, timeout=10, origin=server_url)
     if 200 <= code < 400:
         checks.append(
             Check("workbench dashboards through the proxy", "ok", f"{url} answers (HTTP {code})")
@@ -312,6 +307,9 @@ def dashboard_checks(
 
 
 class ClusterDashboardHandler(_HealthBase):
+    auth_resource = "workbench:dashboards"
+    auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
+
     def _reply_for(self, state: DashboardProcess, started: bool) -> dict[str, Any]:
         proxy = self._proxy()
         return {
@@ -325,7 +323,6 @@ class ClusterDashboardHandler(_HealthBase):
             "log": state.log,
         }
 
-    @web.authenticated
     async def get(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         state = read_state(record.id)
@@ -334,7 +331,6 @@ class ClusterDashboardHandler(_HealthBase):
             return
         self.reply({**self._reply_for(state, False), "running": True})
 
-    @web.authenticated
     async def post(self, cluster_id: str) -> None:
         if self.request.body and self.request.body.strip() not in (b"", b"{}"):
             raise RequestError("this request takes no body")
@@ -342,7 +338,6 @@ class ClusterDashboardHandler(_HealthBase):
         state, started = await self.run(ensure_dashboard, cluster_id, origins)
         self.reply({**self._reply_for(state, started), "running": True})
 
-    @web.authenticated
     async def delete(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         stopped = await self.run(stop_dashboard, record.id)

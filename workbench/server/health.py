@@ -32,7 +32,7 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from .. import __version__, config
 from ..clusters.comm import port_open, scheduler_call
-from ..clusters.control import ClusterControl
+from ..clusters.control import ClusterControl, backend_class
 from ..clusters.record import ClusterRecord
 from .base import WorkbenchHandler
 
@@ -102,13 +102,37 @@ def _is_this_machine(host: str) -> bool:
     return False
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are reported (as their 3xx status), never followed with credentials."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def same_origin(url: str, origin: str) -> bool:
+    """Whether ``url`` is on ``origin`` (scheme, host and port), e.g. this Jupyter server."""
+    a, b = urlparse(url), urlparse(origin)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port) and bool(a.hostname)
+
+
 def _fetch(
-    url: str, headers: dict[str, str] | None = None, timeout: float = 3.0
+    url: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 3.0,
+    origin: str | None = None,
 ) -> tuple[int, str]:
-    """(status, error) of a GET; status 0 when nothing answered."""
+    """(status, error) of a GET; status 0 when nothing answered.
+
+    ``headers`` (the caller's Authorization and Cookie) are sent only to ``origin``, the
+    Jupyter server's own: a path like ``//host/...`` or a link to another host gets a
+    request without them, and a redirect is not followed (its status is the answer).
+    """
+    if headers and (origin is None or not same_origin(url, origin)):
+        headers = None
     request = urllib.request.Request(url, headers=headers or {})
+    opener = urllib.request.build_opener(_NoRedirect) if headers else urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             return int(response.status), ""
     except urllib.error.HTTPError as exc:
         return exc.code, str(exc.reason)
@@ -157,7 +181,12 @@ def cluster_health(
     if port_open(address):
         checks.append(Check("scheduler port", "ok", f"{address} accepts connections"))
         try:
-            ident = scheduler_call(address, "identity", timeout=3)
+            ident = scheduler_call(
+                address,
+                "identity",
+                timeout=3,
+                connection_args=backend_class(record).connection_args(record),
+            )
             n = len(ident.get("workers", {}))
             checks.append(Check("scheduler", "ok", f"answers Dask's protocol; {n} worker(s)"))
         except Exception as exc:
@@ -216,7 +245,7 @@ def cluster_health(
         if not proxy.enabled:
             checks.append(Check("proxy", "fail", "the link needs a proxy", proxy.reason))
         target = urljoin(server_url, parsed.path)
-        code, err = _fetch(target, auth_headers)
+        code, err = _fetch(target, auth_headers, origin=server_url)
         checks.append(_http_check("dashboard through the proxy", target, code, err))
         return _result(record, checks, urls, proxy)
 
@@ -238,7 +267,7 @@ def cluster_health(
         checks.append(Check("proxy", "ok" if proxy.enabled else "warn", proxy.reason))
     if urls["proxied"]:
         target = urljoin(server_url, urls["proxied"])
-        code, err = _fetch(target, auth_headers)
+        code, err = _fetch(target, auth_headers, origin=server_url)
         checks.append(_http_check("dashboard through the proxy", target, code, err))
     return _result(record, checks, urls, proxy)
 
@@ -297,7 +326,8 @@ class _HealthBase(WorkbenchHandler):
 
 
 class HealthHandler(_HealthBase):
-    @web.authenticated
+    auth_resource = "workbench:health"
+
     async def get(self) -> None:
         from ..doctor import run_checks
         from .dashboards import panel_missing
@@ -326,7 +356,8 @@ class HealthHandler(_HealthBase):
 
 
 class ClusterHealthHandler(_HealthBase):
-    @web.authenticated
+    auth_resource = "workbench:health"
+
     async def get(self, cluster_id: str) -> None:
         control = ClusterControl()
         record = await self.run(control.get, cluster_id)

@@ -15,8 +15,6 @@ import threading
 import time
 from typing import Any
 
-from tornado import web
-
 from ..clusters.control import ClusterControl
 from ..clusters.record import ClusterRecord
 from ..errors import WorkbenchError
@@ -241,7 +239,8 @@ VIEWS = ("full", "summary")
 
 
 class MetricsHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:metrics"
+
     async def get(self) -> None:
         from .kernels import kernel_status
 
@@ -263,7 +262,8 @@ class MetricsHandler(WorkbenchHandler):
 
 
 class PrometheusHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:metrics"
+
     async def get(self) -> None:
         from ..metrics.prometheus import CONTENT_TYPE
 

@@ -22,8 +22,6 @@ import urllib.request
 from typing import Any
 from urllib.parse import urljoin
 
-from tornado import web
-
 from ..metrics.base import TAB_PAGES
 from .dashboards import panel_missing
 from .health import ProxyInfo, _HealthBase, dashboard_urls
@@ -94,6 +92,7 @@ def cluster_panes(cluster_id: str, base_url: str, proxy: ProxyInfo) -> dict[str,
 
 
 class ClusterPanesHandler(_HealthBase):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         self.reply(await self.run(cluster_panes, cluster_id, self._base_url, self._proxy()))
