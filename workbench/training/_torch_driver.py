@@ -44,7 +44,7 @@ from ._torch_rank import (
 )
 from .errors import InvalidDataError, NotTrainedError, TrainingError, UnknownNameError
 from .progress import CallbackLike, DisplayLike
-from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict
+from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, pip_requirements
 
 if TYPE_CHECKING:
     import torch
@@ -426,13 +426,11 @@ class TorchTrainer:
         import mlflow.pytorch
         import numpy as np
 
-        from ._xgboost import _requirements
-
         model = copy.deepcopy(self.model).cpu().eval()
         example = np.zeros((2, len(self.features)), dtype=np.float32)
         try:
             mlflow.pytorch.save_model(
-                model, str(path), input_example=example, pip_requirements=_requirements("torch")
+                model, str(path), input_example=example, pip_requirements=pip_requirements("torch")
             )
         except Exception as exc:  # models torch.export cannot trace: pickle them instead
             logger.info("saving as an exported program failed (%s); pickling the model", exc)
@@ -443,7 +441,7 @@ class TorchTrainer:
                 model,
                 str(path),
                 serialization_format="pickle",
-                pip_requirements=_requirements("torch"),
+                pip_requirements=pip_requirements("torch"),
             )
 
     def predict(self, X: Any) -> torch.Tensor:

@@ -501,7 +501,7 @@ class XGBoostObjective:
         import xgboost as xgb
         from sklearn.model_selection import train_test_split
 
-        from ._cluster import _worker_has_cuda
+        from ._cluster import worker_has_cuda
         from ._data import select_columns
 
         features = select_columns([str(c) for c in data.columns], self.label, None, "tune data")
@@ -513,7 +513,7 @@ class XGBoostObjective:
             task = "classification" if is_int and len(classes) <= 50 else "regression"
         params: dict[str, Any] = {
             "tree_method": "hist",
-            "device": "cuda" if _worker_has_cuda() else "cpu",
+            "device": "cuda" if worker_has_cuda() else "cpu",
             "seed": self.seed,
             **suggest(trial, self.space),
         }

@@ -25,7 +25,7 @@ from ._live import LiveJob, publish, stop_requested
 from ._run import TrainingRun
 from .errors import InvalidDataError, NotTrainedError, TrainingError, UnknownNameError
 from .progress import CallbackLike, DisplayLike
-from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict
+from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, pip_requirements
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -333,7 +333,10 @@ class XGBoostTrainer:
         import mlflow.xgboost
 
         mlflow.xgboost.save_model(
-            self.booster, str(path), model_format="ubj", pip_requirements=_requirements("xgboost")
+            self.booster,
+            str(path),
+            model_format="ubj",
+            pip_requirements=pip_requirements("xgboost"),
         )
 
     # -- the trained model ----------------------------------------------------------------------
@@ -409,18 +412,6 @@ class XGBoostTrainer:
             for a, b in rows
         )
         return f"<b>XGBoostTrainer</b><table>{body}</table>"
-
-
-def _requirements(*packages: str) -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for name in packages:
-        try:
-            out.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            out.append(name)
-    return out
 
 
 def train_xgboost(
