@@ -35,7 +35,7 @@ from .progress import (
 )
 
 if TYPE_CHECKING:
-    from ._torch import TorchTrainer, train_torch
+    from ._torch_driver import TorchTrainer, train_torch
     from ._tune import TuneResult, tune, xgboost_objective
     from ._xgboost import XGBoostTrainer, train_xgboost
     from .tracking import Tracker, tracking_uri
@@ -65,8 +65,8 @@ __all__ = [
 _LAZY = {
     "XGBoostTrainer": "_xgboost",
     "train_xgboost": "_xgboost",
-    "TorchTrainer": "_torch",
-    "train_torch": "_torch",
+    "TorchTrainer": "_torch_driver",
+    "train_torch": "_torch_driver",
     "tune": "_tune",
     "TuneResult": "_tune",
     "xgboost_objective": "_tune",

@@ -22,9 +22,10 @@ import xgboost.dask as xgb_dask
 from ._cluster import get_client, resolve_device
 from ._data import Tabular, prepare
 from ._live import LiveJob, publish, stop_requested
+from ._run import TrainingRun
 from .errors import InvalidDataError, NotTrainedError, TrainingError, UnknownNameError
-from .progress import CallbackLike, DisplayLike, Reporter
-from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, make_tracker
+from .progress import CallbackLike, DisplayLike
+from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, pip_requirements
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -246,20 +247,18 @@ class XGBoostTrainer:
         if vdata is not None:
             vdata.check()
 
-        tracker = make_tracker(
-            self.tracking, run_name=self.run_name, default_experiment=self.experiment
-        )
-        reporter = Reporter(
+        with TrainingRun(
             "xgboost",
             self.num_boost_round,
+            tracking=self.tracking,
+            run_name=self.run_name,
+            experiment=self.experiment,
             callbacks=callbacks,
             progress=progress,
             title=f"XGBoost ({device})",
-        )
-        if tracker is not None:
-            reporter.consumers.append(tracker)
-            tracker.start(
-                params={
+        ) as run:
+            run.track(
+                {
                     **params,
                     "num_boost_round": self.num_boost_round,
                     "early_stopping_rounds": self.early_stopping_rounds,
@@ -268,16 +267,14 @@ class XGBoostTrainer:
                     "n_rows": data.n_rows,
                     "n_workers": len(client.scheduler_info(n_workers=-1)["workers"]),
                 },
-                tags={"workbench.job": "xgboost", "workbench.device": device},
+                {"workbench.job": "xgboost", "workbench.device": device},
+                lineage_data,
             )
-            if lineage_data is not None:
-                tracker.log_lineage(lineage_data)
-        try:
-            reporter.start(device=device, n_rows=data.n_rows, features=data.features)
-            with LiveJob(client, reporter) as job:
+            run.start(device=device, n_rows=data.n_rows, features=data.features)
+            with LiveJob(client, run.reporter) as job:
                 relay = WorkbenchProgressRelay(job.topic, job.stop_name)
 
-                def run() -> dict[str, Any]:
+                def train() -> dict[str, Any]:
                     with client.as_current():
                         return dict(
                             xgb_dask.train(
@@ -292,35 +289,25 @@ class XGBoostTrainer:
                             )
                         )
 
-                outcome = job.run(run, final_step=lambda out: out["booster"].num_boosted_rounds())
-        except BaseException:
-            reporter.end("failed")
-            if tracker is not None:
-                tracker.finish("FAILED")
-            raise
-        if outcome.result is None:
-            reporter.end("failed")
-            if tracker is not None:
-                tracker.finish("FAILED")
-            assert outcome.error is not None
-            err = outcome.error
-            if isinstance(err, xgb.core.XGBoostError):
-                raise TrainingError(f"XGBoost training failed: {err}") from err
-            raise err
-        booster: xgb.Booster = outcome.result["booster"]
-        self._booster = booster
-        self.history = {
-            k: {m: [float(x) for x in v] for m, v in per.items()}
-            for k, per in outcome.result["history"].items()
-        }
-        self.features = data.features
-        self.label = label
-        self.n_rows = data.n_rows
-        self.status = outcome.status
-        reporter.end(outcome.status, rounds=booster.num_boosted_rounds())
-        if tracker is not None:
+                outcome = job.run(train, final_step=lambda out: out["booster"].num_boosted_rounds())
+            if outcome.result is None:
+                assert outcome.error is not None
+                err = outcome.error
+                if isinstance(err, xgb.core.XGBoostError):
+                    raise TrainingError(f"XGBoost training failed: {err}") from err
+                raise err
+            booster: xgb.Booster = outcome.result["booster"]
+            self._booster = booster
+            self.history = {
+                k: {m: [float(x) for x in v] for m, v in per.items()}
+                for k, per in outcome.result["history"].items()
+            }
+            self.features = data.features
+            self.label = label
+            self.n_rows = data.n_rows
+            self.status = outcome.status
 
-            def log() -> None:
+            def log(tracker: Tracker) -> None:
                 final = {
                     f"final-{k}-{m}": v[-1]
                     for k, per in self.history.items()
@@ -330,11 +317,14 @@ class XGBoostTrainer:
                 tracker.log_metrics(final)
                 tracker.log_model(self._save_mlflow_model)
 
-            self.tracking_error = tracker.complete(
-                log, "FAILED" if outcome.error else _MLFLOW_STATUS[outcome.status]
+            self.tracking_error = run.complete(
+                outcome.status,
+                log,
+                failed=outcome.error is not None,
+                rounds=booster.num_boosted_rounds(),
             )
-            self.run_id = tracker.run_id
-            self.tracking_uri = tracker.uri
+            self.run_id = run.run_id
+            self.tracking_uri = run.uri
         if outcome.error is not None:
             raise outcome.error
         return self
@@ -343,7 +333,10 @@ class XGBoostTrainer:
         import mlflow.xgboost
 
         mlflow.xgboost.save_model(
-            self.booster, str(path), model_format="ubj", pip_requirements=_requirements("xgboost")
+            self.booster,
+            str(path),
+            model_format="ubj",
+            pip_requirements=pip_requirements("xgboost"),
         )
 
     # -- the trained model ----------------------------------------------------------------------
@@ -419,21 +412,6 @@ class XGBoostTrainer:
             for a, b in rows
         )
         return f"<b>XGBoostTrainer</b><table>{body}</table>"
-
-
-_MLFLOW_STATUS = {"finished": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLED"}
-
-
-def _requirements(*packages: str) -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for name in packages:
-        try:
-            out.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            out.append(name)
-    return out
 
 
 def train_xgboost(

@@ -116,6 +116,19 @@ def lineage_dict(lineage: Any, frame: Any = None) -> dict[str, Any] | None:
     return dict(redact_value(data))  # no credential in a URI reaches MLflow
 
 
+def pip_requirements(*packages: str) -> list[str]:
+    """``name==version`` of each installed package, for an MLflow model's requirements."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in packages:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
+
+
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """MLflow params are flat strings: nested dicts become dotted keys, long values are cut."""
     out: dict[str, str] = {}
