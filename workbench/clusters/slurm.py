@@ -33,7 +33,7 @@ from pydantic import Field, field_validator, model_validator
 from .. import config
 from ..credentials import POINTER_KEY, SECRET_KEY
 from ..errors import BackendError, ResourceError
-from ..private import private_dir, scrubbed_env
+from ..private import PRIVATE_UMASK, private_dir, scrubbed_env
 from . import slurm_commands as sc
 from .backend import Backend, BackendOptions, WaitState, no_control_chars
 from .comm import free_dashboard_address
@@ -535,10 +535,11 @@ class SLURMBackend(Backend):
             submit_error: str | None = None
 
             async def _submit_job(self, script_filename: str) -> Any:
-                # sbatch exports its environment to the job: not Jupyter's tokens.
+                # sbatch exports its environment to the job: not Jupyter's tokens. It also
+                # passes its umask on (SLURM_UMASK): the job's log files are the user's alone.
                 cmd = [*shlex.split(self.submit_command), script_filename]
                 try:
-                    return await self._call(cmd, env=scrubbed_env())
+                    return await self._call(cmd, env=scrubbed_env(), umask=PRIVATE_UMASK)
                 except RuntimeError as exc:
                     self.submit_error = str(exc)
                     raise
