@@ -46,8 +46,7 @@ from ..errors import (
     ServiceUnreachableError,
     WorkbenchError,
 )
-from .backend import Backend
-from .comm import scheduler_call
+from .backend import Backend, scheduler_facts
 from .gateway_options import AUTH_TYPES, GatewayOptions
 from .record import ClusterRecord
 
@@ -508,26 +507,13 @@ class GatewayBackend(Backend):
                 f"cluster {name} {status}"
                 + (" (its scheduler stopped or was killed)" if status == "FAILED" else "")
             )
-        try:
-            ident = scheduler_call(
-                report.scheduler_address,
-                "identity",
-                timeout=timeout,
-                connection_args=(
-                    report.security.get_connection_args("client") if report.security else {}
-                ),
-            )
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            raise ClusterUnreachableError(
-                f"cluster {record.id}: the scheduler of gateway cluster {name} does not "
-                f"answer through the gateway's proxy ({type(exc).__name__}: {exc})"
-            ) from exc
-        workers = ident.get("workers", {})
-        return {
-            "workers": len(workers),
-            "threads": sum(w.get("nthreads", 0) for w in workers.values()),
-            "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
-        }
+        return scheduler_facts(
+            report.scheduler_address,
+            report.security.get_connection_args("client") if report.security else {},
+            timeout,
+            f"cluster {record.id}: the scheduler of gateway cluster {name} does not "
+            "answer through the gateway's proxy",
+        )
 
     @classmethod
     def cleanup_orphans(cls, record: ClusterRecord) -> None:
