@@ -133,7 +133,7 @@ def test_control_from_another_process(env: BackendEnv, timings: Timings) -> None
     record = handle.record
     try:
         with timings.measure("CLI scale 1 -> 2 workers"):
-            out = _cli("scale", handle.id[:6], "2")
+            out = _cli("scale", handle.id, "2")
             assert out.returncode == 0, out.stderr
             wait_until(lambda: handle.n_workers() == 2, 180)
         with timings.measure("CLI adapt 2 -> 1 worker"):

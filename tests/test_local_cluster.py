@@ -229,7 +229,7 @@ def test_stop_from_another_process_closes_the_owners_handle(subprocess_env) -> N
     handle = workbench.launch("local-cpu", wait=True, **SMALL)
     try:
         scaled = subprocess.run(
-            [*WORKBENCH, "clusters", "scale", handle.id[:6], "2"],
+            [*WORKBENCH, "clusters", "scale", handle.id, "2"],
             env=subprocess_env,
             capture_output=True,
             text=True,

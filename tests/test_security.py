@@ -337,7 +337,7 @@ def test_health_check_credentials_go_only_to_the_servers_own_origin() -> None:
         other.close()
 
 
-# -- private state, Jupyter's tokens not inherited, exact ids for stop ----------------------
+# -- private state, Jupyter's tokens not inherited, exact ids for stop/scale-------------------
 @pytest.mark.slow
 def test_detached_cluster_state_is_private_and_tokens_are_not_inherited(
     workbench_home: Any, monkeypatch: pytest.MonkeyPatch
@@ -378,6 +378,11 @@ def test_detached_cluster_state_is_private_and_tokens_are_not_inherited(
         # Destructive calls take the exact id only.
         with pytest.raises(ClusterNotFoundError, match="full id"):
             control.stop(record.id[:6])
+        with pytest.raises(ClusterNotFoundError, match="full id"):
+            control.scale(record.id[:6], 0)
+        with pytest.raises(ClusterNotFoundError, match="full id"):
+            control.adapt(record.id[:6], 0, 1)
+        assert control.info(control.get(record.id[:6]))["workers"] == SMALL_CLUSTER["n_workers"]
         assert control.status(control.get(record.id)) == "running"
     finally:
         control.stop(record.id)

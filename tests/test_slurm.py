@@ -93,6 +93,12 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
         assert handle.client.gather(futures) == [x * x for x in range(8)]
         where = handle.client.run(lambda: os.environ.get("SLURM_JOB_ID"))
         assert sorted(where.values()) == sorted(record.extra["job_ids"])
+        # The jobs' log files are the user's alone (sbatch ran with a private umask).
+        logs = sorted(Path(handle._backend.log_directory).glob(f"{record.extra['job_name']}*"))
+        assert logs, handle._backend.log_directory
+        assert {f"{p.name} {p.stat().st_mode & 0o777:o}" for p in logs} == {
+            f"{p.name} 600" for p in logs
+        }
         # Workers retire before the 10 minute walltime: 9 min +/- 30 s.
         lifetimes = handle.client.run(lambda dask_worker: dask_worker.lifetime)
         assert all(510 <= v <= 570 for v in lifetimes.values()), lifetimes

@@ -334,7 +334,7 @@ def clusters_list(as_json: bool) -> None:
 @click.option("--all", "stop_all", is_flag=True, help="Stop every cluster of this user.")
 @click.option("--timeout", default=30.0, show_default=True)
 def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
-    """Stop clusters by id (a unique prefix is enough)."""
+    """Stop clusters by their full id (no prefix: stopping is not undone)."""
     from .clusters.control import ClusterControl
 
     control = ClusterControl()
@@ -352,7 +352,7 @@ def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
 @click.argument("n", type=click.IntRange(min=0))
 @click.option("--jobs", "in_jobs", is_flag=True, help="N counts batch jobs, not workers.")
 def clusters_scale(cluster_id: str, n: int, in_jobs: bool) -> None:
-    """Ask cluster CLUSTER_ID for N workers (or N batch jobs with --jobs)."""
+    """Ask cluster CLUSTER_ID (its full id) for N workers (or N batch jobs with --jobs)."""
     from .clusters.control import ClusterControl
 
     control = ClusterControl()
@@ -365,7 +365,7 @@ def clusters_scale(cluster_id: str, n: int, in_jobs: bool) -> None:
 @click.option("--minimum", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--maximum", default=None, type=click.IntRange(min=0), help="Default: no limit.")
 def clusters_adapt(cluster_id: str, minimum: int, maximum: int | None) -> None:
-    """Let cluster CLUSTER_ID scale itself between --minimum and --maximum workers."""
+    """Let cluster CLUSTER_ID (its full id) scale itself between --minimum and --maximum workers."""
     from .clusters.control import ClusterControl
 
     if maximum is not None and maximum < minimum:

@@ -20,6 +20,8 @@ from . import config
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+#: The umask of child processes whose files must be the user's alone (sbatch: job logs).
+PRIVATE_UMASK = 0o077
 
 
 def private_dir(path: Path) -> Path:

@@ -105,14 +105,15 @@ class ClusterControl:
             f"record for {age:.0f}s"
         )
 
-    def running(self, cluster_id: str, probe: bool = False) -> ClusterRecord:
+    def running(self, cluster_id: str, probe: bool = False, exact: bool = False) -> ClusterRecord:
         """The record of a cluster that can take requests now, or an error that says why not:
         ClusterNotFoundError (unknown or ended), ClusterStaleError, ClusterUnreachableError.
 
         Without ``probe`` the scheduler's port is enough; with it the backend is asked for
         the live facts too (a gateway's proxy answers for a scheduler that is gone).
+        With ``exact`` only the full id matches (requests that stop or remove workers).
         """
-        record = self.get(cluster_id)
+        record = self.store.get(cluster_id, exact=exact)
         status = self.status(record)
         if status == "stale":
             raise ClusterStaleError(
@@ -214,7 +215,7 @@ class ClusterControl:
         count = n if jobs is None else jobs
         if count is None or count < 0:
             raise ValueError(f"cannot scale to {count} {'jobs' if jobs is not None else 'workers'}")
-        record = self.running(cluster_id, probe=True)
+        record = self.running(cluster_id, probe=True, exact=True)  # may remove workers
         if jobs is None and record.max_workers is not None and count > record.max_workers:
             raise ResourceError(
                 f"cluster {record.id}: {count} workers is above its profile's max_workers "
@@ -238,7 +239,7 @@ class ClusterControl:
         """Let the cluster scale itself between ``minimum`` and ``maximum`` workers."""
         if minimum < 0 or (maximum is not None and maximum < minimum):
             raise ValueError(f"adapt: need 0 <= minimum <= maximum (got {minimum}, {maximum})")
-        record = self.running(cluster_id, probe=True)
+        record = self.running(cluster_id, probe=True, exact=True)  # may remove workers
         bound = record.max_workers
         if bound is not None and max(minimum, maximum or 0) > bound:
             raise ResourceError(

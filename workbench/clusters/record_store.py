@@ -130,7 +130,7 @@ class RecordStore:
                 )
             known = ", ".join(r.id for r in records) or "none"
             hint = (
-                " Stopping needs the full id."
+                " Stopping or scaling needs the full id."
                 if exact and any(r.id.startswith(cluster_id) for r in records)
                 else ""
             )

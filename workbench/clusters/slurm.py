@@ -32,7 +32,7 @@ from dask.utils import format_bytes, parse_bytes
 
 from .. import config
 from ..errors import BackendError, ResourceError
-from ..private import private_dir, scrubbed_env
+from ..private import PRIVATE_UMASK, private_dir, scrubbed_env
 from . import slurm_commands as sc
 from .backend import Backend, BackendOptions, WaitState
 from .comm import free_dashboard_address
@@ -263,10 +263,11 @@ class SLURMBackend(Backend):
             submit_error: str | None = None
 
             async def _submit_job(self, script_filename: str) -> Any:
-                # sbatch exports its environment to the job: not Jupyter's tokens.
+                # sbatch exports its environment to the job: not Jupyter's tokens. It also
+                # passes its umask on (SLURM_UMASK): the job's log files are the user's alone.
                 cmd = [*shlex.split(self.submit_command), script_filename]
                 try:
-                    return await self._call(cmd, env=scrubbed_env())
+                    return await self._call(cmd, env=scrubbed_env(), umask=PRIVATE_UMASK)
                 except RuntimeError as exc:
                     self.submit_error = str(exc)
                     raise
