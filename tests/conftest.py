@@ -46,6 +46,7 @@ FAST_MODULES = {
     "test_data_catalog.py",
     "test_fast_tier.py",
     "test_gpus.py",
+    "test_layout.py",
     "test_metrics_samplers.py",
     "test_profiles.py",
     "test_slurm_options.py",

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from workbench.clusters import backend_registry as registry
-from workbench.clusters.local import LocalBackend, LocalOptions
+from workbench.clusters.local import LocalBackend
+from workbench.clusters.local_options import LocalOptions
 from workbench.clusters.profiles import get_profile, load_catalog
 from workbench.errors import MissingDependencyError, ProfileError, UnknownBackendError
 from workbench.gpus import GPUInfo, GPUInventory

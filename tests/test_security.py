@@ -311,26 +311,26 @@ class _Recorder:
 def test_health_check_credentials_go_only_to_the_servers_own_origin() -> None:
     from urllib.parse import urljoin
 
-    from workbench.server.health import _fetch
+    from workbench.server.probes import fetch
 
     other = _Recorder()
     own = _Recorder(target=other.url + "after-redirect")
     creds = {"Authorization": "token Zq7-caller-token", "Cookie": "_xsrf=Zq7-cookie"}
     try:
         # Its own origin: the caller's credentials go with the request.
-        assert _fetch(own.url + "proxy/8787/status", creds, origin=own.url)[0] == 200
+        assert fetch(own.url + "proxy/8787/status", creds, origin=own.url)[0] == 200
         assert own.seen[-1].get("Authorization") == creds["Authorization"]
         # A '//host/...' path (a gateway's dashboard_route may be one) leaves the origin.
         target = urljoin(own.url, "//" + other.url.split("//")[1] + "steal")
         assert target.startswith(other.url)
-        assert _fetch(target, creds, origin=own.url)[0] == 200
+        assert fetch(target, creds, origin=own.url)[0] == 200
         assert "Authorization" not in other.seen[-1] and "Cookie" not in other.seen[-1]
         # A redirect from its own origin is reported, not followed with the credentials.
         before = len(other.seen)
-        code, _ = _fetch(own.url + "redirect", creds, origin=own.url)
+        code, _ = fetch(own.url + "redirect", creds, origin=own.url)
         assert code == 302 and len(other.seen) == before
         # Without an origin nothing is sent.
-        _fetch(own.url, creds)
+        fetch(own.url, creds)
         assert "Authorization" not in own.seen[-1]
     finally:
         own.close()

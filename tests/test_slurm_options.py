@@ -1,5 +1,8 @@
 """SLURM profiles and the job scripts they turn into (dask-jobqueue's real script
-generation; no SLURM needed). The tests against a running SLURM are in test_slurm.py."""
+generation; no SLURM needed): the options and their validation
+(workbench/clusters/slurm_options.py), the job scripts and checks of the backend
+(workbench/clusters/slurm.py) and the SLURM command parsing (slurm_commands.py). The tests
+against a running SLURM are in test_slurm.py."""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ from pydantic import ValidationError
 
 from workbench.clusters.backend_registry import get_backend_class
 from workbench.clusters.profiles import get_profile
-from workbench.clusters.slurm import SLURMBackend, SLURMOptions, lifetime
+from workbench.clusters.slurm import SLURMBackend
 from workbench.clusters.slurm_commands import format_time, parse_gres, parse_time
+from workbench.clusters.slurm_options import SLURMOptions, lifetime
 from workbench.errors import BackendError, ProfileError
 
 

@@ -9,25 +9,10 @@ import importlib.util
 import os
 import platform
 import shutil
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from . import __version__, config
-
-Status = Literal["ok", "warn", "fail"]
-
-
-@dataclass
-class Check:
-    name: str
-    status: Status
-    summary: str
-    advice: str = ""
-    details: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from .checks import Check
 
 
 def _version(dist: str) -> str | None:

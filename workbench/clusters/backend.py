@@ -66,6 +66,27 @@ def no_control_chars(value: Any) -> Any:
     return value
 
 
+def scheduler_facts(
+    address: str, connection_args: dict[str, Any], timeout: float, unreachable: str
+) -> dict[str, Any]:
+    """Workers, threads and memory the scheduler at ``address`` reports (its ``identity``).
+
+    Raises ClusterUnreachableError, ``unreachable`` followed by why, when it does not answer.
+    """
+    try:
+        ident = scheduler_call(
+            address, "identity", timeout=timeout, connection_args=connection_args
+        )
+    except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        raise ClusterUnreachableError(f"{unreachable} ({type(exc).__name__}: {exc})") from exc
+    workers = ident.get("workers", {})
+    return {
+        "workers": len(workers),
+        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+        "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
+    }
+
+
 class BackendOptions(BaseModel):
     """Options shared by every backend. Backends subclass this; unknown keys are errors."""
 
@@ -285,24 +306,12 @@ class Backend(ABC):
     @classmethod
     def remote_info(cls, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:
         """Live facts: workers, threads, memory. Raises ClusterUnreachableError."""
-        try:
-            ident = scheduler_call(
-                record.scheduler_address,
-                "identity",
-                timeout=timeout,
-                connection_args=cls.connection_args(record),
-            )
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            raise ClusterUnreachableError(
-                f"cluster {record.id}: its scheduler at {record.scheduler_address} does not "
-                f"answer ({type(exc).__name__}: {exc})"
-            ) from exc
-        workers = ident.get("workers", {})
-        return {
-            "workers": len(workers),
-            "threads": sum(w.get("nthreads", 0) for w in workers.values()),
-            "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
-        }
+        return scheduler_facts(
+            record.scheduler_address,
+            cls.connection_args(record),
+            timeout,
+            f"cluster {record.id}: its scheduler at {record.scheduler_address} does not answer",
+        )
 
     @classmethod
     def remote_close(cls, record: ClusterRecord, timeout: float = 30.0) -> bool:

@@ -22,7 +22,8 @@ from typing import Any
 
 from .. import config
 from ..errors import WorkbenchError
-from ..private import open_private_log, private_dir, scrubbed_env
+from ..private import private_dir
+from ..processes import reap_in_background, spawn_detached
 from .record import ClusterRecord
 from .record_store import RecordStore
 
@@ -52,11 +53,6 @@ def check_launch(profile: str, overrides: dict[str, Any]) -> None:
     prof = get_profile(profile)
     options = prof.resolve(**overrides)
     get_backend_class(prof.backend)(options, profile=prof.name).check()
-
-
-def _reap(proc: subprocess.Popen[bytes]) -> None:
-    """Wait for the child in a daemon thread so that it leaves no zombie behind."""
-    threading.Thread(target=proc.wait, name=f"workbench-reap-{proc.pid}", daemon=True).start()
 
 
 def start_detached(
@@ -105,17 +101,9 @@ def _spawn(
     args = [sys.executable, "-m", "workbench", "launch", profile, "--timeout", str(timeout)]
     for key, value in overrides.items():
         args += ["-o", f"{key}={json.dumps(value)}"]
-    env = {**scrubbed_env(), "WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
-    with open_private_log(log) as out:
-        proc = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc = spawn_detached(
+        args, log, env={"WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
+    )
     return PendingLaunch(profile, proc, log, store, time.monotonic() + timeout + 30, timeout)
 
 
@@ -135,7 +123,7 @@ class PendingLaunch:
         proc, log, profile = self.proc, self.log, self.profile
         mine = [r for r in self.store.list() if r.owner_pid == proc.pid]
         if mine and READY_MARKER in log.read_text(errors="replace"):
-            _reap(proc)
+            reap_in_background(proc)
             return mine[0]
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-15:]
@@ -146,7 +134,7 @@ class PendingLaunch:
             )
         if time.monotonic() > self.deadline:
             proc.terminate()
-            _reap(proc)
+            reap_in_background(proc)
             raise LaunchError(
                 f"the cluster for profile {profile!r} was not ready within "
                 f"{self.timeout + 30:.0f}s; log: {log}",

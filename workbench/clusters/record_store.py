@@ -25,13 +25,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..errors import ClusterNotFoundError
 from ..private import private_dir
 from . import tls
 from .record import ClusterRecord
+
+if TYPE_CHECKING:
+    from distributed.security import Security
 
 #: Seconds between two heartbeats of an owner (the record's mtime).
 HEARTBEAT_S = 10.0
@@ -178,3 +181,14 @@ class RecordStore:
             with contextlib.suppress(OSError):
                 if now - path.stat().st_mtime > ENDED_KEEP_S:
                     path.unlink()
+
+
+def security_for_address(address: str | None) -> Security | None:
+    """The credentials of the running cluster whose scheduler is at ``address``, from the
+    record store (None when no record names it, or it has none)."""
+    if not address or not address.startswith("tls://"):
+        return None
+    for record in RecordStore().list():
+        if record.scheduler_address == address:
+            return tls.security_of(record)
+    return None

@@ -93,19 +93,6 @@ def connection_args(record: ClusterRecord) -> dict[str, Any]:
     return {} if security is None else dict(security.get_connection_args("client"))
 
 
-def security_for_address(address: str | None) -> Security | None:
-    """The credentials of the running cluster whose scheduler is at ``address``, from the
-    record store (None when no record names it, or it has none)."""
-    if not address or not address.startswith("tls://"):
-        return None
-    from .record_store import RecordStore
-
-    for record in RecordStore().list():
-        if record.scheduler_address == address:
-            return security_of(record)
-    return None
-
-
 def remove_credentials(paths: dict[str, str] | None) -> None:
     """Delete a cluster's credential directory (only one inside the state directory)."""
     if not paths:

@@ -258,7 +258,7 @@ class MetricsStore:
                 f"cannot reach the Dask scheduler at {address}: {refused}. "
                 "Is the cluster running? 'workbench clusters list' shows the running ones."
             )
-        from ..clusters.tls import security_for_address
+        from ..clusters.record_store import security_for_address
 
         try:
             client = await asyncio.wait_for(

@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -36,14 +35,15 @@ from urllib.parse import urlparse
 import psutil
 
 from .. import config
+from ..checks import Check
 from ..clusters.control import ClusterControl
-from ..clusters.detached import LaunchError, _reap
+from ..clusters.detached import LaunchError
 from ..clusters.record import ClusterRecord
 from ..errors import MissingDependencyError
-from ..private import open_private_log, private_dir, scrubbed_env, write_private
+from ..private import private_dir, write_private
+from ..processes import reap_in_background, spawn_detached
 from .base import RequestError
-from .health import Check, _fetch, _HealthBase
-from .metrics import _cluster_record
+from .probes import ProbeHandler, fetch
 
 #: What ``workbench dashboard`` prints once it serves.
 READY_MARKER = "Press Ctrl-C"
@@ -175,18 +175,9 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
     ]
     for origin in origins:
         args += ["--allow-websocket-origin", origin]
-    env = {**scrubbed_env(), "PYTHONUNBUFFERED": "1"}
-    env.pop("WORKBENCH_DETACHED_LOG", None)
-    with open_private_log(log) as out:
-        proc = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc = spawn_detached(
+        args, log, env={"PYTHONUNBUFFERED": "1"}, unset=["WORKBENCH_DETACHED_LOG"]
+    )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -197,7 +188,7 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
                 log,
             )
         if READY_MARKER in log.read_text(errors="replace"):
-            _reap(proc)
+            reap_in_background(proc)
             state = DashboardProcess(
                 cluster_id=record.id,
                 scheduler_address=record.scheduler_address,
@@ -211,7 +202,7 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
             return state
         time.sleep(0.2)
     proc.terminate()
-    _reap(proc)
+    reap_in_background(proc)
     raise LaunchError(
         f"the dashboards of cluster {record.id} did not start within {START_TIMEOUT_S:.0f}s; "
         f"log: {log}",
@@ -224,7 +215,7 @@ def ensure_dashboard(cluster_id: str, origins: list[str]) -> tuple[DashboardProc
     missing = panel_missing()
     if missing:
         raise MissingDependencyError(missing)
-    record = _cluster_record(cluster_id)  # 404 unknown, 409 stale/unreachable
+    record = ClusterControl().running(cluster_id)  # 404 unknown, 409 stale/unreachable
     with _lock(record.id):
         state = read_state(record.id)
         if (
@@ -289,7 +280,7 @@ def dashboard_checks(
         )
         return checks
     url = server_url.rstrip("/") + dashboard_url(base_url, state.port, True)
-    code, err = _fetch(url, auth, timeout=10, origin=server_url)
+    code, err = fetch(url, auth, timeout=10, origin=server_url)
     if 200 <= code < 400:
         checks.append(
             Check("workbench dashboards through the proxy", "ok", f"{url} answers (HTTP {code})")
@@ -306,7 +297,7 @@ def dashboard_checks(
     return checks
 
 
-class ClusterDashboardHandler(_HealthBase):
+class ClusterDashboardHandler(ProbeHandler):
     auth_resource = "workbench:dashboards"
     auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
 
