@@ -49,12 +49,18 @@ class SlurmInstance:
     def jobs_named(self, name: str) -> list[str]:
         """Ids of the jobs called ``name``, or ``name`` and a cluster's unique suffix
         (workbench adds one to every job name a profile gives)."""
+        return list(self.job_states(name))
+
+    def job_states(self, name: str) -> dict[str, tuple[str, str]]:
+        """job id -> (state, reason) of the jobs :meth:`jobs_named` finds."""
         pattern = re.compile(rf"{re.escape(name)}(-[0-9a-f]{{{2 * JOB_SUFFIX_BYTES}}})?")
-        return [
-            job
-            for job, _, job_name in (line.partition(" ") for line in self.squeue("-o", "%i %j"))
+        return {
+            job: (state, reason)
+            for job, state, reason, job_name in (
+                line.split("|", 3) for line in self.squeue("-o", "%i|%T|%r|%j")
+            )
             if pattern.fullmatch(job_name.strip())
-        ]
+        }
 
     def wait_no_jobs(self, name: str, timeout: float = 60) -> None:
         """Until squeue shows no job called ``name`` (completing ones included)."""
