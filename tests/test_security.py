@@ -479,6 +479,40 @@ async def test_scale_is_bounded_by_max_workers(api: Any, user_profiles: Any) -> 
         assert handle.n_workers() <= 2
     finally:
         await asyncio.to_thread(handle.close)
+    # A launch that asks for more than max_workers is refused before anything starts, on
+    # every backend with a worker count, and through the REST route too.
+    from workbench.clusters.control import ClusterControl
+    from workbench.clusters.gateway_options import GatewayOptions
+    from workbench.clusters.kubernetes_options import KubernetesOptions
+    from workbench.clusters.slurm_options import SLURMOptions
+    from workbench.errors import ProfileError
+
+    with pytest.raises(ProfileError, match=r"asks for 3 workers, above max_workers \(2\)"):
+        workbench.launch("local-cpu", n_workers=3, max_workers=2, progress="off")
+    assert ClusterControl().list() == []
+    refused = {
+        "slurm jobs x processes": lambda: SLURMOptions(jobs=3, processes=2, cores=2, max_workers=5),
+        "slurm jobs x GPUs": lambda: SLURMOptions(jobs=2, gpus_per_job=4, max_workers=7),
+        "gateway": lambda: GatewayOptions(address="http://127.0.0.1:1", n_workers=9, max_workers=8),
+        "kubernetes groups": lambda: KubernetesOptions(
+            n_workers=2, worker_groups={"cpu": {"n_workers": 3}}, max_workers=4
+        ),
+    }
+    for what, make in refused.items():
+        with pytest.raises(ValueError, match="above max_workers"):
+            make()
+            pytest.fail(what)
+    assert SLURMOptions(jobs=3, processes=2, cores=2, max_workers=6).launch_workers() == 6
+    reply = await api(
+        "POST",
+        "clusters",
+        body={"profile": "local-cpu", "options": {"n_workers": 5, "max_workers": 4}},
+    )
+    assert reply.status == 400 and reply.data["problems"] == [
+        "built-in options: the launch asks for 5 workers, above max_workers (4): ask for "
+        "fewer, or raise max_workers"
+    ], reply.data
+    assert ClusterControl().list() == []
 
 
 async def test_launches_beyond_the_cap_are_refused(

@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import (
     BackendError,
@@ -101,8 +101,8 @@ class BackendOptions(BaseModel):
     max_workers: int = Field(
         DEFAULT_MAX_WORKERS,
         ge=1,
-        description="The most workers scale() and adapt() may ask for, from any process "
-        "(a request for more is refused).",
+        description="The most workers a launch, scale() and adapt() may ask for, from any "
+        "process (a request for more is refused).",
     )
     idle_timeout: float | None = Field(
         None,
@@ -110,6 +110,21 @@ class BackendOptions(BaseModel):
         description="Close the cluster, releasing its workers, jobs or cloud resources, "
         "after this many seconds without tasks (null or 0: never).",
     )
+
+    def launch_workers(self) -> int | None:
+        """Workers the launch asks for, where the options say (None: decided at launch,
+        e.g. one per GPU). Backends with a worker count override this."""
+        return None
+
+    @model_validator(mode="after")
+    def _launch_within_max_workers(self) -> BackendOptions:
+        n = self.launch_workers()
+        if n is not None and n > self.max_workers:
+            raise ValueError(
+                f"the launch asks for {n} workers, above max_workers ({self.max_workers}): "
+                "ask for fewer, or raise max_workers"
+            )
+        return self
 
 
 @dataclass

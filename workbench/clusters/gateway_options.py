@@ -71,6 +71,9 @@ class GatewayOptions(BackendOptions):
         True, description="Stop the cluster on the gateway when the handle closes."
     )
 
+    def launch_workers(self) -> int | None:
+        return self.n_workers
+
     @field_validator("password", "token")
     @classmethod
     def _reference(cls, v: str | None) -> str | None:

@@ -129,6 +129,9 @@ class KubernetesOptions(BackendOptions):
     )
     shutdown_on_close: bool = True
 
+    def launch_workers(self) -> int | None:
+        return self.n_workers + sum(g.n_workers for g in self.worker_groups.values())
+
     @field_validator("worker_groups")
     @classmethod
     def _group_names(cls, v: dict[str, WorkerGroupOptions]) -> dict[str, WorkerGroupOptions]:

@@ -76,6 +76,9 @@ class LocalOptions(BackendOptions):
         default_factory=list, description="Modules workers import at start."
     )
 
+    def launch_workers(self) -> int | None:
+        return self.n_workers  # None: one per GPU, or dask's default for the CPUs
+
     @field_validator("memory_limit")
     @classmethod
     def _memory(cls, v: Memory) -> Memory:

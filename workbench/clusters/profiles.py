@@ -84,7 +84,8 @@ class Profile:
         except ValidationError as exc:
             problems = [
                 f"{'override' if loc and loc[0] in overrides else self.source} "
-                f"key {dotted(loc)!r}: {message}"
+                + (f"key {dotted(loc)!r}: " if loc else "options: ")
+                + message
                 for loc, message in validation_errors(exc)
             ]
             raise ProfileError(f"profile {self.name!r} has invalid options", problems) from None
@@ -315,7 +316,7 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
                         raw.file,
                         line_of(raw.lines, ("profiles", name, "options", *loc)),
                         name,
-                        "options." + dotted(loc),
+                        "options." + dotted(loc) if loc else "options",
                         message,
                     )
                 )

@@ -151,6 +151,11 @@ class SLURMOptions(BackendOptions):
     rmm_async: bool = Field(False, description="Use the CUDA async allocator.")
     enable_cudf_spill: bool = Field(False, description="cuDF native spilling to host memory.")
 
+    def launch_workers(self) -> int | None:
+        # Each job runs one worker per GPU, or `processes` workers (at least one when
+        # dask-jobqueue picks the number from the cores).
+        return self.jobs * (self.gpus_per_job or self.processes or 1)
+
     @field_validator(
         "partition",
         "account",
