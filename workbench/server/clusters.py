@@ -11,13 +11,13 @@ the gateway for ``gateway``, the Kubernetes API for ``kubernetes``.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 from tornado import web
 
-from ..clusters.control import ClusterControl
+from ..clusters.comm import PORT_TIMEOUT_S
+from ..clusters.control import PROBE_MARGIN_S, ClusterControl, probe_all
 from ..clusters.detached import launch_detached
 from ..clusters.record import ClusterRecord
 from .base import WorkbenchHandler
@@ -67,6 +67,23 @@ def cluster_summary(
     return summary
 
 
+def cluster_summaries(timeout: float = 2.0, accounting: bool = False) -> list[dict[str, Any]]:
+    """:func:`cluster_summary` of every cluster, probed in parallel: the list takes about
+    one timeout however many schedulers or owners are slow or dead."""
+    from ..accounting import OWNER_TIMEOUT_S
+
+    control = ClusterControl()
+    deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
+    if accounting:
+        deadline += OWNER_TIMEOUT_S  # a live scheduler whose owner does not answer
+    return probe_all(
+        control.list(),
+        lambda r: cluster_summary(r, timeout=timeout, accounting=accounting),
+        deadline,
+        lambda r: control.late_summary(r, deadline) | {"autoconnect": False},
+    )
+
+
 def scale_cluster(cluster_id: str, n: int) -> dict[str, Any]:
     record = ClusterControl().scale(cluster_id, n)
     return {"id": record.id, "requested_workers": n}
@@ -103,11 +120,7 @@ def connect_cell(cluster_id: str) -> dict[str, Any]:
 class ClustersHandler(WorkbenchHandler):
     @web.authenticated
     async def get(self) -> None:
-        records = await self.run(ClusterControl().list)
-        summaries = await asyncio.gather(
-            *(self.run(cluster_summary, r, accounting=True) for r in records)
-        )
-        self.reply({"clusters": list(summaries)})
+        self.reply({"clusters": await self.run(cluster_summaries, accounting=True)})
 
     @web.authenticated
     async def post(self) -> None:
