@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "xgboost": "train",  # train_xgboost vs xgboost.dask, 1-4 workers, two data sizes
     "int8": "int8_speed",  # quantize_int8 (CPU: onnxruntime int8) vs fp32 torch, over sizes
     "slurm": "slurm_launch",  # time to all workers ready, 1-16 jobs
+    "registry": "registry",  # clusters list (control path, CLI, REST), 10-1000 records
 }
 
 

@@ -122,12 +122,15 @@ class ClusterControl:
         On the owner's host the owner's pid tells; for a record written on another host
         (a second login node sharing $HOME) its heartbeat does.
         """
-        if record.on_this_host:
-            if not record.owner_alive():
-                return "stale"
-        elif self.store.heartbeat_age(record) > STALE_AFTER_S:
+        if self.owner_gone(record):
             return "stale"
         return "running" if port_open(record.scheduler_address) else "unreachable"
+
+    def owner_gone(self, record: ClusterRecord) -> bool:
+        """Whether the record is stale (its owner is gone); asks nothing over the network."""
+        if record.on_this_host:
+            return not record.owner_alive()
+        return self.store.heartbeat_age(record) > STALE_AFTER_S
 
     def stale_reason(self, record: ClusterRecord) -> str:
         if record.on_this_host:
@@ -170,9 +173,12 @@ class ClusterControl:
         """Live facts (workers, threads, memory). Raises ClusterUnreachableError."""
         return backend_class(record).remote_info(record, timeout=timeout)
 
-    def summary(self, record: ClusterRecord, timeout: float = 2.0) -> dict[str, Any]:
-        """The record with its status, live facts and, when not running, the reason."""
-        status = self.status(record)
+    def summary(
+        self, record: ClusterRecord, timeout: float = 2.0, status: Status | None = None
+    ) -> dict[str, Any]:
+        """The record with its status (``status``: already known), live facts and, when
+        not running, the reason."""
+        status = status or self.status(record)
         info: dict[str, Any] = {}
         problem = None
         if status == "running":
@@ -204,12 +210,16 @@ class ClusterControl:
         are slow or dead."""
         records = self.list() if records is None else records
         deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
-        return probe_all(
-            records,
+        # Stale records need no probe: summed up here, not handed to a thread each.
+        stale = {r.id: self.summary(r, status="stale") for r in records if self.owner_gone(r)}
+        probed = probe_all(
+            [r for r in records if r.id not in stale],
             lambda r: self.summary(r, timeout=timeout),
             deadline,
             lambda r: self.late_summary(r, deadline),
         )
+        found = {s["id"]: s for s in probed}
+        return [stale.get(r.id) or found[r.id] for r in records]
 
     def late_summary(self, record: ClusterRecord, waited: float) -> dict[str, Any]:
         """The summary of a cluster whose probe did not return within ``waited`` seconds."""
