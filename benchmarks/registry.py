@@ -173,7 +173,7 @@ def scale(options: ScaleOptions) -> list[Curve]:
     from workbench.clusters import ClusterControl, RecordStore
 
     sizes = [10, 100] if options.quick else [10, 100, 1000]
-    rounds = options.repeats(3)
+    rounds = options.repeats(2)
     curve = Curve(
         key="registry-list",
         title="Listing clusters: ClusterControl.summaries vs distributed rpc identity",
@@ -224,6 +224,8 @@ def scale(options: ScaleOptions) -> list[Curve]:
                 def command() -> None:
                     subprocess.run(cli, env=env, capture_output=True, check=True, timeout=300)
 
+                ours()  # warm up: imports, first connections
+                rest()
                 samples = interleave(
                     {
                         WORKBENCH: ours,
@@ -232,7 +234,6 @@ def scale(options: ScaleOptions) -> list[Curve]:
                         CLI: command,
                     },
                     rounds,
-                    warmup=1,
                 )
                 if checked.get("running") != live or checked.get("rest") != live:
                     raise RuntimeError(f"expected {live} running clusters, listed {checked}")

@@ -233,6 +233,51 @@ def streamable(plot: PlotSpec) -> bool:
     return not any(m.show_increase for m in plot.metrics)
 
 
+#: Buckets a missing sample is carried forward into, when a source lags a collection.
+FILL_LIMIT = 2
+
+
+def _aggregate(
+    group: list[_Series], step: float, how: str, increase: bool
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """One line across sources: each source's samples averaged per ``step`` bucket, a
+    missing bucket carried forward from the source's last (up to :data:`FILL_LIMIT`
+    buckets), then summed, averaged or maxed over sources. Returns ``(bucket start
+    times, values)`` of the buckets with any value. numpy throughout: its cost grows
+    with the samples, not with a pandas object per source."""
+    times = [np.floor(s.t / step) * step for s in group]
+    values = [s.v - s.v[0] if increase else s.v for s in group]
+    t = np.concatenate(times)
+    grid, row = np.unique(t, return_inverse=True)
+    col = np.concatenate([np.full(len(v), i) for i, v in enumerate(values)])
+    width = len(group)
+    cell = row * width + col
+    size = len(grid) * width
+    sums = np.bincount(cell, weights=np.concatenate(values), minlength=size)
+    counts = np.bincount(cell, minlength=size)
+    flat = np.full(size, np.nan)
+    has = counts > 0
+    flat[has] = sums[has] / counts[has]
+    table = flat.reshape(len(grid), width)
+    filled = table.copy()
+    for k in range(1, FILL_LIMIT + 1):
+        prev = np.full_like(table, np.nan)
+        prev[k:] = table[:-k]
+        gap = np.isnan(filled) & ~np.isnan(prev)
+        filled[gap] = prev[gap]
+    valid = ~np.isnan(filled)
+    n = valid.sum(axis=1)
+    keep = n > 0
+    total = np.where(valid, filled, 0.0).sum(axis=1)
+    if how == "mean":
+        out = total[keep] / n[keep]
+    elif how == "max":
+        out = np.where(valid, filled, -np.inf).max(axis=1)[keep]
+    else:
+        out = total[keep]
+    return grid[keep], out
+
+
 def plot_frame(
     store: MetricsStore,
     plot: PlotSpec,
@@ -268,26 +313,14 @@ def plot_frame(
             by_metric.setdefault(s.metric.name, []).append(s)
         for name, group in by_metric.items():
             metric = group[0].metric
-            cols = {}
-            for i, s in enumerate(group):
-                v = s.v - s.v[0] if metric.show_increase else s.v
-                bucket = np.floor(s.t / step) * step
-                cols[i] = pd.Series(v, index=bucket).groupby(level=0).mean()
-            table = pd.DataFrame(cols).sort_index().ffill(limit=2)
-            if metric.agg == "mean":
-                agg = table.mean(axis=1)
-            elif metric.agg == "max":
-                agg = table.max(axis=1)
-            else:
-                agg = table.sum(axis=1, min_count=1)
-            agg = agg.dropna()
+            grid, values = _aggregate(group, step, metric.agg, metric.show_increase)
             label = metric.label or name
             parts.append(
                 pd.DataFrame(
                     {
-                        "time": _local_times(agg.index.to_numpy(dtype=float)),
+                        "time": _local_times(grid),
                         "series": label,
-                        "value": agg.to_numpy(),
+                        "value": values,
                     }
                 )
             )
