@@ -206,8 +206,11 @@ class Curve:
         left.set_ylabel(self.y_label)
         left.legend(fontsize=8)
         ratios = [self.ratio(p) for p in self.points]
-        lows = [r - min(self.paired(p)) for r, p in zip(ratios, self.points, strict=True)]
-        highs = [max(self.paired(p)) - r for r, p in zip(ratios, self.points, strict=True)]
+        # the ratio of medians can lie outside the paired ratios when a side has fewer rounds
+        lows = [max(0.0, r - min(self.paired(p))) for r, p in zip(ratios, self.points, strict=True)]
+        highs = [
+            max(0.0, max(self.paired(p)) - r) for r, p in zip(ratios, self.points, strict=True)
+        ]
         right.errorbar(xs, ratios, yerr=[lows, highs], marker="o", capsize=3, color="C1")
         right.axhline(self.target, linestyle="--", color="grey", label=f"target {self.target:g}")
         right.axhline(1.0, linestyle=":", color="black", linewidth=0.8)
