@@ -117,7 +117,11 @@ class _PlotSlot:
             return
         unit = str(frame.attrs.get("unit", ""))
         shown = bool(self.pane._plots)
-        self.pane.object = line_plot(frame, unit).opts(*bokeh_options(self.plot))
+        element = line_plot(frame, unit)
+        # In a DynamicMap (never updated through HoloViews): a one-line plot keeps its
+        # legend, which HoloViews drops for a static overlay of one element.
+        dmap = hv.DynamicMap(lambda: element)
+        self.pane.object = dmap.opts(*bokeh_options(self.plot))
         self.series = tuple(sorted(frame["series"].unique()))
         self.unit, self.divisor = unit, float(frame.attrs.get("divisor", 1.0))
         self.settings = settings
