@@ -78,6 +78,8 @@ class _PlotSlot:
         self.last: dict[str, pd.Timestamp] = {}
         self.counts: dict[str, int] = {}
         self.first: pd.Timestamp | None = None
+        #: The points call for a new plot, built in the next update (see :meth:`update`).
+        self.pending = False
         self.pane = pn.pane.HoloViews(
             None, sizing_mode="stretch_width", min_width=360, linked_axes=False
         )
@@ -92,14 +94,22 @@ class _PlotSlot:
 
     def needs_build(self, state: DashboardState) -> bool:
         """Whether the next update builds the plot (rather than appending to it)."""
-        return not self.series or (float(state.window), str(state.mode)) != self.settings
+        settings = (float(state.window), str(state.mode))
+        return self.pending or not self.series or settings != self.settings
 
     def update(self, state: DashboardState) -> None:
+        """Append the new points, or build the plot. A plot shown in a session is built
+        anew only in an update that announced it (:meth:`needs_build`), which the view
+        runs with the document frozen: replacing a rendered plot in an unfrozen update
+        leaves the browser without the new plot's models. So when the points call for a
+        new plot (a new line, a larger unit), it is built in the next update."""
         settings = (float(state.window), str(state.mode))
-        if self.series and settings == self.settings:
+        if self.series and settings == self.settings and not self.pending and self.pane._plots:
             sessions = self._sessions()
-            if sessions and self._append(state, sessions):
-                return
+            if not sessions or not self._append(state, sessions):
+                self.pending = True
+            return
+        self.pending = False
         self._build(state, settings)
 
     # -- building ------------------------------------------------------------------------------
@@ -362,8 +372,8 @@ class DashboardView:
             # One hold for the whole redraw: the browser gets one message. When plots are
             # built, a frozen document recomputes its model graph once, not once per plot;
             # appending points adds no model, and freezing would walk the whole graph.
-            slots = self._sync_slots(self.active_tab)
-            build = any(slot.needs_build(self.state) for slot in slots)
+            slots = list(self.slots[self.active_tab].values())
+            build = not slots or any(slot.needs_build(self.state) for slot in slots)
             with pn.io.hold(freeze=build):
                 self._redraw()
         except Exception:  # a failed redraw must not kill the session's callback
