@@ -281,7 +281,7 @@ def clusters_list(as_json: bool) -> None:
     from .clusters.control import ClusterControl
 
     control = ClusterControl()
-    out = [control.summary(r) for r in control.list()]
+    out = control.summaries()
     if as_json:
         click.echo(json.dumps(out, indent=1))
         return

@@ -103,7 +103,8 @@ class RecordStore:
         if not self.root.is_dir():
             return []
         out = []
-        for path in sorted(self.root.glob("*.json")):
+        names = sorted(e.name for e in os.scandir(self.root) if e.name.endswith(".json"))
+        for path in (self.root / name for name in names):
             try:
                 out.append(ClusterRecord.from_dict(json.loads(path.read_text())))
             except (OSError, ValueError, TypeError):

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
-from ..clusters.control import ClusterControl
+from ..clusters.comm import PORT_TIMEOUT_S
+from ..clusters.control import PROBE_MARGIN_S, ClusterControl, probe_all
 from ..clusters.detached import POLL_S, launch_detached, start_detached
 from ..clusters.record import ClusterRecord
 from .base import ConflictError, WorkbenchHandler
@@ -64,6 +65,23 @@ def cluster_summary(
         store = watched(record.scheduler_address) if record.gpus else None
         summary["accounting"] = cluster_accounting(record, store)
     return summary
+
+
+def cluster_summaries(timeout: float = 2.0, accounting: bool = False) -> list[dict[str, Any]]:
+    """:func:`cluster_summary` of every cluster, probed in parallel: the list takes about
+    one timeout however many schedulers or owners are slow or dead."""
+    from ..accounting import OWNER_TIMEOUT_S
+
+    control = ClusterControl()
+    deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
+    if accounting:
+        deadline += OWNER_TIMEOUT_S  # a live scheduler whose owner does not answer
+    return probe_all(
+        control.list(),
+        lambda r: cluster_summary(r, timeout=timeout, accounting=accounting),
+        deadline,
+        lambda r: control.late_summary(r, deadline) | {"autoconnect": False},
+    )
 
 
 def scale_cluster(cluster_id: str, n: int) -> dict[str, Any]:
@@ -115,11 +133,7 @@ class ClustersHandler(WorkbenchHandler):
     auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
 
     async def get(self) -> None:
-        records = await self.run(ClusterControl().list)
-        summaries = await asyncio.gather(
-            *(self.run(cluster_summary, r, accounting=True) for r in records)
-        )
-        self.reply({"clusters": list(summaries)})
+        self.reply({"clusters": await self.run(cluster_summaries, accounting=True)})
 
     async def post(self) -> None:
         """Launch: the cluster process is started in the thread pool, then watched from the
