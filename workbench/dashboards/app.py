@@ -369,12 +369,17 @@ class DashboardView:
             problems = self.state.problems()
             self.problems.object = "<br>".join(html.escape(p) for p in problems)
             self.problems.visible = bool(problems)
-            # One hold for the whole redraw: the browser gets one message. When plots are
-            # built, a frozen document recomputes its model graph once, not once per plot;
-            # appending points adds no model, and freezing would walk the whole graph.
+            # When plots are built: one frozen hold for the whole redraw (the document
+            # recomputes its model graph once, not once per plot; the browser gets one
+            # message). Appended points go out as they are streamed, without a hold: held
+            # and combined, the streamed columns did not reach a page served through
+            # Jupyter's proxy (tests/test_lab_browser.py), and they add no model.
             slots = list(self.slots[self.active_tab].values())
             build = not slots or any(slot.needs_build(self.state) for slot in slots)
-            with pn.io.hold(freeze=build):
+            if build:
+                with pn.io.hold(freeze=True):
+                    self._redraw()
+            else:
                 self._redraw()
         except Exception:  # a failed redraw must not kill the session's callback
             logger.exception("dashboard update failed")
