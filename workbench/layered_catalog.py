@@ -8,7 +8,8 @@ every problem is collected with the file, line, entry and key it concerns.
 
 What is shared here: the file and problem types, the YAML line map (which line each key
 path is on), the checks every catalog file gets (valid YAML, a mapping, known top-level keys,
-a mapping of entries: :func:`read_entries`), pydantic errors as one line per option
+a mapping of entries: :func:`read_entries`; each entry a mapping, literal credentials:
+:class:`FileReader`), pydantic errors as one line per option
 (:func:`validation_errors`) and the layering itself (:func:`load_layered`). What an entry
 means stays with its catalog (:mod:`workbench.clusters.profiles`, :mod:`workbench.data.catalog`).
 """
@@ -16,7 +17,7 @@ means stays with its catalog (:mod:`workbench.clusters.profiles`, :mod:`workbenc
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
@@ -152,6 +153,52 @@ def read_entries(
         problem(line_of(lines, (section,)), None, section, f"expected a mapping of {what} names")
         return {}, lines
     return entries, lines
+
+
+class FileReader(Generic[P]):
+    """One catalog file being read: its problems (``problem_type`` built from the file,
+    line, entry, key and message) and, through :meth:`entries`, each entry that is a mapping.
+    """
+
+    def __init__(
+        self, text: str, file: str, section: str, what: str, required: str, problem_type: type[P]
+    ) -> None:
+        self.file = file
+        self.section = section
+        self.what = what
+        self.required = required
+        self.problem_type = problem_type
+        self.problems: list[P] = []
+        self._entries, self.lines = read_entries(text, section, what, self.problem)
+
+    def problem(self, line: int | None, entry: str | None, key: str | None, message: str) -> None:
+        self.problems.append(self.problem_type(self.file, line, entry, key, message))
+
+    def entries(self) -> Iterator[tuple[str, YamlPath, dict[Any, Any]]]:
+        """``(name, key path, body)`` of each entry in file order; an entry that is not a
+        mapping is a problem (reported when the iteration reaches it) and is passed over."""
+        for name, body in self._entries.items():
+            base: YamlPath = (self.section, name)
+            if not isinstance(body, dict):
+                self.problem(
+                    line_of(self.lines, base),
+                    str(name),
+                    None,
+                    f"a {self.what} must be a mapping with {self.required!r}",
+                )
+                continue
+            yield str(name), base, body
+
+    def literal_credential(self, entry: str, path: YamlPath, key: str, files: str) -> None:
+        """The problem of a literal credential at ``path`` (the entry's key ``key``) in
+        ``files`` ("profiles", "catalogs")."""
+        self.problem(
+            line_of(self.lines, path),
+            entry,
+            key,
+            f"looks like a literal credential; {files} may only reference credentials "
+            "(env:NAME, keyring:SERVICE/USER or file:PATH)",
+        )
 
 
 def load_layered(

@@ -31,15 +31,14 @@ from .. import config
 from ..credentials import find_literal_secrets
 from ..errors import BackendError, ProfileError, UnknownProfileError
 from ..layered_catalog import (
+    FileReader,
     LineMap,
     Problem,
     Scope,
     SourceFile,
-    YamlPath,
     dotted,
     line_of,
     load_layered,
-    read_entries,
     validation_errors,
 )
 from .backend import BackendOptions
@@ -159,21 +158,10 @@ class _Raw:
 
 def _parse_file(text: str, file: str, scope: Scope) -> tuple[list[_Raw], list[ProfileProblem]]:
     """The profiles of one file's text that are well-formed, and every problem in it."""
-    problems: list[ProfileProblem] = []
-
-    def problem(line: int | None, profile: str | None, key: str | None, message: str) -> None:
-        problems.append(ProfileProblem(file, line, profile, key, message))
-
-    profiles, lines = read_entries(text, "profiles", "profile", problem)
+    reader = FileReader(text, file, "profiles", "profile", "backend", ProfileProblem)
+    problem, lines = reader.problem, reader.lines
     raws: list[_Raw] = []
-    for name, body in profiles.items():
-        name_s = str(name)
-        base: YamlPath = ("profiles", name)
-        if not isinstance(body, dict):
-            problem(
-                line_of(lines, base), name_s, None, "a profile must be a mapping with 'backend'"
-            )
-            continue
+    for name_s, base, body in reader.entries():
         ok = True
         for key in body:
             if key not in PROFILE_KEYS:
@@ -198,17 +186,13 @@ def _parse_file(text: str, file: str, scope: Scope) -> tuple[list[_Raw], list[Pr
             ok = False
         else:
             for path in find_literal_secrets(options):
-                problem(
-                    line_of(lines, (*base, "options", *path)),
-                    name_s,
-                    "options." + dotted(path),
-                    "looks like a literal credential; profiles may only reference credentials "
-                    "(env:NAME, keyring:SERVICE/USER or file:PATH)",
+                reader.literal_credential(
+                    name_s, (*base, "options", *path), "options." + dotted(path), "profiles"
                 )
                 ok = False
         if ok:
             raws.append(_Raw(name_s, body, file, scope, lines))
-    return raws, problems
+    return raws, reader.problems
 
 
 def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
@@ -242,25 +226,19 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
         parent = body.get("extends")
         if parent is not None:
             if parent in stack:
-                cycle = " -> ".join([*stack, parent])
+                bad_parent = f"circular 'extends': {' -> '.join([*stack, parent])}"
+            elif parent not in merged:
+                bad_parent = f"extends unknown profile {parent!r}"
+            else:
+                bad_parent = None
+            if bad_parent is not None:
                 problems.append(
                     ProfileProblem(
                         raw.file,
                         line_of(raw.lines, ("profiles", name, "extends")),
                         name,
                         "extends",
-                        f"circular 'extends': {cycle}",
-                    )
-                )
-                return None
-            if parent not in merged:
-                problems.append(
-                    ProfileProblem(
-                        raw.file,
-                        line_of(raw.lines, ("profiles", name, "extends")),
-                        name,
-                        "extends",
-                        f"extends unknown profile {parent!r}",
+                        bad_parent,
                     )
                 )
                 return None

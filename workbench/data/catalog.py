@@ -34,14 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import config
 from ..errors import CatalogError, DataError, UnknownDatasetError
 from ..layered_catalog import (
+    FileReader,
     Problem,
     Scope,
     SourceFile,
-    YamlPath,
     dotted,
     line_of,
     load_layered,
-    read_entries,
     validation_errors,
 )
 from . import formats, storage
@@ -157,30 +156,20 @@ class DataCatalog:
 
 def parse_catalog(text: str, file: str, scope: Scope) -> tuple[list[Dataset], list[CatalogProblem]]:
     """Datasets in one catalog file's text, and every problem in it."""
-    problems: list[CatalogProblem] = []
-
-    def problem(line: int | None, dataset: str | None, key: str | None, message: str) -> None:
-        problems.append(CatalogProblem(file, line, dataset, key, message))
-
-    entries, lines = read_entries(text, "datasets", "dataset", problem)
+    reader = FileReader(text, file, "datasets", "dataset", "uri", CatalogProblem)
+    problem, lines = reader.problem, reader.lines
     out: list[Dataset] = []
-    for name, body in entries.items():
-        name_s = str(name)
-        base: YamlPath = ("datasets", name)
-        if not isinstance(body, dict):
-            problem(line_of(lines, base), name_s, None, "a dataset must be a mapping with 'uri'")
-            continue
+    for name_s, base, body in reader.entries():
         ok = True
         options = body.get("storage_options")
         if isinstance(options, dict):
             for secret in storage.literal_secrets(options):
                 path = tuple(secret.split("."))
-                problem(
-                    line_of(lines, (*base, "storage_options", *path)),
+                reader.literal_credential(
                     name_s,
+                    (*base, "storage_options", *path),
                     "storage_options." + secret,
-                    "looks like a literal credential; catalogs may only reference credentials "
-                    "(env:NAME, keyring:SERVICE/USER or file:PATH)",
+                    "catalogs",
                 )
                 ok = False
         try:
@@ -197,7 +186,7 @@ def parse_catalog(text: str, file: str, scope: Scope) -> tuple[list[Dataset], li
             continue
         if ok:
             out.append(Dataset(name_s, spec, file, scope, line_of(lines, base)))
-    return out, problems
+    return out, reader.problems
 
 
 def load_catalog(extra_files: list[Path] | None = None) -> DataCatalog:

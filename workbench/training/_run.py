@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._cluster import get_client
 from .progress import CallbackLike, DisplayLike, Reporter, Status
 from .tracking import Tracker, make_tracker
 
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from ._live import JobOutcome
+
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T", bound="Trainer")
 
 #: The MLflow run status (``RunStatus`` names) that ends a job with each progress status.
 MLFLOW_STATUS: dict[Status, str] = {
@@ -132,3 +140,108 @@ class TrainingRun:
         self.run_id = tracker.run_id
         self.uri = tracker.uri
         return self.tracking_error
+
+
+@dataclass
+class FitCall:
+    """One call of a trainer's :meth:`Trainer.fit`: the client it runs on (current while the
+    trainer's ``_fit`` runs) and the arguments it was given."""
+
+    client: Client
+    cluster: Any
+    df: Any
+    label: str
+    features: list[str] | None
+    valid: Any
+    lineage: Any
+    callbacks: list[CallbackLike] | CallbackLike | None
+    progress: DisplayLike
+
+
+class Trainer:
+    """What every trainer class (``TorchTrainer``, ``XGBoostTrainer``) shares: the MLflow
+    settings, the fitted state it reports (``features``, ``label``, ``status``, ``run_id``,
+    ``tracking_uri``, ``tracking_error``), :meth:`fit` and the :class:`TrainingRun` of each
+    fit. A subclass implements ``_fit(call)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tracking: bool | Tracker | str | None,
+        experiment: str,
+        run_name: str | None,
+    ) -> None:
+        self.tracking = tracking
+        self.experiment = experiment
+        self.run_name = run_name
+        self.features: list[str] = []
+        self.label: str | None = None
+        self.run_id: str | None = None
+        self.tracking_uri: str | None = None
+        self.status: str | None = None
+        #: why logging to MLflow failed after training (the model is kept), else None
+        self.tracking_error: str | None = None
+
+    def fit(
+        self: _T,
+        cluster: Any,
+        df: Any,
+        label: str,
+        *,
+        features: list[str] | None = None,
+        valid: Any = None,
+        lineage: Any = None,
+        callbacks: list[CallbackLike] | CallbackLike | None = None,
+        progress: DisplayLike = "auto",
+    ) -> _T:
+        """Train on ``df`` (dask or pandas DataFrame) to predict column ``label``.
+
+        ``features``: the feature columns (default: every other column). ``valid`` is an
+        optional validation frame with the same columns (its metrics are reported as
+        ``valid-<metric>``). ``lineage`` is the data's manifest (a dict or an object with
+        ``to_dict()``), logged with the run.
+        """
+        client = get_client(cluster)
+        # the trainers' libraries and dask look the client up with get_client(): make ours
+        # current (it need not be the process-wide default)
+        with client.as_current():
+            return self._fit(
+                FitCall(client, cluster, df, label, features, valid, lineage, callbacks, progress)
+            )
+
+    def _fit(self: _T, call: FitCall) -> _T:
+        raise NotImplementedError
+
+    def _training_run(self, call: FitCall, job: str, total: int | None, title: str) -> TrainingRun:
+        """The :class:`TrainingRun` of one fit, with this trainer's tracking settings."""
+        return TrainingRun(
+            job,
+            total,
+            tracking=self.tracking,
+            run_name=self.run_name,
+            experiment=self.experiment,
+            callbacks=call.callbacks,
+            progress=call.progress,
+            title=title,
+        )
+
+    def _complete(
+        self,
+        run: TrainingRun,
+        outcome: JobOutcome[Any],
+        features: list[str],
+        label: str,
+        log: Callable[[Tracker], None],
+        **info: Any,
+    ) -> None:
+        """Record the fitted state, then end the run (:meth:`TrainingRun.complete`) and keep
+        its MLflow run id, URI and tracking error."""
+        self.features = features
+        self.label = label
+        self.status = outcome.status
+        self.tracking_error = run.complete(
+            outcome.status, log, failed=outcome.error is not None, **info
+        )
+        self.run_id = run.run_id
+        self.tracking_uri = run.uri

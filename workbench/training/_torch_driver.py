@@ -29,10 +29,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._cluster import get_client, resolve_device, worker_addresses
+from ._cluster import resolve_device, worker_addresses
 from ._data import Tabular, prepare
 from ._live import LiveJob
-from ._run import TrainingRun
+from ._run import FitCall, Trainer
 from ._torch_rank import (
     LOSSES,
     METRICS,
@@ -110,7 +110,7 @@ def _collect(client: Client, futures: list[Any]) -> list[dict[str, Any]]:
     return results
 
 
-class TorchTrainer:
+class TorchTrainer(Trainer):
     """Train a ``torch.nn.Module`` on a dask DataFrame across the cluster's workers.
 
     ``loss``: ``"cross_entropy"`` (integer class labels), ``"bce"``, ``"mse"``, ``"l1"``,
@@ -155,6 +155,7 @@ class TorchTrainer:
         if metrics is None:
             metrics = ["accuracy"] if loss in ("cross_entropy", "bce") else ["rmse"]
         check_names(loss, metrics, optimizer)
+        super().__init__(tracking=tracking, experiment=experiment, run_name=run_name)
         self.model = model
         self.loss = loss
         self.optimizer = optimizer
@@ -167,18 +168,8 @@ class TorchTrainer:
         self.device = device
         self.seed = seed
         self.timeout = timeout
-        self.tracking = tracking
-        self.experiment = experiment
-        self.run_name = run_name
         self.history: dict[str, list[float]] = {}
         self.ranks: list[dict[str, Any]] = []
-        self.features: list[str] = []
-        self.label: str | None = None
-        self.run_id: str | None = None
-        self.tracking_uri: str | None = None
-        self.status: str | None = None
-        #: why logging to MLflow failed after training (the model is kept), else None
-        self.tracking_error: str | None = None
         self.world_size = 0
         self.trained_device: str | None = None
         self._trained = False
@@ -242,48 +233,24 @@ class TorchTrainer:
             )
         return distinct[:n]
 
-    def fit(
-        self,
-        cluster: Any,
-        df: Any,
-        label: str,
-        *,
-        features: list[str] | None = None,
-        valid: Any = None,
-        lineage: Any = None,
-        callbacks: list[CallbackLike] | CallbackLike | None = None,
-        progress: DisplayLike = "auto",
-    ) -> TorchTrainer:
-        """Train on ``df`` (dask or pandas DataFrame, numeric feature columns) for ``label``."""
-        client = get_client(cluster)
-        with client.as_current():  # every dask call below uses this client, default or not
-            return self._fit(
-                client, cluster, df, label, features, valid, lineage, callbacks, progress
-            )
-
-    def _fit(
-        self,
-        client: Client,
-        cluster: Any,
-        df: Any,
-        label: str,
-        features: list[str] | None,
-        valid: Any,
-        lineage: Any,
-        callbacks: list[CallbackLike] | CallbackLike | None,
-        progress: DisplayLike,
-    ) -> TorchTrainer:
+    def _fit(self, call: FitCall) -> TorchTrainer:
         import torch
         from distributed import futures_of, wait
 
-        lineage_data = lineage_dict(lineage, df)
-        device = resolve_device(self.device, cluster, client)
-        data = prepare(client, df, label, features, allow_categorical=False)
+        client, label = call.client, call.label
+        lineage_data = lineage_dict(call.lineage, call.df)
+        device = resolve_device(self.device, call.cluster, client)
+        data = prepare(client, call.df, label, call.features, allow_categorical=False)
         vdata = (
             prepare(
-                client, valid, label, data.features, what="validation data", allow_categorical=False
+                client,
+                call.valid,
+                label,
+                data.features,
+                what="validation data",
+                allow_categorical=False,
             )
-            if valid is not None
+            if call.valid is not None
             else None
         )
         self._check_model_fits(client, data)
@@ -325,16 +292,8 @@ class TorchTrainer:
             "features": data.features,
             "n_rows": data.n_rows,
         }
-        with TrainingRun(
-            "torch",
-            self.epochs,
-            tracking=self.tracking,
-            run_name=self.run_name,
-            experiment=self.experiment,
-            callbacks=callbacks,
-            progress=progress,
-            title=f"PyTorch {'DDP x' + str(world) if world > 1 else 'single worker'} ({device})",
-        ) as run:
+        title = f"PyTorch {'DDP x' + str(world) if world > 1 else 'single worker'} ({device})"
+        with self._training_run(call, "torch", self.epochs, title) as run:
             run.track(params, {"workbench.job": "torch", "workbench.device": device}, lineage_data)
             futures: list[Any] = []
             try:
@@ -398,11 +357,8 @@ class TorchTrainer:
             self.model.load_state_dict(state)
             self.ranks = [{k: v for k, v in r.items() if k != "state"} for r in results]
             self.history = {k: list(v) for k, v in run.reporter.history.metrics.items()}
-            self.features = data.features
-            self.label = label
             self.world_size = world
             self.trained_device = device
-            self.status = outcome.status
             self._trained = True
 
             def log(tracker: Tracker) -> None:
@@ -410,14 +366,7 @@ class TorchTrainer:
                 tracker.log_dict({"ranks": self.ranks}, "ranks.json")
                 tracker.log_model(self._save_mlflow_model)
 
-            self.tracking_error = run.complete(
-                outcome.status,
-                log,
-                failed=outcome.error is not None,
-                epochs=results[0]["epochs"],
-            )
-            self.run_id = run.run_id
-            self.tracking_uri = run.uri
+            self._complete(run, outcome, data.features, label, log, epochs=results[0]["epochs"])
         if outcome.error is not None:
             raise outcome.error
         return self

@@ -22,14 +22,13 @@ import xgboost.dask as xgb_dask
 from ._cluster import get_client, resolve_device
 from ._data import Tabular, prepare
 from ._live import LiveJob, publish, stop_requested
-from ._run import TrainingRun
+from ._run import FitCall, Trainer
 from .errors import InvalidDataError, NotTrainedError, TrainingError, UnknownNameError
 from .progress import CallbackLike, DisplayLike
 from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, pip_requirements
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
-    from distributed import Client
 
 # XGBoost's evaluation metrics (``eval_metric``); ``@`` suffixes (``ndcg@5``, ``error@0.7``)
 # and the ``-`` suffix of ranking metrics are allowed.
@@ -127,14 +126,15 @@ def _last(values: Any) -> float:
     return float(value[0] if isinstance(value, tuple) else value)
 
 
-class XGBoostTrainer:
+class XGBoostTrainer(Trainer):
     """Distributed XGBoost on a workbench cluster, sklearn-style: configure, then :meth:`fit`.
 
     ``params`` are XGBoost parameters (``objective``, ``max_depth``, ``eta``,
     ``eval_metric``...); ``device`` and ``tree_method`` are set from the cluster unless given.
-    After :meth:`fit`: ``booster``, ``history`` (metric per round per eval set),
-    ``run_id`` (MLflow), ``status`` (``finished``, ``stopped``, ``interrupted``) and
-    :meth:`predict`.
+    The validation frame's metrics (``valid=`` of :meth:`fit`) drive
+    ``early_stopping_rounds``. After :meth:`fit`: ``booster``, ``history`` (metric per round
+    per eval set), ``run_id`` (MLflow), ``status`` (``finished``, ``stopped``,
+    ``interrupted``) and :meth:`predict`.
     """
 
     def __init__(
@@ -153,80 +153,37 @@ class XGBoostTrainer:
             raise TrainingError(f"num_boost_round must be at least 1, got {num_boost_round}")
         self.params = dict(params or {})
         check_eval_metrics(self.params)
+        super().__init__(tracking=tracking, experiment=experiment, run_name=run_name)
         self.num_boost_round = int(num_boost_round)
         self.early_stopping_rounds = early_stopping_rounds
         self.device = device
         self.eval_train = eval_train
-        self.tracking = tracking
-        self.experiment = experiment
-        self.run_name = run_name
         self._booster: xgb.Booster | None = None
         self.history: dict[str, dict[str, list[float]]] = {}
-        self.features: list[str] = []
-        self.label: str | None = None
-        self.run_id: str | None = None
-        self.tracking_uri: str | None = None
-        self.status: str | None = None
-        #: why logging to MLflow failed after training (the model is kept), else None
-        self.tracking_error: str | None = None
         self.train_params: dict[str, Any] = {}
         self.n_rows = 0
 
     # -- training ----------------------------------------------------------------------------
-    def fit(
-        self,
-        cluster: Any,
-        df: Any,
-        label: str,
-        *,
-        features: list[str] | None = None,
-        valid: Any = None,
-        lineage: Any = None,
-        callbacks: list[CallbackLike] | CallbackLike | None = None,
-        progress: DisplayLike = "auto",
-    ) -> XGBoostTrainer:
-        """Train on ``df`` (dask or pandas DataFrame) to predict column ``label``.
-
-        ``valid`` is an optional validation frame with the same columns (its metrics are
-        reported as ``valid-<metric>`` and drive ``early_stopping_rounds``). ``lineage`` is
-        the data's manifest (a dict or an object with ``to_dict()``), logged with the run.
-        """
-        client = get_client(cluster)
-        # xgboost.dask and dask look the client up with get_client(): make ours current (it
-        # need not be the process-wide default).
-        with client.as_current():
-            return self._fit(
-                client, cluster, df, label, features, valid, lineage, callbacks, progress
-            )
-
-    def _fit(
-        self,
-        client: Client,
-        cluster: Any,
-        df: Any,
-        label: str,
-        features: list[str] | None,
-        valid: Any,
-        lineage: Any,
-        callbacks: list[CallbackLike] | CallbackLike | None,
-        progress: DisplayLike,
-    ) -> XGBoostTrainer:
-        lineage_data = lineage_dict(lineage, df)  # check before spending time on training
-        if self.early_stopping_rounds is not None and valid is None:
+    def _fit(self, call: FitCall) -> XGBoostTrainer:
+        client, label = call.client, call.label
+        lineage_data = lineage_dict(call.lineage, call.df)  # check before training
+        if self.early_stopping_rounds is not None and call.valid is None:
             raise TrainingError(
                 "early_stopping_rounds needs a validation set: pass valid=<a DataFrame>"
             )
-        device = resolve_device(self.device, cluster, client)
+        device = resolve_device(self.device, call.cluster, client)
         params: dict[str, Any] = {"tree_method": "hist", "device": device, **self.params}
         self.train_params = params
 
         # The row and missing-label counts run on the cluster while the DMatrix is built
         # from the same persisted data; they are checked before anything is tracked or
         # trained (and first, if building the DMatrix fails, for the clearer message).
-        data = prepare(client, df, label, features, wait=False)
+        data = prepare(client, call.df, label, call.features, wait=False)
         vdata: Tabular | None = None
-        if valid is not None:
-            vdata = prepare(client, valid, label, data.features, what="validation data", wait=False)
+        if call.valid is not None:
+            vdata = prepare(
+                client, call.valid, label, data.features, what="validation data", wait=False
+            )
         try:
             with client.as_current():
                 dtrain = xgb_dask.DaskQuantileDMatrix(
@@ -247,16 +204,8 @@ class XGBoostTrainer:
         if vdata is not None:
             vdata.check()
 
-        with TrainingRun(
-            "xgboost",
-            self.num_boost_round,
-            tracking=self.tracking,
-            run_name=self.run_name,
-            experiment=self.experiment,
-            callbacks=callbacks,
-            progress=progress,
-            title=f"XGBoost ({device})",
-        ) as run:
+        title = f"XGBoost ({device})"
+        with self._training_run(call, "xgboost", self.num_boost_round, title) as run:
             run.track(
                 {
                     **params,
@@ -302,10 +251,7 @@ class XGBoostTrainer:
                 k: {m: [float(x) for x in v] for m, v in per.items()}
                 for k, per in outcome.result["history"].items()
             }
-            self.features = data.features
-            self.label = label
             self.n_rows = data.n_rows
-            self.status = outcome.status
 
             def log(tracker: Tracker) -> None:
                 final = {
@@ -317,14 +263,9 @@ class XGBoostTrainer:
                 tracker.log_metrics(final)
                 tracker.log_model(self._save_mlflow_model)
 
-            self.tracking_error = run.complete(
-                outcome.status,
-                log,
-                failed=outcome.error is not None,
-                rounds=booster.num_boosted_rounds(),
+            self._complete(
+                run, outcome, data.features, label, log, rounds=booster.num_boosted_rounds()
             )
-            self.run_id = run.run_id
-            self.tracking_uri = run.uri
         if outcome.error is not None:
             raise outcome.error
         return self
