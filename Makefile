@@ -15,8 +15,8 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # TORCH_VARIANT=cuda on a GPU workstation) and workbench itself. Quick when nothing changed.
 export VENV PYTHON
 
-.PHONY: lab test install-lab install-test lock lock-check system-deps lint typecheck pytest \
-	notebooks bench bench-slurm bench-scale clean extension extension-test
+.PHONY: lab test test-fast install-lab install-test lock lock-check system-deps lint typecheck \
+	pytest notebooks bench bench-slurm bench-scale clean extension extension-test
 
 install-lab:
 	@scripts/install-env lab
@@ -70,6 +70,11 @@ typecheck: install-test
 
 pytest: install-test system-deps extension
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The quick loop: unit tests that start no cluster, server, browser or process (the list is
+# in tests/conftest.py; a fast test that starts a process fails). Under a minute.
+test-fast: install-test
+	$(BIN)/pytest -m fast -q $(PYTEST_ARGS)
 
 # Every tutorial runs end to end; saved outputs must match (volatile parts sanitized).
 # scripts/test-notebooks: a temporary workbench home, and this checkout's SLURM for

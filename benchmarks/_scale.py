@@ -83,6 +83,8 @@ class Curve:
     points: list[Point] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     elapsed: float = 0.0  # seconds the benchmark took to measure this curve
+    #: details not in seconds: name -> (unit label, factor from the stored value)
+    detail_units: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     # -- ratios ----------------------------------------------------------------------------
     def _ratio(self, wb: float, raw: float) -> float:
@@ -142,12 +144,16 @@ class Curve:
         others += sorted({s for p in self.points for s in p.details})
         if not others:
             return ""
-        head = f"| {self.x_label} | " + " | ".join(f"{s} ({self.unit})" for s in others) + " |"
+        units = {s: self.detail_units.get(s, (self.unit, self._factor)) for s in others}
+        head = f"| {self.x_label} | " + " | ".join(f"{s} ({units[s][0]})" for s in others) + " |"
         sep = "| --- |" + " --- |" * len(others)
         rows = []
         for p in self.points:
             values = {**p.samples, **p.details}
-            cells = [self._spread(values[s]) if s in values else "-" for s in others]
+            cells = [
+                _spread([v * units[s][1] for v in values[s]]) if s in values else "-"
+                for s in others
+            ]
             rows.append(f"| {p.size} | " + " | ".join(cells) + " |")
         return "\n".join([head, sep, *rows])
 
@@ -200,8 +206,11 @@ class Curve:
         left.set_ylabel(self.y_label)
         left.legend(fontsize=8)
         ratios = [self.ratio(p) for p in self.points]
-        lows = [r - min(self.paired(p)) for r, p in zip(ratios, self.points, strict=True)]
-        highs = [max(self.paired(p)) - r for r, p in zip(ratios, self.points, strict=True)]
+        # the ratio of medians can lie outside the paired ratios when a side has fewer rounds
+        lows = [max(0.0, r - min(self.paired(p))) for r, p in zip(ratios, self.points, strict=True)]
+        highs = [
+            max(0.0, max(self.paired(p)) - r) for r, p in zip(ratios, self.points, strict=True)
+        ]
         right.errorbar(xs, ratios, yerr=[lows, highs], marker="o", capsize=3, color="C1")
         right.axhline(self.target, linestyle="--", color="grey", label=f"target {self.target:g}")
         right.axhline(1.0, linestyle=":", color="black", linewidth=0.8)

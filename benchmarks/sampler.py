@@ -7,7 +7,9 @@
 2. On a real 2-worker cluster, the cost each worker measures for its own sampling
    (``workbench_sampler_cpu_seconds_total``, thread CPU time) at 1 Hz, and the bytes
    each update pulls from the workers (msgpack size of the deltas).
-3. The server-side cost of redrawing one viewer's Cluster tab.
+3. The server-side cost of one viewer of the Cluster tab at 8, 64 and 256 simulated
+   workers: CPU per update and bytes sent to its browser, against building the same
+   plots with hvplot on every refresh.
 
     python benchmarks/sampler.py [--rounds 300] [--seconds 20]
 """
@@ -18,10 +20,14 @@ import argparse
 import contextlib
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _cpu(fn: Callable[[], Any], rounds: int) -> float:
@@ -157,33 +163,53 @@ def on_cluster(seconds: float) -> None:
         handle.close()
 
 
-def render_cost(updates: int) -> None:
-    import panel as pn
-    from bokeh.document import Document
+def render_cost(updates: int, sizes: tuple[int, ...] = (8, 64, 256)) -> None:
+    """One viewer of the Cluster tab, at 1 s refresh, over simulated workers feeding the
+    real store at 1 Hz (benchmarks/_simworkers.py): CPU per update of the first viewer
+    (it computes the frames every viewer shares), of each further viewer, and the bytes
+    each viewer's browser receives; against redrawing the same plot from scratch with
+    hvplot each time (what a view without streaming does)."""
+    import holoviews as hv
+    from _simworkers import Session, SimulatedCluster
 
     from workbench.dashboards import create_view
-    from workbench.metrics import get_store
+    from workbench.dashboards.plots import bokeh_options, line_plot
 
-    store = get_store(None, interval=0.5)
-    store.wait_for(lambda s: len(s.sources["host"].ring) >= 3)
-    view = create_view(store)
-    layout = view.panel()
-    doc = Document()
-    doc.add_root(layout.get_root(doc))
-    pn.state.curdoc = doc
-    view.tabs.active = 3
-    times = []
-    for _ in range(updates):
-        version = store.version
-        store.wait_for(lambda s, v=version: s.version > v)
-        start = time.process_time()
-        view.update()
-        times.append(time.process_time() - start)
-    plots = sum(1 for s in view.slots["Cluster"].values() if s.showing_plot)
-    med = statistics.median(times)
-    print(f"[3] one viewer redrawing the Cluster tab ({plots} plots, host-only store)")
-    print(f"    {med * 1e3:.1f} ms CPU per redraw = {med * 100:.1f}% of one core at 1 s refresh")
-    store.close()
+    print("[3] one viewer of the Cluster tab, 5 min window, 1 s refresh (simulated workers)")
+    print(
+        "    workers | first viewer ms CPU/update | each further viewer | % core per viewer"
+        " | bytes/update | raw hvplot redraw ms"
+    )
+    for workers in sizes:
+        sim = SimulatedCluster(workers, capacity=600)
+        sim.prefill(300)
+        first = Session(create_view(sim.store, tabs=["Cluster"]))
+        second = Session(create_view(sim.store, tabs=["Cluster"]))
+        firsts, seconds, sizes_sent, raws = [], [], [], []
+        slots = list(first.view.slots["Cluster"].values())
+        renderer = hv.renderer("bokeh")
+        for i in range(updates):
+            sim.tick()
+            cpu, size = first.update()
+            cpu2, _ = second.update()
+            if i:  # the first update after the build catches up
+                firsts.append(cpu)
+                seconds.append(cpu2)
+                sizes_sent.append(size)
+            began = time.process_time()  # the raw library: build and render every plot
+            for slot in slots:
+                frame = first.view.state.frame(slot.plot)
+                if len(frame):
+                    element = line_plot(frame, str(frame.attrs["unit"]))
+                    renderer.get_plot(element.opts(*bokeh_options(slot.plot)))
+            raws.append(time.process_time() - began)
+        rebuilds = sum(s.rebuilds for s in slots)
+        f, s2 = statistics.median(firsts), statistics.median(seconds)
+        print(
+            f"    {workers:7d} | {f * 1e3:26.1f} | {s2 * 1e3:19.1f} | {s2 * 100:17.2f}"
+            f" | {statistics.median(sizes_sent):12.0f} | {statistics.median(raws) * 1e3:8.1f}"
+            f"   ({len(slots)} plots, {rebuilds} builds)"
+        )
 
 
 def main() -> None:
@@ -191,14 +217,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--updates", type=int, default=10)
+    parser.add_argument("--only", default="1,2,3", help="parts to run, e.g. 3")
     args = parser.parse_args()
     os.environ.setdefault("WORKBENCH_STATE_DIR", tempfile.mkdtemp(prefix="wb-bench-"))
     import logging
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    in_process(args.rounds)
-    on_cluster(args.seconds)
-    render_cost(args.updates)
+    parts = set(args.only.split(","))
+    if "1" in parts:
+        in_process(args.rounds)
+    if "2" in parts:
+        on_cluster(args.seconds)
+    if "3" in parts:
+        render_cost(args.updates)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ the ratio against the raw library at each size, measured in the same run, and wr
 PNG of each curve and the JSON of every sample into ``--out``; ``--docs`` refreshes
 their tables and plots in docs/performance.md.
 
-    python benchmarks/scale.py [--only data,xgboost,slurm,int8] [--quick]
+    python benchmarks/scale.py [--only data,xgboost,slurm,int8,dashboards,registry] [--quick]
                                [--repeat-factor 1.0] [--out docs/performance]
                                [--docs docs/performance.md]
 
@@ -33,6 +33,8 @@ BENCHMARKS: dict[str, str] = {
     "xgboost": "train",  # train_xgboost vs xgboost.dask, 1-4 workers, two data sizes
     "int8": "int8_speed",  # quantize_int8 (CPU: onnxruntime int8) vs fp32 torch, over sizes
     "slurm": "slurm_launch",  # time to all workers ready, 1-16 jobs
+    "dashboards": "dashboard_scale",  # store, model, viewer at 8-1024 simulated workers
+    "registry": "registry",  # clusters list (control path, CLI, REST), 10-1000 records
 }
 
 

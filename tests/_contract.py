@@ -51,6 +51,10 @@ class BackendEnv:
 
     backend: str
     options: dict[str, Any] = field(default_factory=dict)
+    #: How its scheduler is secured: "workbench" (TLS with per-cluster credentials that
+    #: workbench makes), "gateway" (the gateway's TLS proxy and credentials), or None for
+    #: the Kubernetes stand-in, whose fake operator starts plain-TCP schedulers.
+    tls: str | None = "workbench"
 
     def profile_yaml(self) -> str:
         return yaml.safe_dump(
@@ -91,7 +95,8 @@ class SlurmEnv(BackendEnv):
     slurm: Any = None
 
     def held(self, record: ClusterRecord) -> list[str]:
-        name = self.options["job_name"]
+        name = record.extra["job_name"]  # the profile's prefix and the cluster's suffix
+        assert name.startswith(self.options["job_name"] + "-"), name
         return [f"SLURM job {job}" for job in self.slurm.jobs_named(name)]
 
 
@@ -151,6 +156,7 @@ def make_env(backend: str, request: Any, tmp_path: Path) -> BackendEnv:
         request.getfixturevalue("gateway_password")
         return GatewayEnv(
             "gateway",
+            tls="gateway",
             server=server,
             profile_text=server.profile(name=PROFILE, n_workers=1),
         )
@@ -166,6 +172,7 @@ def make_env(backend: str, request: Any, tmp_path: Path) -> BackendEnv:
                 "resource_timeout": 60,
             },
             api=api,
+            tls=None,
         )
     raise ValueError(backend)
 

@@ -33,7 +33,7 @@ SMALL_CLUSTER = {
     "n_workers": 1,
     "threads_per_worker": 1,
     "memory_limit": "1GiB",
-    "dashboard_address": ":0",
+    "dashboard_address": "127.0.0.1:0",
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from workbench.clusters.slurm import JOB_SUFFIX_BYTES
 from workbench.gpus import detect_gpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +47,20 @@ class SlurmInstance:
         return [line for line in out.stdout.splitlines() if line.strip()]
 
     def jobs_named(self, name: str) -> list[str]:
-        return self.squeue("-n", name, "-o", "%i")
+        """Ids of the jobs called ``name``, or ``name`` and a cluster's unique suffix
+        (workbench adds one to every job name a profile gives)."""
+        return list(self.job_states(name))
+
+    def job_states(self, name: str) -> dict[str, tuple[str, str]]:
+        """job id -> (state, reason) of the jobs :meth:`jobs_named` finds."""
+        pattern = re.compile(rf"{re.escape(name)}(-[0-9a-f]{{{2 * JOB_SUFFIX_BYTES}}})?")
+        return {
+            job: (state, reason)
+            for job, state, reason, job_name in (
+                line.split("|", 3) for line in self.squeue("-o", "%i|%T|%r|%j")
+            )
+            if pattern.fullmatch(job_name.strip())
+        }
 
     def wait_no_jobs(self, name: str, timeout: float = 60) -> None:
         """Until squeue shows no job called ``name`` (completing ones included)."""

@@ -32,7 +32,58 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKBENCH = [sys.executable, "-m", "workbench"]
 
 
+# The fast tier (`make test-fast`, `pytest -m fast`): unit tests that start no cluster, server,
+# browser or other process, the quick loop while editing. Listed here, in one place: these
+# modules, less the tests named below, and less any test marked slow, gpu, slurm, s3 or
+# browser. `fast_tier_starts_no_process` keeps the list true: a fast test that starts a
+# process fails.
+FAST_MODULES = {
+    "test_backends.py",
+    "test_cost.py",
+    "test_credentials.py",
+    "test_dashboard_model.py",
+    "test_dashboard_snapshot.py",
+    "test_data_catalog.py",
+    "test_fast_tier.py",
+    "test_gpus.py",
+    "test_layout.py",
+    "test_metrics_samplers.py",
+    "test_profiles.py",
+    "test_slurm_options.py",
+    "test_templates.py",
+    "test_training_progress.py",
+    "test_training_tracking.py",
+}
+NOT_FAST = {
+    "test_data_catalog.py::test_cli_entry_point",  # runs `python -m workbench`
+    "test_gpus.py::test_worker_gpus_asks_every_worker_once",  # a local cluster
+    "test_metrics_samplers.py::test_metrics_package_never_imports_panel",  # a fresh interpreter
+    # a fresh interpreter without dask_jobqueue
+    "test_slurm_options.py::test_slurm_backend_is_registered_and_imports_without_dask_jobqueue",
+}
+NOT_FAST_MARKERS = ("slow", "gpu", "slurm", "s3", "browser")
+
+
+def _mark_fast_tier(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.name
+        if name not in FAST_MODULES or f"{name}::{item.name.split('[')[0]}" in NOT_FAST:
+            continue
+        if any(item.get_closest_marker(m) is not None for m in NOT_FAST_MARKERS):
+            continue
+        item.add_marker(pytest.mark.fast)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With ``-m fast`` alone, the other test modules are not even imported (quicker start)."""
+    name = collection_path.name
+    if config.getoption("markexpr") == "fast" and name.startswith("test_") and name.endswith(".py"):
+        return name not in FAST_MODULES or None
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _mark_fast_tier(items)
     inventory = detect_gpus()
     if inventory.count:
         return
@@ -42,6 +93,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # directory named "gpu" would skip every test).
         if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+class FastTierViolation(AssertionError):
+    """A test marked ``fast`` started a process (a cluster, a server, a browser, a tool)."""
+
+
+@pytest.fixture(autouse=True)
+def fast_tier_starts_no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keeps the ``fast`` marker true: a fast test that starts a subprocess or a
+    multiprocessing child (every Dask cluster, SLURM, server and browser does) fails."""
+    if request.node.get_closest_marker("fast") is None:
+        yield
+        return
+    import multiprocessing.process
+    import subprocess
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise FastTierViolation(
+            f"{request.node.nodeid} is marked fast but started a process: {args[1:2]}; "
+            "remove the fast marker or the process"
+        )
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess.Popen, "__init__", refuse)
+        mp.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+        yield
 
 
 @pytest.fixture(autouse=True)

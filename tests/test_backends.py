@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from workbench.clusters import backend_registry as registry
-from workbench.clusters.local import LocalBackend, LocalOptions
+from workbench.clusters.local import LocalBackend
+from workbench.clusters.local_options import LocalOptions
 from workbench.clusters.profiles import get_profile, load_catalog
 from workbench.errors import MissingDependencyError, ProfileError, UnknownBackendError
 from workbench.gpus import GPUInfo, GPUInventory
@@ -141,7 +142,7 @@ def test_gpu_prelaunch_check_asks_for_what_each_option_needs() -> None:
     plain = LocalBackend(LocalOptions(gpus=1, enable_cudf_spill=False), inventory=TWO_GPUS)
     assert [m for m, _, _ in plain.needed_modules()] == ["dask_cuda"]
     cuda12 = GPUInventory(gpus=TWO_GPUS.gpus, driver_version="535", cuda_driver_version="12.2")
-    ucx = LocalBackend(LocalOptions(gpus="all", protocol="ucx"), inventory=cuda12)
+    ucx = LocalBackend(LocalOptions(gpus="all", protocol="ucx", security="none"), inventory=cuda12)
     assert ("distributed_ucxx", "protocol: ucx", "pip install distributed-ucxx-cu12") in (
         ucx.needed_modules()
     )

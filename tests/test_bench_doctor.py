@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ import workbench
 from workbench import bench
 from workbench.cli import main
 from workbench.doctor import check_object_store_credentials, check_slurm, run_checks
+
+from ._slurm_fixtures import SlurmInstance
 
 
 def test_pcie_and_limits_arithmetic() -> None:
@@ -165,17 +168,26 @@ def test_doctor_explains_missing_object_store_credentials(
     assert checks["Azure credentials"].status == "ok"
 
 
-def test_doctor_slurm_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import shutil
-
-    sbatch = shutil.which("sbatch")
+def test_doctor_slurm_check_without_slurm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SLURM_CONF", raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
     check = check_slurm()
     assert check.status == "ok" and "not installed" in check.summary
-    if sbatch is None:
-        return
-    monkeypatch.setenv("PATH", str(Path(sbatch).parent))
+
+
+@pytest.mark.slurm
+def test_doctor_slurm_check_against_a_real_slurm(
+    slurm: SlurmInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The project's single-node SLURM (tests/_slurm_fixtures.py: the fixture fails, it does
+    not skip, when SLURM cannot start) answers; a SLURM_CONF naming no controller fails."""
+    check = check_slurm()
+    assert check.status == "ok", check
+    assert f"controller answers (SLURM_CONF {slurm.conf})" in check.summary
+    assert re.search(r"partitions: \S+\* \(up, max ", check.summary), check.summary
+    assert f"GPUs in GRES: gpu:{slurm.gpus}" in check.summary or re.search(
+        rf"GPUs in GRES: gpu:\w+:{slurm.gpus}", check.summary
+    ), check.summary
     bogus = tmp_path / "slurm.conf"
     bogus.write_text(
         "ClusterName=nowhere\nSlurmctldHost=nohost-wb-test(127.0.0.1)\nSlurmctldPort=9\n"

@@ -72,6 +72,10 @@ def test_ratios_targets_and_tables() -> None:
     ms = curve()
     ms.unit = "ms"
     assert "| 10 MB | 1100.000 (1000.000-1200.000) |" in ms.table()
+    # details in their own unit, not the curve's: "plan" counted in hundredths here
+    ms.detail_units = {"plan": ("hundredths", 100.0)}
+    assert "plan (hundredths)" in ms.extra_table()
+    assert "| 1 GB | 2.000 (1.000-3.000) |" in ms.extra_table()
 
 
 def test_plots_json_and_the_docs_page(tmp_path: Path) -> None:

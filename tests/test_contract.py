@@ -133,7 +133,7 @@ def test_control_from_another_process(env: BackendEnv, timings: Timings) -> None
     record = handle.record
     try:
         with timings.measure("CLI scale 1 -> 2 workers"):
-            out = _cli("scale", handle.id[:6], "2")
+            out = _cli("scale", handle.id, "2")
             assert out.returncode == 0, out.stderr
             wait_until(lambda: handle.n_workers() == 2, 180)
         with timings.measure("CLI adapt 2 -> 1 worker"):
@@ -280,3 +280,65 @@ def test_idle_timeout_closes_and_releases(env: BackendEnv, timings: Timings) -> 
     assert handle.end_reason is not None and "idle_timeout" in handle.end_reason
     timings.record("released after idle close", env.wait_released(record, 60))
     wait_until(lambda: ClusterControl().list() == [], 30)  # close() ends by forgetting it
+
+
+# -- secure by default (issue 14): TLS with per-cluster credentials --------------------------
+REFUSED = """
+import sys
+from distributed import Client
+from distributed.security import Security
+mine = Security.temporary()  # a certificate of its own: not the cluster's
+security = Security(tls_ca_file={ca!r}, tls_client_cert=mine.tls_client_cert,
+                    tls_client_key=mine.tls_client_key, require_encryption=True)
+for name, kwargs in (("plain", {{"address": {plain!r}}}),
+                     ("own certificate", {{"address": {address!r}, "security": security}})):
+    try:
+        Client(timeout=5, **kwargs).close()
+    except Exception as exc:
+        print("refused", name, type(exc).__name__, flush=True)
+    else:
+        print("ACCEPTED", name, flush=True)
+"""
+
+
+def test_tls_refuses_clients_without_the_credentials(env: BackendEnv, timings: Timings) -> None:
+    if env.tls is None:
+        pytest.skip(
+            f"{env.backend}: the Kubernetes STAND-IN's fake operator starts plain-TCP "
+            "schedulers; the real operator's TLS is not workbench's to set"
+        )
+    handle = _launch()
+    try:
+        record = ClusterControl().get(handle.id)
+        if env.tls == "gateway":
+            # dask-gateway's TLS proxy, and the gateway's credentials, kept as they are.
+            assert record.scheduler_address.startswith(("gateway://", "tls://"))
+            assert "security=cluster.security" in handle.connect_code()
+            return
+        assert record.scheduler_address.startswith("tls://"), record.scheduler_address
+        paths = record.extra["security"]
+        for path in {paths["tls_ca_file"], paths["tls_client_key"]}:
+            assert os.stat(path).st_mode & 0o777 == 0o600, path
+            assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
+        key = Path(paths["tls_client_key"]).read_text()
+        assert "PRIVATE KEY" in key and key not in json.dumps(record.to_dict())
+        assert key not in handle.connect_code()
+        plain = record.scheduler_address.replace("tls://", "tcp://")
+        with timings.measure("clients without the credentials refused"):
+            out = _run_code(
+                REFUSED.format(
+                    ca=paths["tls_ca_file"], plain=plain, address=handle.scheduler_address
+                )
+            )
+        assert out.stdout.count("refused") == 2 and "ACCEPTED" not in out.stdout, (
+            out.stdout + out.stderr[-2000:]
+        )
+        # With the credentials (the connect cell, the control path): it works.
+        out = _run_code(handle.connect_code() + CHECK)
+        assert "answer 42" in out.stdout, out.stderr[-3000:]
+        assert ClusterControl().info(record)["workers"] >= 1
+        folder = Path(paths["tls_client_key"]).parent
+    finally:
+        handle.close()
+    env.wait_released(handle.record, 60)
+    assert not folder.exists(), "the cluster's credentials outlive it"

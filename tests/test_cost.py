@@ -11,6 +11,8 @@ import workbench
 from workbench.clusters.comm import scheduler_call
 from workbench.clusters.cost import CostMeter
 from workbench.clusters.handle import ClusterHandle
+from workbench.clusters.record_store import RecordStore
+from workbench.clusters.tls import connection_args
 from workbench.errors import ProfileError
 
 SMALL = {"threads_per_worker": 1, "dashboard_address": ":0", "memory_limit": "1GiB"}
@@ -103,7 +105,10 @@ def test_running_cost_follows_real_scaling(user_profiles, monkeypatch: pytest.Mo
         assert "Cost so far" in handle._repr_html_() and "per worker-hour" in handle._repr_html_()
 
         # Other processes (a dashboard) read it from the scheduler.
-        info = scheduler_call(handle.scheduler_address, "workbench_info")
+        record = RecordStore().get(handle.id)  # the cluster's TLS credentials, by reference
+        info = scheduler_call(
+            handle.scheduler_address, "workbench_info", connection_args=connection_args(record)
+        )
         assert info["cost"]["price_per_worker_hour"] == price and info["cost"]["cost"] > 0
     finally:
         handle.close()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -25,6 +28,19 @@ CELLS = [
 ]
 
 
+def _models(node: Any) -> Iterator[dict[str, Any]]:
+    """Every Bokeh model (``{"type": "object", "name": ..., "attributes": ...}``) in a
+    serialized document, depth first."""
+    if isinstance(node, dict):
+        if node.get("type") == "object" and isinstance(node.get("attributes"), dict):
+            yield node
+        for value in node.values():
+            yield from _models(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _models(value)
+
+
 def test_dashboard_renders_inline_in_a_kernel(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
@@ -33,11 +49,24 @@ def test_dashboard_renders_inline_in_a_kernel(tmp_path: Path) -> None:
     ).execute()
     outputs = [o for cell in nb.cells for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    # The cell's value (its execute_result, not some other output) is the dashboard: a Bokeh
+    # document whose models hold the title and the five tabs.
     shown = nb.cells[1]["outputs"][-1]
+    assert shown["output_type"] == "execute_result"
     assert "application/vnd.holoviews_exec.v0+json" in shown["data"]
-    assert "workbench live metrics" in shown["data"]["text/html"] or any(
-        "workbench live metrics" in json.dumps(o) for o in outputs
+    docs = re.search(r"var docs_json = (\{.*?\});\n", shown["data"]["text/html"], re.S)
+    assert docs, "the result embeds no Bokeh document"
+    models = list(_models(json.loads(docs.group(1))))
+    texts = [
+        m["attributes"].get("text", "")
+        for m in models
+        if m.get("name") == "panel.models.markup.HTML"
+    ]
+    assert any(
+        html.unescape(t) == "<h2 style='margin:4px 0'>workbench live metrics</h2>" for t in texts
     )
+    tabs = [m["attributes"]["title"] for m in models if m.get("name") == "TabPanel"]
+    assert tabs == ["GPU", "Storage", "Network", "Cluster", "Energy"]
     loaders = "".join(
         "".join(o["data"]["application/javascript"])
         for o in outputs

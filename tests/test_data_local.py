@@ -87,7 +87,7 @@ def test_parquet_directory_values_lineage_and_iostats(cpu_cluster, datasets: Loc
     assert stats["files_planned"] == 3 and stats["bytes_planned"] == manifest.total_bytes
     assert stats["files_read"] == 3
     assert stats["bytes_read"] - stats["plan_bytes_read"] >= manifest.total_bytes * 0.9
-    assert len(stats["workers"]) >= 1 and all(w.startswith("tcp://") for w in stats["workers"])
+    assert len(stats["workers"]) >= 1 and all(w.startswith("tls://") for w in stats["workers"])
     assert stats["throughput_mb_s"] and stats["throughput_mb_s"] > 0
     json.dumps(iostats.snapshot())  # plain data for the dashboards
 

@@ -84,9 +84,8 @@ def run_cell(kc: Any, code: str, timeout: float = 240) -> str:
 
 
 def slurm_states(slurm: SlurmInstance, name: str) -> dict[str, tuple[str, str]]:
-    """job id -> (state, reason) of the jobs called ``name``."""
-    lines = slurm.squeue("-n", name, "-o", "%i|%T|%r")
-    return {i: (s, r) for i, s, r in (line.split("|") for line in lines)}
+    """job id -> (state, reason) of the jobs called ``name`` (and the cluster's suffix)."""
+    return slurm.job_states(name)
 
 
 @pytest.mark.slurm

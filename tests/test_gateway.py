@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 import workbench
 from workbench.clusters import ClusterControl, RecordStore
-from workbench.clusters.gateway import GatewayOptions
+from workbench.clusters.gateway_options import GatewayOptions
 from workbench.errors import (
     AuthenticationError,
     BackendError,

@@ -26,13 +26,8 @@ import pytest
 import yaml
 
 import workbench
-from workbench.clusters.kubernetes import (
-    DASK_IMAGE,
-    GPU_TOLERATION,
-    RAPIDS_IMAGE,
-    KubernetesBackend,
-    KubernetesOptions,
-)
+from workbench.clusters.kubernetes import GPU_TOLERATION, KubernetesBackend
+from workbench.clusters.kubernetes_options import DASK_IMAGE, RAPIDS_IMAGE, KubernetesOptions
 from workbench.errors import BackendError, ProfileError, ServiceUnreachableError
 
 from ._kube_standin import KubeStandIn

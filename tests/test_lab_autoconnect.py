@@ -42,9 +42,7 @@ def close_collectors() -> Iterator[None]:
 
 
 def _launch() -> Any:
-    return workbench.launch(
-        "local-cpu", wait=True, **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp"}
-    )
+    return workbench.launch("local-cpu", wait=True, **{**SMALL_CLUSTER, "processes": False})
 
 
 async def test_the_mark_is_off_by_default_and_checked(api: Any) -> None:

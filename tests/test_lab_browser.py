@@ -141,8 +141,9 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
 
             card.locator("[data-workbench-action=connect]").click()
             cell = page.locator(".jp-NotebookPanel .jp-Cell").first
+            # TLS by default: the cell connects with the cluster's credentials, by path
             expect(cell.locator(".cm-content")).to_contain_text(
-                f"Client('{record.scheduler_address}')", timeout=30_000
+                f"Client('{record.scheduler_address}', security=security)", timeout=30_000
             )
             cell.locator(".cm-content").click()
             page.keyboard.press("Shift+Enter")
@@ -196,7 +197,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             card.locator("[data-workbench-action=stop]").click()
             page.locator(".jp-Dialog button.jp-mod-warn").click()
             expect(sidebar.locator(".jp-workbench-cluster")).to_have_count(0, timeout=60_000)
-            expect(sidebar.locator(".jp-workbench-empty")).to_be_visible()
+            expect(sidebar.get_by_text("No clusters.")).to_be_visible()
             expect(dash).to_have_count(0)  # the stopped cluster's dashboard tab closed
             expect(panel_tab).to_have_count(0)
             assert ClusterControl().list() == []
@@ -204,7 +205,12 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
 
             # A cluster started elsewhere (here, as in a notebook kernel) shows up by polling.
             handle = workbench.launch(
-                "local-cpu", wait=True, processes=False, protocol="tcp", **SMALL_CLUSTER
+                "local-cpu",
+                wait=True,
+                processes=False,
+                protocol="tcp",
+                security="none",
+                **SMALL_CLUSTER,
             )
             try:
                 other = sidebar.locator(f'.jp-workbench-cluster[data-cluster-id="{handle.id}"]')

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from workbench.clusters.local import LocalOptions
+from workbench.clusters.local_options import LocalOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 JUPYTER = str(Path(sys.executable).parent / "jupyter")

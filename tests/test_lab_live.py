@@ -76,7 +76,7 @@ async def test_cluster_metrics_and_dashboards_through_the_proxy(
         workbench.launch,
         "local-cpu",
         wait=True,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp"},
+        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
     )
     cid = handle.id
     try:

@@ -40,7 +40,9 @@ def close_collectors() -> Iterator[None]:
 
 def _launch() -> Any:
     return workbench.launch(
-        "local-cpu", wait=True, **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp"}
+        "local-cpu",
+        wait=True,
+        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
     )
 
 

@@ -124,7 +124,7 @@ def test_panes_dock_and_come_back_after_reload(lab_process: Any, tmp_path: Path)
     reply = lab.request("PUT", "api/contents/work.ipynb", {"type": "notebook", "content": NOTEBOOK})
     assert reply.status in (200, 201), reply.data
     handle = workbench.launch(
-        "local-cpu", wait=True, processes=False, protocol="tcp", **SMALL_CLUSTER
+        "local-cpu", wait=True, processes=False, protocol="tcp", security="none", **SMALL_CLUSTER
     )
     ARTIFACTS.mkdir(exist_ok=True)
     console: list[str] = []

@@ -281,7 +281,9 @@ async def test_launch_scale_adapt_connect_stop_a_detached_cluster(
     reply = await api("GET", f"clusters/{cid}/connect")
     assert reply.status == 200
     code = reply.data["code"]
-    assert f"Client({record.scheduler_address!r})" in code
+    # TLS by default: the cell references the cluster's credential files, never their content.
+    assert f"Client({record.scheduler_address!r}, security=security)" in code
+    assert record.extra["security"]["tls_client_key"] in code and "PRIVATE KEY" not in code
     done = await asyncio.to_thread(
         _run_code, code, "print('answer', client.submit(lambda: 6 * 7).result())"
     )
@@ -314,7 +316,7 @@ async def test_cluster_started_in_a_notebook_is_listed_and_controllable(api: Any
         workbench.launch,
         "local-cpu",
         wait=True,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp"},
+        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
     )
     try:
         listing = await api("GET", "clusters")

@@ -39,7 +39,7 @@ def _launch() -> Any:
         "local-cpu",
         wait=True,
         price_per_worker_hour=PRICE,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp"},
+        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
     )
 
 

@@ -77,6 +77,7 @@ def test_status_bar_follows_the_kernel_and_auto_connect(lab_process: Any) -> Non
         wait=True,
         processes=False,
         protocol="tcp",
+        security="none",
         price_per_worker_hour=PRICE,
         **SMALL_CLUSTER,
     )

@@ -229,7 +229,7 @@ def test_stop_from_another_process_closes_the_owners_handle(subprocess_env) -> N
     handle = workbench.launch("local-cpu", wait=True, **SMALL)
     try:
         scaled = subprocess.run(
-            [*WORKBENCH, "clusters", "scale", handle.id[:6], "2"],
+            [*WORKBENCH, "clusters", "scale", handle.id, "2"],
             env=subprocess_env,
             capture_output=True,
             text=True,
@@ -273,7 +273,7 @@ def test_detached_cluster_outlives_the_cli_and_stops(subprocess_env) -> None:
             "-o",
             "n_workers=1",
             "-o",
-            "dashboard_address=:0",
+            "dashboard_address=127.0.0.1:0",
         ],
         env=subprocess_env,
         capture_output=True,
@@ -289,7 +289,10 @@ def test_detached_cluster_outlives_the_cli_and_stops(subprocess_env) -> None:
     assert psutil.pid_exists(record.owner_pid)
     from distributed import Client
 
-    with Client(address, timeout=10) as client:
+    from workbench.clusters.tls import security_of
+
+    assert address.startswith("tls://")  # TLS with the cluster's own credentials
+    with Client(address, security=security_of(record), timeout=10) as client:
         assert client.submit(lambda x: x * 2, 21).result() == 42
     stop = subprocess.run(
         [*WORKBENCH, "clusters", "stop", cluster_id],
@@ -322,7 +325,16 @@ def test_detached_launch_failure_is_reported(subprocess_env) -> None:
     assert ClusterControl().list() == []
     # A cluster process that fails after starting is reported with its log's tail.
     out = subprocess.run(
-        [*WORKBENCH, "launch", "local-cpu", "--detach", "-o", "protocol=ucx"],
+        [
+            *WORKBENCH,
+            "launch",
+            "local-cpu",
+            "--detach",
+            "-o",
+            "protocol=ucx",
+            "-o",
+            "security=none",
+        ],
         env=subprocess_env,
         capture_output=True,
         text=True,

@@ -46,15 +46,32 @@ def _cpu_seconds(store: MetricsStore, since: float) -> float:
     return total
 
 
+def _gpu_sampler_reason() -> str | None:
+    """On a worker: why a GPU sampler there samples nothing (None: it samples)."""
+    from workbench.metrics.base import SamplerContext
+    from workbench.metrics.nvml import GPUSampler
+
+    sampler = GPUSampler(SamplerContext(role="worker"))
+    try:
+        return sampler.reason
+    finally:
+        sampler.close()
+
+
 def test_every_worker_samples_into_the_shared_store(
     dash_cluster: DashCluster, dash_store: MetricsStore
 ) -> None:
     workers = dash_store.worker_sources()
     addresses = set(dash_cluster.handle.client.scheduler_info(n_workers=-1)["workers"])
     assert {w.id for w in workers} == addresses
+    # what each worker's own GPU sampler says: sampling GPUs, or why not (no driver here)
+    reasons = dash_cluster.handle.client.run(_gpu_sampler_reason)
     for w in workers:
         assert w.name in ("0", "1") and w.host
-        assert "gpu" in w.info["samplers"] or "gpu" in w.unavailable
+        if reasons[w.id] is None:
+            assert "gpu" in w.info["samplers"] and "gpu" not in w.unavailable
+        else:
+            assert w.unavailable["gpu"] == reasons[w.id] and "gpu" not in w.info["samplers"]
         _, latest = w.ring.latest() or (0, {})
         assert latest["workbench_dask_worker_memory_limit_bytes"] == 1 << 30
         assert latest["workbench_process_memory_rss_bytes"] > 0

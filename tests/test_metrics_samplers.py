@@ -279,6 +279,24 @@ def _value(values: dict[str, float], name: str, gpu: GPUInfo) -> float | None:
     return values.get(series_key(name, {"gpu": str(gpu.index), "uuid": gpu.uuid}))
 
 
+GPU_SERIES = (
+    "workbench_gpu_utilization_percent",
+    "workbench_gpu_memory_used_bytes",
+    "workbench_gpu_power_watts",
+    "workbench_gpu_energy_joules_total",
+)
+
+
+def _every_series_or_why_not(sampler: GPUSampler, values: dict[str, float]) -> None:
+    """Each GPU has each of GPU_SERIES in ``values``, or the sampler says why it cannot
+    (``info()["unsupported"]``): a missing value is never silently accepted."""
+    unsupported = sampler.info()["unsupported"]
+    for gpu, _, _ in sampler.devices:
+        for name in GPU_SERIES:
+            if _value(values, name, gpu) is None:
+                assert name in unsupported, f"GPU {gpu.index}: no {name} and no reason"
+
+
 @pytest.mark.parametrize("path", _under_load(), ids=lambda p: p.stem)
 def test_nvml_replies_under_load_become_series(path: Path) -> None:
     """Every NVML call the sampler makes is answered from the recording (a field id the
@@ -402,6 +420,8 @@ def test_nvml_unsupported_fields_are_skipped_for_good_and_power_is_integrated() 
     sampler = GPUSampler(SamplerContext(role="host"), nvml=nvml)
     k = lambda name: series_key(name, {"gpu": "0", "uuid": "GPU-t4-0"})  # noqa: E731
     ticks = [sampler.sample(t) for t in recording["tick_times"]]
+    for tick in (0, 1, 3):  # tick 2: the GPU was lost for that sample
+        _every_series_or_why_not(sampler, ticks[tick])
     # energy from power: 60 W then 70 W for 1 s = 65 J (trapezoid)
     assert ticks[1][k("workbench_gpu_energy_joules_total")] == pytest.approx(65.0)
     assert sampler.devices[0][2].energy_source == "integrated"
@@ -471,6 +491,7 @@ def test_gpu_sampler_on_real_nvml() -> None:
             assert util is None or 0 <= util <= 100
             energy = values.get(series_key("workbench_gpu_energy_joules_total", labels))
             assert energy is None or energy >= 0
+        _every_series_or_why_not(sampler, values)  # a None above is one the sampler explains
     finally:
         sampler.close()
 

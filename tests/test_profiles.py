@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.clusters.local import LocalOptions
+from workbench.clusters.local_options import LocalOptions
 from workbench.clusters.profiles import get_profile, list_profiles, load_catalog, validate_file
 from workbench.errors import ProfileError, UnknownProfileError
 

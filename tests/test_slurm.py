@@ -73,21 +73,32 @@ def test_dry_run_prints_the_job_script_and_checks_it(slurm: SlurmInstance, subpr
 
 @pytest.mark.slow
 def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
-    slurm: SlurmInstance, unique_name, subprocess_env
+    slurm: SlurmInstance, unique_name, subprocess_env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = unique_name("wb-life")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "Zq7-hub-token")  # must not reach the jobs
     handle = workbench.launch("slurm", wait=True, timeout=120, jobs=2, job_name=name, **SMALL)
     try:
         assert handle.backend == "slurm" and handle.n_workers() == 2
         record = ClusterControl().get(handle.id)
         assert sorted(record.extra["job_ids"]) == sorted(slurm.jobs_named(name))
-        assert len(record.extra["job_ids"]) == 2 and record.extra["job_name"] == name
+        assert len(record.extra["job_ids"]) == 2
+        assert record.extra["job_name"].startswith(f"{name}-")  # the cluster's unique suffix
+        assert handle.scheduler_address.startswith("tls://")  # TLS by default, on SLURM too
+        tokens = handle.client.run(lambda: os.environ.get("JUPYTERHUB_API_TOKEN"))
+        assert set(tokens.values()) == {None}, tokens
         assert record.extra["slurm_conf"] == slurm.conf
         # Real work on workers that run inside SLURM jobs.
         futures = handle.client.map(slow_square, range(8))
         assert handle.client.gather(futures) == [x * x for x in range(8)]
         where = handle.client.run(lambda: os.environ.get("SLURM_JOB_ID"))
         assert sorted(where.values()) == sorted(record.extra["job_ids"])
+        # The jobs' log files are the user's alone (sbatch ran with a private umask).
+        logs = sorted(Path(handle._backend.log_directory).glob(f"{record.extra['job_name']}*"))
+        assert logs, handle._backend.log_directory
+        assert {f"{p.name} {p.stat().st_mode & 0o777:o}" for p in logs} == {
+            f"{p.name} 600" for p in logs
+        }
         # Workers retire before the 10 minute walltime: 9 min +/- 30 s.
         lifetimes = handle.client.run(lambda dask_worker: dask_worker.lifetime)
         assert all(510 <= v <= 570 for v in lifetimes.values()), lifetimes
@@ -288,7 +299,7 @@ def test_killed_kernel_and_watchdog_leave_no_job_after_cleanup_or_stop(
     assert slurm.jobs_named(name)
     # Even from a shell without SLURM_CONF: the record remembers which SLURM it was.
     env_without = {k: v for k, v in env.items() if k != "SLURM_CONF"}
-    args = ["cleanup"] if command == "cleanup" else ["stop", record.id[:5]]
+    args = ["cleanup"] if command == "cleanup" else ["stop", record.id]
     cleaned = subprocess.run(
         [*WORKBENCH, "clusters", *args],
         env=env_without,

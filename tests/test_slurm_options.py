@@ -1,19 +1,26 @@
 """SLURM profiles and the job scripts they turn into (dask-jobqueue's real script
-generation; no SLURM needed). The tests against a running SLURM are in test_slurm.py."""
+generation; no SLURM needed): the options and their validation
+(workbench/clusters/slurm_options.py), the job scripts and checks of the backend
+(workbench/clusters/slurm.py) and the SLURM command parsing (slurm_commands.py). The tests
+against a running SLURM are in test_slurm.py."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 from dask.utils import parse_bytes
+from pydantic import ValidationError
 
 from workbench.clusters.backend_registry import get_backend_class
 from workbench.clusters.profiles import get_profile
-from workbench.clusters.slurm import SLURMBackend, lifetime
+from workbench.clusters.slurm import SLURMBackend
 from workbench.clusters.slurm_commands import format_time, parse_gres, parse_time
+from workbench.clusters.slurm_options import SLURMOptions, lifetime
 from workbench.errors import BackendError, ProfileError
 
 
@@ -120,8 +127,10 @@ def test_cpu_job_script() -> None:
     )
     script = b.job_script()
     lines = script.splitlines()
+    # The profile's job name is a prefix: every cluster adds its unique suffix.
+    assert re.fullmatch(r"wb-unit-[0-9a-f]{6}", b.job_name)
     for directive in (
-        "#SBATCH -J wb-unit",
+        f"#SBATCH -J {b.job_name}",
         "#SBATCH -p debug",
         "#SBATCH -A proj42",
         "#SBATCH --qos=short",
@@ -142,7 +151,7 @@ def test_cpu_job_script() -> None:
     assert "--interface ib0" in command
     # Workers retire before the walltime (1 h: 54 min +/- 3 min).
     assert "--lifetime 3240s --lifetime-stagger 180s" in command
-    assert "#SBATCH -e " in script and "wb-unit-%J.err" in script
+    assert "#SBATCH -e " in script and f"{b.job_name}-%J.err" in script
 
 
 def test_gpu_job_script_runs_dask_cuda_one_worker_per_gpu_with_split_memory() -> None:
@@ -226,3 +235,36 @@ def test_without_slurm_commands_check_says_what_to_do(monkeypatch, tmp_path) -> 
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(BackendError, match=r"not on PATH.*scripts/slurm-up"):
         backend().check()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "partition",
+        "account",
+        "qos",
+        "gpu_type",
+        "python",
+        "interface",
+        "local_directory",
+        "log_directory",
+        "scheduler_host",
+        "walltime",
+    ],
+)
+@pytest.mark.parametrize("bad", ["x\nsrun rm -rf ~", "x\r", "x\x00y", "x\x1b[2J"])
+def test_fields_that_are_not_shell_reject_control_characters(key: str, bad: str) -> None:
+    options: dict[str, Any] = {key: bad}
+    if key == "gpu_type":
+        options.update(gpus_per_job=1, cores=1)
+    with pytest.raises(ValidationError, match="newlines or other control characters"):
+        SLURMOptions(**options)
+    with pytest.raises(ValidationError, match="newlines or other control characters"):
+        SLURMOptions(worker_extra_args=["--resources", bad])
+
+
+def test_every_job_name_ends_in_a_unique_suffix() -> None:
+    names = {SLURMBackend(SLURMOptions(job_name="fixed"), "p").job_name for _ in range(20)}
+    assert len(names) == 20 and all(re.fullmatch(r"fixed-[0-9a-f]{6}", n) for n in names)
+    default = SLURMBackend(SLURMOptions(), "my profile").job_name
+    assert re.fullmatch(r"wb-my-profile-[0-9a-f]{6}", default)

@@ -50,11 +50,21 @@ class _Group(click.Group):
     """Turns WorkbenchError into a clean one-line message and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .redact import RedactingStream
+
+        # Nothing the CLI prints shows a secret: URIs with credentials and the values of
+        # secret-looking names are redacted on the way out.
+        streams = sys.stdout, sys.stderr
+        if not isinstance(sys.stdout, RedactingStream):
+            sys.stdout = RedactingStream(sys.stdout)
+            sys.stderr = RedactingStream(sys.stderr)
         try:
             return super().invoke(ctx)
         except WorkbenchError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             ctx.exit(1)
+        finally:
+            sys.stdout, sys.stderr = streams
 
 
 @click.group(cls=_Group)
@@ -271,7 +281,7 @@ def clusters_list(as_json: bool) -> None:
     from .clusters.control import ClusterControl
 
     control = ClusterControl()
-    out = [control.summary(r) for r in control.list()]
+    out = control.summaries()
     if as_json:
         click.echo(json.dumps(out, indent=1))
         return
@@ -324,7 +334,7 @@ def clusters_list(as_json: bool) -> None:
 @click.option("--all", "stop_all", is_flag=True, help="Stop every cluster of this user.")
 @click.option("--timeout", default=30.0, show_default=True)
 def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
-    """Stop clusters by id (a unique prefix is enough)."""
+    """Stop clusters by their full id (no prefix: stopping is not undone)."""
     from .clusters.control import ClusterControl
 
     control = ClusterControl()
@@ -342,7 +352,7 @@ def clusters_stop(ids: tuple[str, ...], stop_all: bool, timeout: float) -> None:
 @click.argument("n", type=click.IntRange(min=0))
 @click.option("--jobs", "in_jobs", is_flag=True, help="N counts batch jobs, not workers.")
 def clusters_scale(cluster_id: str, n: int, in_jobs: bool) -> None:
-    """Ask cluster CLUSTER_ID for N workers (or N batch jobs with --jobs)."""
+    """Ask cluster CLUSTER_ID (its full id) for N workers (or N batch jobs with --jobs)."""
     from .clusters.control import ClusterControl
 
     control = ClusterControl()
@@ -355,7 +365,7 @@ def clusters_scale(cluster_id: str, n: int, in_jobs: bool) -> None:
 @click.option("--minimum", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--maximum", default=None, type=click.IntRange(min=0), help="Default: no limit.")
 def clusters_adapt(cluster_id: str, minimum: int, maximum: int | None) -> None:
-    """Let cluster CLUSTER_ID scale itself between --minimum and --maximum workers."""
+    """Let cluster CLUSTER_ID (its full id) scale itself between --minimum and --maximum workers."""
     from .clusters.control import ClusterControl
 
     if maximum is not None and maximum < minimum:
@@ -500,6 +510,14 @@ def data_validate(files: tuple[Path, ...]) -> None:
     help="Extra origin allowed to open the dashboard (behind a proxy or SSH tunnel).",
 )
 @click.option(
+    "--token",
+    "token_ref",
+    default=None,
+    metavar="REF",
+    help="Reference to the token that guards the pages and /metrics (env:NAME, "
+    "keyring:SERVICE/USER, file:PATH); required for an address other than loopback.",
+)
+@click.option(
     "--exit-with-cluster",
     is_flag=True,
     hidden=True,
@@ -513,6 +531,7 @@ def dashboard(
     prometheus_port: int | None,
     interval: float,
     origins: tuple[str, ...],
+    token_ref: str | None,
     exit_with_cluster: bool,
 ) -> None:
     """Serve live GPU / storage / network / cluster / energy dashboards until Ctrl-C.
@@ -530,11 +549,18 @@ def dashboard(
         record = ClusterControl().running(cluster_id)
         scheduler_address = record.scheduler_address
         cost = CachedCost(record)  # the status line's running cost, from the owner
+    from .credentials import resolve as resolve_credential
     from .dashboards import DashboardServer
-    from .dashboards.server import reserve_port
+    from .dashboards.server import is_loopback, reserve_port
     from .metrics.prometheus import serve_prometheus
     from .metrics.store import get_store
 
+    token = resolve_credential(token_ref) if token_ref else None
+    if prometheus_port is not None and not is_loopback(address):
+        raise click.UsageError(
+            "--prometheus-port serves /metrics without a token: on an address other than "
+            "loopback use the dashboard's own /metrics (guarded by --token)"
+        )
     reserve_port(address, port)  # fail on a busy port before connecting to anything
     if prometheus_port is not None:
         reserve_port(address, prometheus_port)
@@ -544,7 +570,9 @@ def dashboard(
     store = get_store(scheduler_address, interval=interval)
     servers: list[Any] = []
     try:
-        server = DashboardServer(store, port, address, websocket_origins=list(origins), cost=cost)
+        server = DashboardServer(
+            store, port, address, websocket_origins=list(origins), cost=cost, token=token
+        )
         servers.append(server)
         what = f"cluster at {scheduler_address}" if scheduler_address else "this machine"
         click.echo(f"dashboard of {what}: {server.url}")
@@ -734,7 +762,9 @@ def _bench_network(cluster_id: str | None, size_mb: int) -> Any:
 
     if cluster_id:
         record = ClusterControl().running(cluster_id)
-        with Client(record.scheduler_address, timeout=10) as client:
+        from .clusters.tls import security_of
+
+        with Client(record.scheduler_address, security=security_of(record), timeout=10) as client:
             return b.worker_network(client, size_mb)
     with do_launch(
         "local-cpu", n_workers=2, threads_per_worker=1, dashboard_address=":0", wait=2

@@ -9,25 +9,10 @@ import importlib.util
 import os
 import platform
 import shutil
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from . import __version__, config
-
-Status = Literal["ok", "warn", "fail"]
-
-
-@dataclass
-class Check:
-    name: str
-    status: Status
-    summary: str
-    advice: str = ""
-    details: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from .checks import Check
 
 
 def _version(dist: str) -> str | None:
@@ -141,6 +126,43 @@ def check_profiles() -> Check:
         )
     files = ", ".join(f.path for f in catalog.files if f.exists)
     return Check("profiles", "ok", f"{len(catalog.profiles)} profiles from {files}")
+
+
+def check_security() -> Check:
+    """Profiles that opt out of TLS (``security: none``) or expose the Dask dashboard on
+    the network: allowed, and flagged."""
+    from .clusters.profiles import load_catalog
+
+    try:
+        catalog = load_catalog()
+    except Exception as exc:
+        return Check("security", "fail", f"profiles could not be loaded: {exc}")
+    plain, exposed = [], []
+    for profile in catalog.profiles.values():
+        options = profile.options
+        if options.get("security") == "none":
+            plain.append(profile.name)
+        address = options.get("dashboard_address")
+        if isinstance(address, str) and address.rpartition(":")[0] not in (
+            "127.0.0.1",
+            "localhost",
+            "[::1]",
+        ):
+            exposed.append(f"{profile.name} ({address})")
+    if not plain and not exposed:
+        return Check("security", "ok", "every profile uses TLS and a loopback dashboard")
+    problems = []
+    if plain:
+        problems.append(f"security: none (no TLS, no authentication) in {', '.join(sorted(plain))}")
+    if exposed:
+        problems.append(f"dashboard on the network in {', '.join(sorted(exposed))}")
+    return Check(
+        "security",
+        "warn",
+        "; ".join(problems),
+        "anyone who can reach such a scheduler can run code as you: remove security: none "
+        "unless the network is yours alone (see docs/security.md)",
+    )
 
 
 def check_backends() -> Check:
@@ -377,5 +399,6 @@ def run_checks() -> list[Check]:
         check_slurm(),
         *check_object_store_credentials(),
         check_profiles(),
+        check_security(),
         check_state(),
     ]

@@ -20,8 +20,10 @@ same name overrides a built-in one.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import os
+import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -205,6 +207,33 @@ def new_notebook(
     """Create ``path`` from ``template`` with ``parameters`` injected. Returns the path."""
     tpl = get_template(template)
     given = dict(parameters or {})
+    _check_parameters(tpl, given)
+    values = {k: _coerce(tpl.parameters[k], v) for k, v in given.items()}
+    dest = Path(path).expanduser()
+    if dest.suffix != ".ipynb":
+        dest = dest.with_suffix(".ipynb")
+    if dest.exists() and not overwrite:
+        raise TemplateError(f"{dest} already exists; choose another path or pass overwrite")
+    nb = build_notebook(tpl, values)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp in the target directory: an unpredictable name, created exclusively (a
+    # planted symlink is never followed), then renamed over the destination.
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # an ordinary file of the user's, like any notebook
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            nbformat.write(nb, out)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def _check_parameters(tpl: Template, given: dict[str, Any]) -> None:
     unknown = [k for k in given if k not in tpl.parameters]
     if unknown:
         known = ", ".join(tpl.parameters) or "none"
@@ -216,13 +245,21 @@ def new_notebook(
             f"parameter {secret[0]!r} looks like a credential; notebooks must not contain secrets. "
             "Pass a reference instead (env:NAME, keyring:SERVICE/USER or file:PATH)"
         )
+
+
+def notebook_from(template: str, parameters: dict[str, Any] | None = None) -> nbformat.NotebookNode:
+    """The notebook ``template`` makes with ``parameters`` (for writers such as Jupyter's
+    ContentsManager)."""
+    tpl = get_template(template)
+    given = dict(parameters or {})
+    _check_parameters(tpl, given)
     values = {k: _coerce(tpl.parameters[k], v) for k, v in given.items()}
-    dest = Path(path).expanduser()
-    if dest.suffix != ".ipynb":
-        dest = dest.with_suffix(".ipynb")
-    if dest.exists() and not overwrite:
-        raise TemplateError(f"{dest} already exists; choose another path or pass overwrite")
-    nb = nbformat.read(tpl.path, as_version=4)
+    return build_notebook(tpl, values)
+
+
+def build_notebook(tpl: Template, values: dict[str, Any]) -> nbformat.NotebookNode:
+    """The template's notebook: outputs cleared, ``values`` injected, provenance noted."""
+    nb: nbformat.NotebookNode = nbformat.read(tpl.path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
@@ -241,11 +278,7 @@ def new_notebook(
     }
     nb.metadata["workbench"].pop("template", None)
     nbformat.validate(nb)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, dest)
-    return dest
+    return nb
 
 
 def scan_templates() -> tuple[dict[str, Template], list[str]]:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import (
     BackendError,
@@ -42,8 +43,48 @@ if TYPE_CHECKING:
     from distributed import Client
     from distributed.deploy.cluster import Cluster
 
+#: The most workers a cluster may be scaled to unless its profile says otherwise.
+DEFAULT_MAX_WORKERS = 64
 #: Seconds a scheduler has to answer the owner's idle probe.
 IDLE_PROBE_TIMEOUT_S = 3.0
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def no_control_chars(value: Any) -> Any:
+    """Reject newlines and other control characters in a value that is not shell by
+    design (a partition, a path, an argument): in a job script a newline would start a
+    new command. Lists are checked item by item."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, str) and _CONTROL.search(item):
+            raise ValueError(
+                "must not contain newlines or other control characters "
+                f"(found {_CONTROL.search(item).group()!r})"  # type: ignore[union-attr]
+            )
+    return value
+
+
+def scheduler_facts(
+    address: str, connection_args: dict[str, Any], timeout: float, unreachable: str
+) -> dict[str, Any]:
+    """Workers, threads and memory the scheduler at ``address`` reports (its ``identity``).
+
+    Raises ClusterUnreachableError, ``unreachable`` followed by why, when it does not answer.
+    """
+    try:
+        ident = scheduler_call(
+            address, "identity", timeout=timeout, connection_args=connection_args
+        )
+    except (OSError, asyncio.TimeoutError, ValueError) as exc:
+        raise ClusterUnreachableError(f"{unreachable} ({type(exc).__name__}: {exc})") from exc
+    workers = ident.get("workers", {})
+    return {
+        "workers": len(workers),
+        "threads": sum(w.get("nthreads", 0) for w in workers.values()),
+        "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
+    }
 
 
 class BackendOptions(BaseModel):
@@ -57,12 +98,33 @@ class BackendOptions(BaseModel):
         description="What one worker costs per hour (any currency); the handle then reports "
         "a running cost estimate from the actual worker count over time.",
     )
+    max_workers: int = Field(
+        DEFAULT_MAX_WORKERS,
+        ge=1,
+        description="The most workers a launch, scale() and adapt() may ask for, from any "
+        "process (a request for more is refused).",
+    )
     idle_timeout: float | None = Field(
         None,
         ge=0,
         description="Close the cluster, releasing its workers, jobs or cloud resources, "
         "after this many seconds without tasks (null or 0: never).",
     )
+
+    def launch_workers(self) -> int | None:
+        """Workers the launch asks for, where the options say (None: decided at launch,
+        e.g. one per GPU). Backends with a worker count override this."""
+        return None
+
+    @model_validator(mode="after")
+    def _launch_within_max_workers(self) -> BackendOptions:
+        n = self.launch_workers()
+        if n is not None and n > self.max_workers:
+            raise ValueError(
+                f"the launch asks for {n} workers, above max_workers ({self.max_workers}): "
+                "ask for fewer, or raise max_workers"
+            )
+        return self
 
 
 @dataclass
@@ -93,6 +155,24 @@ class Backend(ABC):
     def __init__(self, options: BackendOptions, profile: str = "") -> None:
         self.options = options
         self.profile = profile
+        #: Paths of this cluster's TLS credential files (set by backends that make them).
+        self.tls_paths: dict[str, str] | None = None
+
+    def make_security(self) -> Any:
+        """New per-cluster TLS credentials (a ``Security``), or None where the profile says
+        ``security: none``. Their paths go into the cluster's record."""
+        if getattr(self.options, "security", "none") != "tls":
+            return None
+        from . import tls
+
+        security, self.tls_paths = tls.create_credentials()
+        return security
+
+    def forget_security(self) -> None:
+        """Delete this cluster's credential files (it did not start, or it is closed)."""
+        from . import tls
+
+        tls.remove_credentials(self.tls_paths)
 
     def require(self, modules: dict[str, str] | None = None) -> None:
         """Raise MissingDependencyError with an install hint for each missing module."""
@@ -211,8 +291,11 @@ class Backend(ABC):
     @classmethod
     def connection_args(cls, record: ClusterRecord) -> dict[str, Any]:
         """Arguments of every connection to the cluster's scheduler from another process
-        (``distributed.core.rpc(connection_args=...)``). None are needed without TLS."""
-        return {}
+        (``distributed.core.rpc(connection_args=...)``): the cluster's TLS credentials,
+        referenced by its record (:mod:`workbench.clusters.tls`); none without TLS."""
+        from . import tls
+
+        return tls.connection_args(record)
 
     @classmethod
     def ask_owner(cls, record: ClusterRecord, op: str, timeout: float, **kwargs: Any) -> Any:
@@ -238,24 +321,12 @@ class Backend(ABC):
     @classmethod
     def remote_info(cls, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:
         """Live facts: workers, threads, memory. Raises ClusterUnreachableError."""
-        try:
-            ident = scheduler_call(
-                record.scheduler_address,
-                "identity",
-                timeout=timeout,
-                connection_args=cls.connection_args(record),
-            )
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            raise ClusterUnreachableError(
-                f"cluster {record.id}: its scheduler at {record.scheduler_address} does not "
-                f"answer ({type(exc).__name__}: {exc})"
-            ) from exc
-        workers = ident.get("workers", {})
-        return {
-            "workers": len(workers),
-            "threads": sum(w.get("nthreads", 0) for w in workers.values()),
-            "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
-        }
+        return scheduler_facts(
+            record.scheduler_address,
+            cls.connection_args(record),
+            timeout,
+            f"cluster {record.id}: its scheduler at {record.scheduler_address} does not answer",
+        )
 
     @classmethod
     def remote_close(cls, record: ClusterRecord, timeout: float = 30.0) -> bool:

@@ -21,7 +21,11 @@ logger = logging.getLogger(__name__)
 TCP_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "gateway")
 
 
-def port_open(address: str, timeout: float = 1.0) -> bool:
+#: Seconds to wait for a scheduler's port to accept a connection.
+PORT_TIMEOUT_S = 1.0
+
+
+def port_open(address: str, timeout: float = PORT_TIMEOUT_S) -> bool:
     """Whether something accepts TCP connections at a scheduler address."""
     parsed = urlparse(address)
     if parsed.scheme not in TCP_SCHEMES or not parsed.port:

@@ -21,7 +21,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, TypeVar
 
 import psutil
 
@@ -29,11 +31,12 @@ from ..errors import (
     ClusterStaleError,
     ClusterStateError,
     ClusterUnreachableError,
+    ResourceError,
     WorkbenchError,
 )
 from .backend import Backend
 from .backend_registry import get_backend_class
-from .comm import port_open
+from .comm import PORT_TIMEOUT_S, port_open
 from .record import ClusterRecord, Status, process_alive
 from .record_store import STALE_AFTER_S, RecordStore
 
@@ -65,6 +68,41 @@ def reap(worker_pids: builtins.list[tuple[int, float]], timeout: float = 5.0) ->
     return [p.pid for p in procs]
 
 
+R = TypeVar("R")
+
+#: Clusters of a list probed at once: a thread each, mostly waiting on one scheduler's
+#: socket. More slow schedulers than this wait for a free thread, within the deadline.
+PROBE_THREADS = 64
+#: Seconds a list waits beyond the probes' own timeout (the port check, thread start).
+PROBE_MARGIN_S = 1.5
+
+
+def probe_all(
+    records: Sequence[ClusterRecord],
+    probe: Callable[[ClusterRecord], R],
+    deadline: float,
+    late: Callable[[ClusterRecord], R],
+) -> builtins.list[R]:
+    """``probe(record)`` of every record in parallel (a bounded thread pool), in order.
+
+    The whole takes about the slowest probe and at most ``deadline`` seconds: a dead or
+    slow scheduler adds its timeout once, not once per cluster. A probe still running at
+    the deadline is answered by ``late(record)`` (it ends in the background, within its
+    own timeout). An error a probe raises is raised here.
+    """
+    if not records:
+        return []
+    pool = ThreadPoolExecutor(
+        max_workers=min(PROBE_THREADS, len(records)), thread_name_prefix="workbench-probe"
+    )
+    try:
+        futures = [pool.submit(probe, record) for record in records]
+        done, _ = wait(futures, timeout=deadline)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return [f.result() if f in done else late(r) for r, f in zip(records, futures, strict=True)]
+
+
 class ClusterControl:
     """List, inspect, stop, scale, adapt, connect to and clean up clusters by record."""
 
@@ -85,12 +123,15 @@ class ClusterControl:
         On the owner's host the owner's pid tells; for a record written on another host
         (a second login node sharing $HOME) its heartbeat does.
         """
-        if record.on_this_host:
-            if not record.owner_alive():
-                return "stale"
-        elif self.store.heartbeat_age(record) > STALE_AFTER_S:
+        if self.owner_gone(record):
             return "stale"
         return "running" if port_open(record.scheduler_address) else "unreachable"
+
+    def owner_gone(self, record: ClusterRecord) -> bool:
+        """Whether the record is stale (its owner is gone); asks nothing over the network."""
+        if record.on_this_host:
+            return not record.owner_alive()
+        return self.store.heartbeat_age(record) > STALE_AFTER_S
 
     def stale_reason(self, record: ClusterRecord) -> str:
         if record.on_this_host:
@@ -104,14 +145,15 @@ class ClusterControl:
             f"record for {age:.0f}s"
         )
 
-    def running(self, cluster_id: str, probe: bool = False) -> ClusterRecord:
+    def running(self, cluster_id: str, probe: bool = False, exact: bool = False) -> ClusterRecord:
         """The record of a cluster that can take requests now, or an error that says why not:
         ClusterNotFoundError (unknown or ended), ClusterStaleError, ClusterUnreachableError.
 
         Without ``probe`` the scheduler's port is enough; with it the backend is asked for
         the live facts too (a gateway's proxy answers for a scheduler that is gone).
+        With ``exact`` only the full id matches (requests that stop or remove workers).
         """
-        record = self.get(cluster_id)
+        record = self.store.get(cluster_id, exact=exact)
         status = self.status(record)
         if status == "stale":
             raise ClusterStaleError(
@@ -133,9 +175,12 @@ class ClusterControl:
         """Live facts (workers, threads, memory). Raises ClusterUnreachableError."""
         return backend_class(record).remote_info(record, timeout=timeout)
 
-    def summary(self, record: ClusterRecord, timeout: float = 2.0) -> dict[str, Any]:
-        """The record with its status, live facts and, when not running, the reason."""
-        status = self.status(record)
+    def summary(
+        self, record: ClusterRecord, timeout: float = 2.0, status: Status | None = None
+    ) -> dict[str, Any]:
+        """The record with its status (``status``: already known), live facts and, when
+        not running, the reason."""
+        status = status or self.status(record)
         info: dict[str, Any] = {}
         problem = None
         if status == "running":
@@ -159,11 +204,46 @@ class ClusterControl:
             "problem": problem,
         }
 
+    def summaries(
+        self, records: Sequence[ClusterRecord] | None = None, timeout: float = 2.0
+    ) -> builtins.list[dict[str, Any]]:
+        """:meth:`summary` of every record (default: all), probed in parallel
+        (:func:`probe_all`): the list takes about one ``timeout`` however many schedulers
+        are slow or dead."""
+        records = self.list() if records is None else records
+        deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
+        # Stale records need no probe: summed up here, not handed to a thread each.
+        stale = {r.id: self.summary(r, status="stale") for r in records if self.owner_gone(r)}
+        probed = probe_all(
+            [r for r in records if r.id not in stale],
+            lambda r: self.summary(r, timeout=timeout),
+            deadline,
+            lambda r: self.late_summary(r, deadline),
+        )
+        found = {s["id"]: s for s in probed}
+        return [stale.get(r.id) or found[r.id] for r in records]
+
+    def late_summary(self, record: ClusterRecord, waited: float) -> dict[str, Any]:
+        """The summary of a cluster whose probe did not return within ``waited`` seconds."""
+        data = record.to_dict()
+        data.pop("worker_pids", None)
+        return {
+            **data,
+            "status": "unreachable",
+            "workers": None,
+            "threads": None,
+            "memory": None,
+            "n_gpus": len(record.gpus),
+            "problem": (
+                f"its scheduler at {record.scheduler_address} did not answer within {waited:.0f}s"
+            ),
+        }
+
     # -- requests ----------------------------------------------------------------------------
     def stop(self, cluster_id: str, timeout: float = 30.0) -> ClusterRecord:
         """Stop a cluster: through its backend (its owner, gateway or Kubernetes), or by
         cleaning up after an owner that is gone."""
-        record = self.get(cluster_id)
+        record = self.store.get(cluster_id, exact=True)  # destructive: no prefix match
         if self.status(record) == "stale":
             self.release(record, f"stopped on request after {self.stale_reason(record)}")
             return record
@@ -213,7 +293,12 @@ class ClusterControl:
         count = n if jobs is None else jobs
         if count is None or count < 0:
             raise ValueError(f"cannot scale to {count} {'jobs' if jobs is not None else 'workers'}")
-        record = self.running(cluster_id, probe=True)
+        record = self.running(cluster_id, probe=True, exact=True)  # may remove workers
+        if jobs is None and record.max_workers is not None and count > record.max_workers:
+            raise ResourceError(
+                f"cluster {record.id}: {count} workers is above its profile's max_workers "
+                f"({record.max_workers})"
+            )
         cls = backend_class(record)
         if jobs is not None and not cls.has_jobs:
             raise ClusterStateError(
@@ -232,7 +317,13 @@ class ClusterControl:
         """Let the cluster scale itself between ``minimum`` and ``maximum`` workers."""
         if minimum < 0 or (maximum is not None and maximum < minimum):
             raise ValueError(f"adapt: need 0 <= minimum <= maximum (got {minimum}, {maximum})")
-        record = self.running(cluster_id, probe=True)
+        record = self.running(cluster_id, probe=True, exact=True)  # may remove workers
+        bound = record.max_workers
+        if bound is not None and max(minimum, maximum or 0) > bound:
+            raise ResourceError(
+                f"cluster {record.id}: adapt up to {max(minimum, maximum or 0)} workers is "
+                f"above its profile's max_workers ({bound})"
+            )
         backend_class(record).remote_adapt(record, minimum, maximum, timeout=timeout)
         return record
 

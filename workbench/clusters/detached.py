@@ -16,16 +16,21 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import config
 from ..errors import WorkbenchError
+from ..private import private_dir
+from ..processes import reap_in_background, spawn_detached
 from .record import ClusterRecord
 from .record_store import RecordStore
 
 #: What the launching process prints once its cluster is ready (see ``workbench launch``).
 READY_MARKER = "Press Ctrl-C"
+#: Seconds between two looks at a starting cluster process.
+POLL_S = 0.2
 
 
 class LaunchError(WorkbenchError):
@@ -50,9 +55,15 @@ def check_launch(profile: str, overrides: dict[str, Any]) -> None:
     get_backend_class(prof.backend)(options, profile=prof.name).check()
 
 
-def _reap(proc: subprocess.Popen[bytes]) -> None:
-    """Wait for the child in a daemon thread so that it leaves no zombie behind."""
-    threading.Thread(target=proc.wait, name=f"workbench-reap-{proc.pid}", daemon=True).start()
+def start_detached(
+    profile: str,
+    overrides: dict[str, Any] | None = None,
+    timeout: float = 120.0,
+    store: RecordStore | None = None,
+) -> PendingLaunch:
+    """Start the cluster process and return at once; :meth:`PendingLaunch.poll` says when
+    it is ready (the JupyterLab server polls it without holding a thread meanwhile)."""
+    return _spawn(profile, overrides, timeout, store)
 
 
 def launch_detached(
@@ -68,31 +79,51 @@ def launch_detached(
     Raises the profile's own error for bad input, LaunchError (with the log's tail)
     when the process fails.
     """
+    pending = start_detached(profile, overrides, timeout, store)
+    while True:
+        record = pending.poll()
+        if record is not None:
+            return record
+        time.sleep(POLL_S)
+
+
+def _spawn(
+    profile: str,
+    overrides: dict[str, Any] | None,
+    timeout: float,
+    store: RecordStore | None,
+) -> PendingLaunch:
     overrides = dict(overrides or {})
     check_launch(profile, overrides)
     store = store or RecordStore()
-    logs = config.state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(config.state_dir() / "logs")
     log = logs / f"launch-{int(time.time() * 1000)}-{os.getpid()}-{threading.get_ident()}.log"
     args = [sys.executable, "-m", "workbench", "launch", profile, "--timeout", str(timeout)]
     for key, value in overrides.items():
         args += ["-o", f"{key}={json.dumps(value)}"]
-    env = {**os.environ, "WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-    deadline = time.monotonic() + timeout + 30
-    while time.monotonic() < deadline:
-        mine = [r for r in store.list() if r.owner_pid == proc.pid]
+    proc = spawn_detached(
+        args, log, env={"WORKBENCH_DETACHED_LOG": str(log), "PYTHONUNBUFFERED": "1"}
+    )
+    return PendingLaunch(profile, proc, log, store, time.monotonic() + timeout + 30, timeout)
+
+
+@dataclass
+class PendingLaunch:
+    """A detached cluster process that is starting."""
+
+    profile: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    store: RecordStore
+    deadline: float
+    timeout: float
+
+    def poll(self) -> ClusterRecord | None:
+        """Its record once ready; None while it starts; LaunchError when it failed."""
+        proc, log, profile = self.proc, self.log, self.profile
+        mine = [r for r in self.store.list() if r.owner_pid == proc.pid]
         if mine and READY_MARKER in log.read_text(errors="replace"):
-            _reap(proc)
+            reap_in_background(proc)
             return mine[0]
         if proc.poll() is not None:
             tail = log.read_text(errors="replace").strip().splitlines()[-15:]
@@ -101,10 +132,12 @@ def launch_detached(
                 f"ready (log: {log}):\n" + "\n".join(tail),
                 log,
             )
-        time.sleep(0.2)
-    proc.terminate()
-    _reap(proc)
-    raise LaunchError(
-        f"the cluster for profile {profile!r} was not ready within {timeout + 30:.0f}s; log: {log}",
-        log,
-    )
+        if time.monotonic() > self.deadline:
+            proc.terminate()
+            reap_in_background(proc)
+            raise LaunchError(
+                f"the cluster for profile {profile!r} was not ready within "
+                f"{self.timeout + 30:.0f}s; log: {log}",
+                log,
+            )
+        return None

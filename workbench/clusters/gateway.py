@@ -22,7 +22,8 @@ gateway is an error, never a hang. The scheduler runs on the gateway's side: oth
 processes stop, scale, adapt and inspect the cluster through the gateway API by its
 name, which the cluster's record keeps together with the auth type and references (never
 secret values). :func:`gateway_connect_code` writes the code that connects another kernel,
-the TLS security object included.
+the TLS security object included. The options and their validation are in
+:mod:`workbench.clusters.gateway_options`.
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ import contextlib
 import getpass
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from dask.utils import parse_bytes
-from pydantic import Field, field_validator, model_validator
 
-from ..credentials import is_reference, resolve
+from ..credentials import resolve
 from ..errors import (
     AuthenticationError,
     BackendError,
@@ -46,8 +46,8 @@ from ..errors import (
     ServiceUnreachableError,
     WorkbenchError,
 )
-from .backend import Backend, BackendOptions
-from .comm import scheduler_call
+from .backend import Backend, scheduler_facts
+from .gateway_options import AUTH_TYPES, GatewayOptions
 from .record import ClusterRecord
 
 if TYPE_CHECKING:
@@ -56,8 +56,6 @@ if TYPE_CHECKING:
 
 CLOUD_HINT = "pip install 'workbench[cloud]'"
 KERBEROS_HINT = "pip install 'dask-gateway[kerberos]'"
-AuthType = Literal["none", "basic", "token", "jupyterhub", "kerberos"]
-AUTH_TYPES: tuple[str, ...] = ("none", "basic", "token", "jupyterhub", "kerberos")
 #: Keys of the connection facts kept in the cluster's record (references only).
 CONNECT_KEYS = (
     "address",
@@ -70,94 +68,6 @@ CONNECT_KEYS = (
     "auth_scheme",
     "request_timeout",
 )
-REFERENCE_HELP = "a credential reference (env:NAME, keyring:SERVICE/USER or file:PATH)"
-
-
-class GatewayOptions(BackendOptions):
-    address: str | None = Field(
-        None,
-        description="URL of the dask-gateway server, e.g. https://gateway.example.org "
-        "(default: dask config gateway.address, as set on JupyterHub deployments).",
-    )
-    proxy_address: str | int | None = Field(
-        None,
-        description="Scheduler proxy: gateway://host:port, host:port or a port "
-        "(default: dask config gateway.proxy-address, else the address's host and port).",
-    )
-    public_address: str | None = Field(
-        None, description="Gateway URL as a browser sees it, for dashboard links."
-    )
-    auth: AuthType | None = Field(
-        None,
-        description="none, basic, token, jupyterhub or kerberos (default: dask config "
-        "gateway.auth.type, itself basic by default).",
-    )
-    username: str | None = Field(None, description="basic: user name (default: this user).")
-    password: str | None = Field(None, description=f"basic: password, as {REFERENCE_HELP}.")
-    token: str | None = Field(
-        None,
-        description=f"token/jupyterhub: the token, as {REFERENCE_HELP} "
-        "(jupyterhub default: env:JUPYTERHUB_API_TOKEN).",
-    )
-    auth_scheme: str = Field(
-        "Bearer", description="token: the scheme in 'Authorization: <scheme> <token>'."
-    )
-    worker_cores: int | float | None = Field(None, gt=0, description="Cores per worker.")
-    worker_memory: str | int | float | None = Field(
-        None, description="Memory per worker: '16GiB', or a number in the gateway's unit (GiB)."
-    )
-    worker_gpus: int | None = Field(None, ge=0, description="GPUs per worker.")
-    image: str | None = Field(None, description="Container image for scheduler and workers.")
-    cluster_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Any other option the gateway exposes, by the gateway's name for it.",
-    )
-    n_workers: int | None = Field(None, ge=0, description="Workers to ask for at start.")
-    request_timeout: float = Field(
-        10.0, gt=0, description="Seconds the gateway has to answer each request."
-    )
-    start_timeout: float = Field(
-        300.0, gt=0, description="Seconds the gateway has to start the cluster's scheduler."
-    )
-    shutdown_on_close: bool = Field(
-        True, description="Stop the cluster on the gateway when the handle closes."
-    )
-
-    @field_validator("password", "token")
-    @classmethod
-    def _reference(cls, v: str | None) -> str | None:
-        if v is not None and not is_reference(v):
-            raise ValueError(f"must be {REFERENCE_HELP}, never the secret itself")
-        return v
-
-    @field_validator("address", "public_address")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("expected an http:// or https:// URL")
-        return v.rstrip("/") if v else v
-
-    @field_validator("worker_memory")
-    @classmethod
-    def _memory(cls, v: str | int | float | None) -> str | int | float | None:
-        if isinstance(v, str):
-            try:
-                parse_bytes(v)
-            except ValueError as exc:
-                raise ValueError(f"not a memory size like '16GiB': {exc}") from None
-        elif v is not None and v <= 0:
-            raise ValueError("must be more than 0")
-        return v
-
-    @model_validator(mode="after")
-    def _auth_fields(self) -> GatewayOptions:
-        if self.auth == "token" and self.token is None:
-            raise ValueError("auth: token needs token: env:NAME (or keyring:/file:)")
-        if self.password is not None and self.auth not in (None, "basic"):
-            raise ValueError(f"password is only used with auth: basic, not {self.auth}")
-        if self.token is not None and self.auth not in (None, "token", "jupyterhub"):
-            raise ValueError(f"token is only used with auth: token or jupyterhub, not {self.auth}")
-        return self
 
 
 # -- connecting: shared by the backend (owner process) and control() (any process) ---------
@@ -597,26 +507,13 @@ class GatewayBackend(Backend):
                 f"cluster {name} {status}"
                 + (" (its scheduler stopped or was killed)" if status == "FAILED" else "")
             )
-        try:
-            ident = scheduler_call(
-                report.scheduler_address,
-                "identity",
-                timeout=timeout,
-                connection_args=(
-                    report.security.get_connection_args("client") if report.security else {}
-                ),
-            )
-        except (OSError, asyncio.TimeoutError, ValueError) as exc:
-            raise ClusterUnreachableError(
-                f"cluster {record.id}: the scheduler of gateway cluster {name} does not "
-                f"answer through the gateway's proxy ({type(exc).__name__}: {exc})"
-            ) from exc
-        workers = ident.get("workers", {})
-        return {
-            "workers": len(workers),
-            "threads": sum(w.get("nthreads", 0) for w in workers.values()),
-            "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
-        }
+        return scheduler_facts(
+            report.scheduler_address,
+            report.security.get_connection_args("client") if report.security else {},
+            timeout,
+            f"cluster {record.id}: the scheduler of gateway cluster {name} does not "
+            "answer through the gateway's proxy",
+        )
 
     @classmethod
     def cleanup_orphans(cls, record: ClusterRecord) -> None:

@@ -90,6 +90,7 @@ class ClusterHandle:
             detached=detached,
             log_file=os.environ.get("WORKBENCH_DETACHED_LOG"),
             idle_timeout=self.idle_timeout,
+            max_workers=self.max_workers,
         )
         self.store.add(self.record)
         lifecycle.register(self)
@@ -151,6 +152,21 @@ class ClusterHandle:
     def idle_timeout(self) -> float | None:
         """Seconds without tasks after which the cluster closes itself (None: never)."""
         return getattr(self._backend.options, "idle_timeout", None) or None
+
+    @property
+    def max_workers(self) -> int | None:
+        """The most workers scale() and adapt() may ask for (the profile's max_workers)."""
+        value = getattr(self._backend.options, "max_workers", None)
+        return int(value) if value else None
+
+    def _bound(self, workers: int, what: str) -> None:
+        limit = self.max_workers
+        if limit is not None and workers > limit:
+            raise ValueError(
+                f"cluster {self.id}: {what} would be {workers} workers, above the profile's "
+                f"max_workers ({limit}); raise max_workers in profile {self.profile!r} to "
+                "allow more"
+            )
 
     def _usable(self) -> None:
         """Raise a clear error when the cluster cannot take requests."""
@@ -268,6 +284,8 @@ class ClusterHandle:
         for value, what in ((n, "workers"), (jobs, "jobs")):
             if value is not None and value < 0:
                 raise ValueError(f"cannot scale to {value} {what}")
+        per_job = int(getattr(self._backend, "processes", None) or 1)
+        self._bound(n if n is not None else (jobs or 0) * per_job, "scale")
         self._usable()
         self._cost.sample()
         adaptive = getattr(self.cluster, "_adaptive", None)  # distributed's Cluster.adapt
@@ -285,6 +303,9 @@ class ClusterHandle:
         """Scale between ``minimum`` and ``maximum`` workers with the load."""
         if maximum is not None and maximum < minimum:
             raise ValueError(f"adapt: maximum ({maximum}) is below minimum ({minimum})")
+        self._bound(minimum if maximum is None else maximum, "adapt")
+        if maximum is None and self.max_workers is not None:
+            maximum = self.max_workers  # adaptive scaling stays within the bound too
         self._usable()
         kw: dict[str, Any] = {"minimum": minimum, **kwargs}
         if maximum is not None:
@@ -496,6 +517,7 @@ def launch(
         handle = ClusterHandle(cluster, backend, prof, overrides, store=store, detached=detached)
     except BaseException:
         cluster.close()
+        backend.forget_security()
         raise
     logger.info("cluster %s (%s) started in %.1fs", handle.id, profile, time.perf_counter() - start)
     if wait:

@@ -30,7 +30,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -41,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from .. import config
+from ..private import private_dir
+from ..processes import reap_in_background, spawn_detached
 from .record import ClusterRecord
 from .record_store import HEARTBEAT_S, RecordStore
 
@@ -186,21 +187,13 @@ def start_watchdog(record: ClusterRecord, store: RecordStore) -> tuple[int, floa
         repr(record.owner_create_time),
     ]
     try:
-        logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"watchdog-{record.id}.log", "ab") as out:
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        private_dir(logs)
+        proc = spawn_detached(args, logs / f"watchdog-{record.id}.log")
     except OSError as exc:
         logger.warning("cluster %s: could not start its watchdog: %s", record.id, exc)
         return None
     # Wait for it in a thread so that it leaves no zombie while the owner runs.
-    threading.Thread(target=proc.wait, name=f"workbench-watchdog-{proc.pid}", daemon=True).start()
+    reap_in_background(proc, "workbench-watchdog")
     try:
         return proc.pid, psutil.Process(proc.pid).create_time()
     except psutil.Error:

@@ -3,22 +3,21 @@
 With GPUs visible, ``LocalCUDACluster`` starts one worker per GPU with a device
 memory limit, optional RMM pool and cuDF native spilling. Without, the same
 profile starts a ``distributed.LocalCluster``: one API either way, and the choice
-is visible on the handle (``handle.gpus``, ``handle.backend``).
+is visible on the handle (``handle.gpus``, ``handle.backend``). The options and their
+validation are in :mod:`workbench.clusters.local_options`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-from typing import TYPE_CHECKING, Any, Literal
-
-from dask.utils import parse_bytes
-from pydantic import Field, field_validator
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError, ResourceError
 from ..gpus import GPUInfo, GPUInventory, detect_gpus
 from .backend import Backend, BackendOptions
 from .comm import free_dashboard_address
+from .local_options import LocalOptions
 
 if TYPE_CHECKING:
     from distributed.deploy.cluster import Cluster
@@ -26,83 +25,6 @@ if TYPE_CHECKING:
 GPU_HINT = "pip install 'workbench[gpu]'"
 #: Where dask-cuda's cluster options send it: option -> (module it imports, what it does).
 _RMM_OPTIONS = ("rmm_pool_size", "rmm_maximum_pool_size", "rmm_async", "rmm_managed_memory")
-Memory = str | int | float
-
-
-def _check_memory(value: Memory | None, words: tuple[str, ...]) -> Memory | None:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value not in words:
-        try:
-            parse_bytes(value)
-        except ValueError as exc:
-            raise ValueError(f"not a memory size like '16GB' or one of {words}: {exc}") from None
-    elif isinstance(value, int | float) and value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-class LocalOptions(BackendOptions):
-    gpus: Literal["auto", "all", "none"] | int | list[int | str] = Field(
-        "auto",
-        description="'auto': every visible GPU, or CPU workers if there is none; 'all': every "
-        "visible GPU (error without one); 'none': CPU workers; N: the first N GPUs; "
-        "or a list of GPU indices/UUIDs.",
-    )
-    n_workers: int | None = Field(
-        None,
-        ge=0,
-        description="Workers to start. With GPUs: at most one per GPU (default: one per GPU).",
-    )
-    threads_per_worker: int | None = Field(None, ge=1, description="Threads per worker.")
-    memory_limit: Memory = Field("auto", description="Host memory limit per worker.")
-    processes: bool = Field(True, description="Workers in separate processes (CPU only).")
-    dashboard_address: str | None = Field(":8787", description="Dask dashboard address.")
-    protocol: Literal["tcp", "tls", "ucx", "inproc"] | None = Field(
-        None, description="Communication protocol (ucx needs distributed-ucxx)."
-    )
-    local_directory: str | None = Field(None, description="Scratch directory for spilling.")
-    # GPU options, used when the cluster has GPUs.
-    device_memory_limit: Memory | None = Field(
-        None,
-        description="GPU memory at which a worker spills to host (dask-cuda default).",
-    )
-    rmm_pool_size: Memory | None = Field(None, description="RMM pool per GPU, e.g. '20GB' or 0.8.")
-    rmm_maximum_pool_size: Memory | None = Field(None, description="Largest the RMM pool may grow.")
-    rmm_async: bool = Field(False, description="Use the CUDA async allocator (cudaMallocAsync).")
-    rmm_managed_memory: bool = Field(False, description="Use CUDA managed (unified) memory.")
-    enable_cudf_spill: bool = Field(True, description="cuDF native spilling to host memory.")
-    pre_import: list[str] = Field(
-        default_factory=list, description="Modules workers import at start."
-    )
-
-    @field_validator("memory_limit")
-    @classmethod
-    def _memory(cls, v: Memory) -> Memory:
-        out = _check_memory(v, ("auto",))
-        assert out is not None
-        return out
-
-    @field_validator("device_memory_limit", "rmm_pool_size", "rmm_maximum_pool_size")
-    @classmethod
-    def _device_memory(cls, v: Memory | None) -> Memory | None:
-        return _check_memory(v, ("auto", "default"))
-
-    @field_validator("gpus", mode="before")
-    @classmethod
-    def _gpus(cls, v: Any) -> Any:
-        ok = (
-            v in ("auto", "all", "none")
-            or (isinstance(v, int) and not isinstance(v, bool))
-            or (isinstance(v, list) and all(isinstance(i, int | str) for i in v))
-        )
-        if not ok:
-            raise ValueError(
-                "expected 'auto', 'all', 'none', a number of GPUs, or a list of GPU indices/UUIDs"
-            )
-        if isinstance(v, int) and v < 0:
-            raise ValueError("must be 0 or more")
-        return v
 
 
 def select_gpus(requested: Any, inventory: GPUInventory, profile: str = "") -> list[GPUInfo]:
@@ -264,15 +186,25 @@ class LocalBackend(Backend):
         kwargs = self.cluster_kwargs()
         if kwargs.get("dashboard_address"):
             kwargs["dashboard_address"] = free_dashboard_address(kwargs["dashboard_address"])
-        if self.selected:
-            from dask_cuda import LocalCUDACluster
+        security = self.make_security()
+        if security is not None:
+            kwargs.update(security=security, protocol="tls")
+        try:
+            if self.selected:
+                from dask_cuda import LocalCUDACluster
 
-            return LocalCUDACluster(**kwargs)  # type: ignore[no-any-return]
-        from distributed import LocalCluster
+                return LocalCUDACluster(**kwargs)  # type: ignore[no-any-return]
+            from distributed import LocalCluster
 
-        if self.options.pre_import:
-            kwargs["preload"] = list(self.options.pre_import)
-        return LocalCluster(**kwargs)
+            if self.options.pre_import:
+                kwargs["preload"] = list(self.options.pre_import)
+            return LocalCluster(**kwargs)
+        except BaseException:
+            self.forget_security()
+            raise
+
+    def record_extra(self, cluster: Cluster) -> dict[str, Any]:
+        return {"security": dict(self.tls_paths)} if self.tls_paths else {}
 
     def worker_processes(self, cluster: Cluster) -> list[tuple[int, float]]:
         import psutil

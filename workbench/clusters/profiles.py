@@ -20,42 +20,42 @@ from __future__ import annotations
 
 import copy
 import difflib
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from .. import config
 from ..credentials import find_literal_secrets
 from ..errors import BackendError, ProfileError, UnknownProfileError
+from ..layered_catalog import (
+    FileReader,
+    LineMap,
+    Problem,
+    Scope,
+    SourceFile,
+    dotted,
+    line_of,
+    load_layered,
+    validation_errors,
+)
 from .backend import BackendOptions
 from .backend_registry import get_backend_class
 
-Scope = Literal["built-in", "team", "user", "file"]
 PROFILE_KEYS = {"backend", "description", "extends", "options"}
-Path_ = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
-class ProfileProblem:
-    file: str
-    line: int | None
-    profile: str | None
-    key: str | None
-    message: str
+class ProfileProblem(Problem):
+    """A problem in a profile file; ``profile`` names the profile it concerns."""
 
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        parts = [where]
-        if self.profile is not None:
-            parts.append(f"profile {self.profile!r}")
-        if self.key:
-            parts.append(f"key {self.key!r}")
-        return ": ".join([*parts, self.message])
+    kind = "profile"
+
+    @property
+    def profile(self) -> str | None:
+        return self.entry
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Profile:
         cls = get_backend_class(self.backend)
         for path in find_literal_secrets(overrides):
             raise ProfileError(
-                f"override {_dotted(path)!r} for profile {self.name!r} looks like a literal "
+                f"override {dotted(path)!r} for profile {self.name!r} looks like a literal "
                 "credential; pass a reference instead (env:NAME, keyring:SERVICE/USER, file:PATH)"
             )
         merged = _deep_merge(self.options, overrides)
@@ -83,8 +83,9 @@ class Profile:
         except ValidationError as exc:
             problems = [
                 f"{'override' if loc and loc[0] in overrides else self.source} "
-                f"key {_dotted(loc)!r}: {message}"
-                for loc, message in _errors(exc)
+                + (f"key {dotted(loc)!r}: " if loc else "options: ")
+                + message
+                for loc, message in validation_errors(exc)
             ]
             raise ProfileError(f"profile {self.name!r} has invalid options", problems) from None
 
@@ -101,19 +102,12 @@ class Profile:
 
 
 @dataclass
-class ProfileFile:
-    path: str
-    scope: Scope
-    exists: bool
-
-
-@dataclass
 class ProfileCatalog:
     """Every profile that the configured files define, and every problem found in them."""
 
     profiles: dict[str, Profile]
     problems: list[ProfileProblem]
-    files: list[ProfileFile]
+    files: list[SourceFile]
 
     def problems_for(self, name: str) -> list[ProfileProblem]:
         chain = {name}
@@ -143,45 +137,6 @@ class ProfileCatalog:
         )
 
 
-def _dotted(path: Path_) -> str:
-    return ".".join(str(p) for p in path)
-
-
-_TYPE_TAG = re.compile(r"[\[\]()]|^(int|str|float|bool|list|dict|none|function-.*)$")
-
-
-def _field_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The option path of a pydantic error location, without union-member tags."""
-    out: list[Any] = []
-    for item in loc:
-        if isinstance(item, str) and _TYPE_TAG.search(item):
-            break
-        out.append(item)
-    return tuple(out)
-
-
-def _errors(exc: ValidationError) -> list[tuple[tuple[Any, ...], str]]:
-    """One (path, message) per option: the alternatives of a union are merged into one line."""
-    grouped: dict[tuple[Any, ...], list[str]] = {}
-    for err in exc.errors():
-        msgs = grouped.setdefault(_field_loc(tuple(err["loc"])), [])
-        msg = _message(err)
-        if msg not in msgs:
-            msgs.append(msg)
-    return [
-        (loc, msgs[0] if len(msgs) == 1 else "; or ".join(msgs)) for loc, msgs in grouped.items()
-    ]
-
-
-def _message(err: Any) -> str:
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err.get("type") == "extra_forbidden":
-        return "unknown option"
-    if "input" in err and err.get("type") != "missing":
-        return f"{msg} (got {err['input']!r})"
-    return msg
-
-
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in top.items():
@@ -192,84 +147,28 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _line_map(node: yaml.Node, path: Path_ = ()) -> dict[Path_, int]:
-    lines: dict[Path_, int] = {path: node.start_mark.line + 1}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            lines.update(_line_map(value_node, (*path, key)))
-            lines[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines.update(_line_map(item, (*path, i)))
-    return lines
-
-
-def _line(lines: dict[Path_, int], path: Path_) -> int | None:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get(())
-
-
 @dataclass
 class _Raw:
     name: str
     data: dict[str, Any]
     file: str
     scope: Scope
-    lines: dict[Path_, int]
+    lines: LineMap
 
 
-def _parse_file(text: str, file: str, scope: Scope, problems: list[ProfileProblem]) -> list[_Raw]:
-    def problem(line: int | None, profile: str | None, key: str | None, message: str) -> None:
-        problems.append(ProfileProblem(file, line, profile, key, message))
-
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        detail = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark is not None else None
-        problem(line, None, None, f"invalid YAML: {detail}")
-        return []
-    if node is None or data is None:
-        return []
-    lines = _line_map(node)
-    if not isinstance(data, dict):
-        problem(
-            1, None, None, f"expected a mapping with a 'profiles' key, got {type(data).__name__}"
-        )
-        return []
-    for key in data:
-        if key not in ("profiles", "version"):
-            problem(
-                _line(lines, (key,)), None, str(key), "unknown top-level key (expected 'profiles')"
-            )
-    profiles = data.get("profiles", {})
-    if profiles is None:
-        return []
-    if not isinstance(profiles, dict):
-        problem(
-            _line(lines, ("profiles",)), None, "profiles", "expected a mapping of profile names"
-        )
-        return []
+def _parse_file(text: str, file: str, scope: Scope) -> tuple[list[_Raw], list[ProfileProblem]]:
+    """The profiles of one file's text that are well-formed, and every problem in it."""
+    reader = FileReader(text, file, "profiles", "profile", "backend", ProfileProblem)
+    problem, lines = reader.problem, reader.lines
     raws: list[_Raw] = []
-    for name, body in profiles.items():
-        name_s = str(name)
-        base: Path_ = ("profiles", name)
-        if not isinstance(body, dict):
-            problem(_line(lines, base), name_s, None, "a profile must be a mapping with 'backend'")
-            continue
+    for name_s, base, body in reader.entries():
         ok = True
         for key in body:
             if key not in PROFILE_KEYS:
                 close = difflib.get_close_matches(str(key), PROFILE_KEYS, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problem(
-                    _line(lines, (*base, key)),
+                    line_of(lines, (*base, key)),
                     name_s,
                     str(key),
                     f"unknown key{hint}; allowed: {', '.join(sorted(PROFILE_KEYS))}",
@@ -277,34 +176,27 @@ def _parse_file(text: str, file: str, scope: Scope, problems: list[ProfileProble
                 ok = False
         for key in ("backend", "description", "extends"):
             if key in body and not isinstance(body[key], str):
-                problem(_line(lines, (*base, key)), name_s, key, "expected a string")
+                problem(line_of(lines, (*base, key)), name_s, key, "expected a string")
                 ok = False
         options = body.get("options", {})
         if options is None:
             body = {**body, "options": {}}
         elif not isinstance(options, dict):
-            problem(_line(lines, (*base, "options")), name_s, "options", "expected a mapping")
+            problem(line_of(lines, (*base, "options")), name_s, "options", "expected a mapping")
             ok = False
         else:
             for path in find_literal_secrets(options):
-                problem(
-                    _line(lines, (*base, "options", *path)),
-                    name_s,
-                    "options." + _dotted(path),
-                    "looks like a literal credential; profiles may only reference credentials "
-                    "(env:NAME, keyring:SERVICE/USER or file:PATH)",
+                reader.literal_credential(
+                    name_s, (*base, "options", *path), "options." + dotted(path), "profiles"
                 )
                 ok = False
         if ok:
             raws.append(_Raw(name_s, body, file, scope, lines))
-    return raws
+    return raws, reader.problems
 
 
 def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
     """Read, merge and validate every profile file. Never raises for bad content."""
-    problems: list[ProfileProblem] = []
-    files: list[ProfileFile] = []
-    merged: dict[str, _Raw] = {}
     builtin = resources.files("workbench.clusters").joinpath("builtin_profiles.yaml")
     sources = [
         ("built-in", "built-in", builtin.read_text(), True),
@@ -312,16 +204,14 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
             config.team_profile_files(), config.user_profiles_file(), extra_files
         ),
     ]
-    for label, scope, text, required in sources:
-        files.append(ProfileFile(label, scope, text is not None))
-        if text is None:
-            if required:
-                problems.append(
-                    ProfileProblem(label, None, None, None, f"{scope} profile file not found")
-                )
-            continue
-        for raw in _parse_file(text, label, scope, problems):
-            merged[raw.name] = raw
+    layers = load_layered(
+        sources,
+        _parse_file,
+        lambda label, scope: ProfileProblem(
+            label, None, None, None, f"{scope} profile file not found"
+        ),
+    )
+    merged, problems = layers.entries, layers.problems
 
     profiles: dict[str, Profile] = {}
 
@@ -329,32 +219,26 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
         if name in profiles:
             return profiles[name]
         raw = merged[name]
-        base_line = _line(raw.lines, ("profiles", name))
+        base_line = line_of(raw.lines, ("profiles", name))
         body = raw.data
         backend = body.get("backend")
         options: dict[str, Any] = body.get("options") or {}
         parent = body.get("extends")
         if parent is not None:
             if parent in stack:
-                cycle = " -> ".join([*stack, parent])
+                bad_parent = f"circular 'extends': {' -> '.join([*stack, parent])}"
+            elif parent not in merged:
+                bad_parent = f"extends unknown profile {parent!r}"
+            else:
+                bad_parent = None
+            if bad_parent is not None:
                 problems.append(
                     ProfileProblem(
                         raw.file,
-                        _line(raw.lines, ("profiles", name, "extends")),
+                        line_of(raw.lines, ("profiles", name, "extends")),
                         name,
                         "extends",
-                        f"circular 'extends': {cycle}",
-                    )
-                )
-                return None
-            if parent not in merged:
-                problems.append(
-                    ProfileProblem(
-                        raw.file,
-                        _line(raw.lines, ("profiles", name, "extends")),
-                        name,
-                        "extends",
-                        f"extends unknown profile {parent!r}",
+                        bad_parent,
                     )
                 )
                 return None
@@ -394,7 +278,7 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
             problems.append(
                 ProfileProblem(
                     raw.file,
-                    _line(raw.lines, ("profiles", name, "backend")),
+                    line_of(raw.lines, ("profiles", name, "backend")),
                     name,
                     "backend",
                     str(exc),
@@ -404,25 +288,24 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
         try:
             cls.Options.model_validate(profile.options)
         except ValidationError as exc:
-            for loc, message in _errors(exc):
+            for loc, message in validation_errors(exc):
                 problems.append(
                     ProfileProblem(
                         raw.file,
-                        _line(raw.lines, ("profiles", name, "options", *loc)),
+                        line_of(raw.lines, ("profiles", name, "options", *loc)),
                         name,
-                        "options." + _dotted(loc),
+                        "options." + dotted(loc) if loc else "options",
                         message,
                     )
                 )
-    return ProfileCatalog(profiles=profiles, problems=problems, files=files)
+    return ProfileCatalog(profiles=profiles, problems=problems, files=layers.files)
 
 
 def validate_file(path: Path) -> list[ProfileProblem]:
     """Problems in one profile file on its own (as if it were the only user file)."""
-    problems: list[ProfileProblem] = []
     if not path.is_file():
         return [ProfileProblem(str(path), None, None, None, "file not found")]
-    _parse_file(path.read_text(), str(path), "file", problems)
+    problems = _parse_file(path.read_text(), str(path), "file")[1]
     if problems:
         return problems
     catalog = load_catalog(extra_files=[path])

@@ -50,6 +50,8 @@ class ClusterRecord:
     watchdog: tuple[int, float] | None = None
     #: Seconds without tasks after which the owner closes the cluster (None: never).
     idle_timeout: float | None = None
+    #: The most workers scale and adapt may ask for (the profile's max_workers).
+    max_workers: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClusterRecord:

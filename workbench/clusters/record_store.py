@@ -25,11 +25,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..errors import ClusterNotFoundError
+from ..private import private_dir
+from . import tls
 from .record import ClusterRecord
+
+if TYPE_CHECKING:
+    from distributed.security import Security
 
 #: Seconds between two heartbeats of an owner (the record's mtime).
 HEARTBEAT_S = 10.0
@@ -47,10 +52,7 @@ class RecordStore:
 
     # -- files ----------------------------------------------------------------------------
     def _ensure(self, folder: Path | None = None) -> None:
-        folder = folder or self.root
-        folder.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(folder, 0o700)
+        private_dir(folder or self.root)
 
     def path(self, cluster_id: str) -> Path:
         return self.root / f"{cluster_id}.json"
@@ -81,6 +83,9 @@ class RecordStore:
         self.add(record)
 
     def remove(self, cluster_id: str) -> None:
+        """Forget a record, and delete the TLS credential files it references."""
+        with contextlib.suppress(ClusterNotFoundError):
+            tls.remove_credentials(tls.record_paths(self.read(cluster_id)))
         with contextlib.suppress(FileNotFoundError):
             self.path(cluster_id).unlink()
 
@@ -98,18 +103,21 @@ class RecordStore:
         if not self.root.is_dir():
             return []
         out = []
-        for path in sorted(self.root.glob("*.json")):
+        names = sorted(e.name for e in os.scandir(self.root) if e.name.endswith(".json"))
+        for path in (self.root / name for name in names):
             try:
                 out.append(ClusterRecord.from_dict(json.loads(path.read_text())))
             except (OSError, ValueError, TypeError):
                 continue  # a record being written or removed right now
         return sorted(out, key=lambda r: r.created)
 
-    def get(self, cluster_id: str) -> ClusterRecord:
-        """The record whose id is ``cluster_id`` or starts with it (unambiguously)."""
+    def get(self, cluster_id: str, exact: bool = False) -> ClusterRecord:
+        """The record whose id is ``cluster_id`` or starts with it (unambiguously); with
+        ``exact`` (destructive calls) only the full id."""
         records = self.list()
-        exact = [r for r in records if r.id == cluster_id]
-        matches = exact or [r for r in records if r.id.startswith(cluster_id)]
+        matches = [r for r in records if r.id == cluster_id]
+        if not matches and not exact:
+            matches = [r for r in records if r.id.startswith(cluster_id)]
         if len(matches) == 1:
             return matches[0]
         if not matches:
@@ -122,8 +130,13 @@ class RecordStore:
                     f"{note['reason']} (at {when})"
                 )
             known = ", ".join(r.id for r in records) or "none"
+            hint = (
+                " Stopping or scaling needs the full id."
+                if exact and any(r.id.startswith(cluster_id) for r in records)
+                else ""
+            )
             raise ClusterNotFoundError(
-                f"no running cluster with id {cluster_id!r} (known: {known})"
+                f"no running cluster with id {cluster_id!r} (known: {known}).{hint}"
             )
         raise ClusterNotFoundError(
             f"cluster id {cluster_id!r} is ambiguous: {', '.join(r.id for r in matches)}"
@@ -169,3 +182,14 @@ class RecordStore:
             with contextlib.suppress(OSError):
                 if now - path.stat().st_mtime > ENDED_KEEP_S:
                     path.unlink()
+
+
+def security_for_address(address: str | None) -> Security | None:
+    """The credentials of the running cluster whose scheduler is at ``address``, from the
+    record store (None when no record names it, or it has none)."""
+    if not address or not address.startswith("tls://"):
+        return None
+    for record in RecordStore().list():
+        if record.scheduler_address == address:
+            return tls.security_of(record)
+    return None

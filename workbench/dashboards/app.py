@@ -3,9 +3,9 @@
 Each viewer (a browser tab, a notebook output, one Lab pane per tab) gets its own
 :class:`DashboardView` with its own settings, showing every tab or just one; all read
 the same :class:`~workbench.metrics.store.MetricsStore`. A plot is an hvplot line chart
-(:mod:`.plots`) of its frame, in a HoloViews ``DynamicMap`` fed through a ``Pipe``
-(:class:`_PlotSlot`), so a redraw sends only data to the browser; only the visible tab
-is redrawn, and only when the store collected something new.
+(:mod:`.plots`) of its frame, built once; after that only the new points are streamed
+to the browser (:class:`_PlotSlot`); only the visible tab is updated, and only when the
+store collected something new.
 """
 
 from __future__ import annotations
@@ -17,11 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 import holoviews as hv
 import holoviews.plotting.bokeh  # registers the Bokeh backend and its options
+import numpy as np
 import pandas as pd
 import panel as pn
+from bokeh.models import ColumnDataSource, Range1d
 
 from ..metrics.base import TABS
-from .model import AGGREGATE, DETAIL, REFRESH, WINDOWS, DashboardState, PlotSpec
+from .model import (
+    AGGREGATE,
+    DETAIL,
+    REFRESH,
+    WINDOWS,
+    DashboardState,
+    PlotSpec,
+    epoch_seconds,
+    streamable,
+)
 from .plots import bokeh_options, line_plot
 
 if TYPE_CHECKING:
@@ -29,6 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 hv.Store.set_current_backend("bokeh")
+
+#: Room above the highest point when a new point raises the y axis (a share of it).
+Y_HEADROOM = 0.1
 
 _CSS = """
 .wb-note { color: #555; font-size: 13px; border: 1px dashed #bbb; border-radius: 6px;
@@ -40,46 +54,198 @@ _CSS = """
 class _PlotSlot:
     """One plot of a tab: the HoloViews pane, or a note while it has no data.
 
-    New data goes through the ``Pipe`` (Bokeh patches the existing plot). HoloViews
-    cannot add lines to a live overlay, so when the set of series changes (a worker
-    joins, the view mode changes) the plot is built anew.
+    The plot is built with hvplot (:func:`.plots.line_plot`) from the whole window once,
+    and again only when its lines change (a worker joins, the unit or the view settings
+    change). After that, each update appends only the new points: the rows the store
+    collected since the newest point shown (:meth:`DashboardState.new_points`, computed
+    once per collection for every viewer), streamed into each line's Bokeh
+    ``ColumnDataSource`` in every session that shows the plot
+    (``ColumnDataSource.stream`` with a rollover of the window's length), and the x
+    range moved. The browser receives a few numbers per line; the server neither
+    rebuilds the element nor renders it again. Aggregate lines show a bucket once the
+    next one has begun (a bucket still filling would change after it was sent).
+    Plots whose points all move as the window slides (an increase over the window)
+    replace their lines' data instead.
     """
 
     def __init__(self, plot: PlotSpec) -> None:
         self.plot = plot
-        self.pipe: hv.streams.Pipe | None = None
         self.series: tuple[str, ...] = ()
         self.unit = ""
+        self.divisor = 1.0
+        self.settings: tuple[float, str] | None = None
+        #: Newest point shown per line (local clock time, as in the frames).
+        self.last: dict[str, pd.Timestamp] = {}
+        self.counts: dict[str, int] = {}
+        self.first: pd.Timestamp | None = None
+        #: The points call for a new plot, built in the next update (see :meth:`update`).
+        self.pending = False
         self.pane = pn.pane.HoloViews(
             None, sizing_mode="stretch_width", min_width=360, linked_axes=False
         )
         self.note = pn.pane.HTML("", sizing_mode="stretch_width")
         self.container = pn.Column(self.note, sizing_mode="stretch_width")
         self.showing_plot = False
+        #: Points of all lines shown now; times a plot was built for the sessions (an
+        #: element no session shows yet is refreshed uncounted); updates appended.
         self.points = 0
         self.rebuilds = 0
+        self.streams = 0
 
-    def update(self, frame: pd.DataFrame, missing: str) -> None:
+    def needs_build(self, state: DashboardState) -> bool:
+        """Whether the next update builds the plot (rather than appending to it)."""
+        settings = (float(state.window), str(state.mode))
+        return self.pending or not self.series or settings != self.settings
+
+    def update(self, state: DashboardState) -> None:
+        """Append the new points, or build the plot. A plot shown in a session is built
+        anew only in an update that announced it (:meth:`needs_build`), which the view
+        runs with the document frozen: replacing a rendered plot in an unfrozen update
+        leaves the browser without the new plot's models. So when the points call for a
+        new plot (a new line, a larger unit), it is built in the next update."""
+        settings = (float(state.window), str(state.mode))
+        if self.series and settings == self.settings and not self.pending and self.pane._plots:
+            sessions = self._sessions()
+            if not sessions or not self._append(state, sessions):
+                self.pending = True
+            return
+        self.pending = False
+        self._build(state, settings)
+
+    # -- building ------------------------------------------------------------------------------
+    def _build(self, state: DashboardState, settings: tuple[float, str]) -> None:
+        frame = state.frame(self.plot)
+        if settings[1] == AGGREGATE and streamable(self.plot):
+            frame = _settled(frame)
         if frame.empty:
+            missing = state.missing(self.plot)
             self.note.object = f"<b>{html.escape(self.plot.title)}</b>: {html.escape(missing)}"
             if self.showing_plot:
                 self.container[:] = [self.note]
                 self.showing_plot = False
+            self.series = ()
             return
-        series = tuple(sorted(frame["series"].unique()))
         unit = str(frame.attrs.get("unit", ""))
-        if self.pipe is None or series != self.series or unit != self.unit:
-            self.pipe = hv.streams.Pipe(data=frame)
-            dmap = hv.DynamicMap(lambda data: line_plot(data, unit), streams=[self.pipe])
-            self.pane.object = dmap.opts(*bokeh_options(self.plot))
-            self.series, self.unit = series, unit
-            self.rebuilds += 1
-        else:
-            self.pipe.send(frame)
+        shown = bool(self.pane._plots)
+        element = line_plot(frame, unit)
+        # In a DynamicMap (never updated through HoloViews): a one-line plot keeps its
+        # legend, which HoloViews drops for a static overlay of one element.
+        dmap = hv.DynamicMap(lambda: element)
+        self.pane.object = dmap.opts(*bokeh_options(self.plot))
+        self.series = tuple(sorted(frame["series"].unique()))
+        self.unit, self.divisor = unit, float(frame.attrs.get("divisor", 1.0))
+        self.settings = settings
+        last = frame.groupby("series")["time"]
+        self.last = dict(last.max())
+        self.counts = {str(k): int(v) for k, v in last.size().items()}
+        self.first = frame["time"].min()
         self.points = len(frame)
+        if shown or not self.rebuilds:
+            self.rebuilds += 1
         if not self.showing_plot:
             self.container[:] = [self.pane]
             self.showing_plot = True
+
+    def _sessions(self) -> list[tuple[Any, dict[str, ColumnDataSource]]]:
+        """Per rendered copy of the plot (one per session/notebook output): the
+        HoloViews plot and each line's data source."""
+        out = []
+        for plot, _ in list(self.pane._plots.values()):
+            sources: dict[str, ColumnDataSource] = {}
+            for key, sub in getattr(plot, "subplots", {}).items():
+                source = sub.handles.get("source")
+                if isinstance(source, ColumnDataSource):
+                    name = key[0] if isinstance(key, tuple) and key else key
+                    sources[str(name)] = source
+            if set(sources) == set(self.series):
+                out.append((plot, sources))
+        return out
+
+    # -- appending -----------------------------------------------------------------------------
+    def _append(self, state: DashboardState, sessions: list[Any]) -> bool:
+        """Send the new points to every session; False: the plot must be built anew."""
+        if not streamable(self.plot):
+            return self._replace(state, sessions)
+        since = epoch_seconds(min(self.last.values()))
+        new = state.new_points(self.plot, since, self.divisor)
+        if new.attrs.get("natural_divisor", 1.0) > self.divisor:
+            return False  # values outgrew the unit (MB/s -> GB/s)
+        if self.settings is not None and self.settings[1] == AGGREGATE:
+            new = _settled(new)
+        if new.empty:
+            return True
+        names = new["series"].to_numpy()
+        if not set(names) <= set(self.series):
+            return False  # a new line (a worker joined): build the plot with it
+        rollover = state.points_per_line()
+        bounds = np.flatnonzero(names[1:] != names[:-1]) + 1
+        times, values = new["time"].to_numpy(), new["value"].to_numpy()
+        sent = 0
+        for lo, hi in zip([0, *bounds], [*bounds, len(names)], strict=True):
+            name = str(names[lo])
+            keep = times[lo:hi] > self.last[name].to_datetime64()
+            if not keep.any():
+                continue
+            chunk = {
+                "time": times[lo:hi][keep],
+                "value": values[lo:hi][keep],
+                "series": names[lo:hi][keep],
+            }
+            for _, sources in sessions:
+                sources[name].stream(chunk, rollover=rollover)
+            self.last[name] = pd.Timestamp(chunk["time"][-1])
+            self.counts[name] = min(rollover, self.counts.get(name, 0) + int(keep.sum()))
+            sent += int(keep.sum())
+        if sent:
+            self.points = sum(self.counts.values())
+            self.streams += 1
+            top = float(np.nanmax(values)) if len(values) else 0.0
+            self._move_ranges(sessions, top)
+        return True
+
+    def _replace(self, state: DashboardState, sessions: list[Any]) -> bool:
+        frame = state.frame(self.plot)
+        if float(frame.attrs.get("divisor", 1.0)) != self.divisor:
+            return False
+        names = set(frame["series"].unique()) if len(frame) else set()
+        if names != set(self.series):
+            return False
+        for name, rows in frame.groupby("series"):
+            data = {
+                "time": rows["time"].to_numpy(),
+                "value": rows["value"].to_numpy(),
+                "series": rows["series"].to_numpy(),
+            }
+            for _, sources in sessions:
+                sources[str(name)].data = data
+            self.last[str(name)] = rows["time"].iloc[-1]
+        self.points = len(frame)
+        self.streams += 1
+        self._move_ranges(sessions, float(frame["value"].max()))
+        return True
+
+    def _move_ranges(self, sessions: list[Any], top: float) -> None:
+        end = max(self.last.values())
+        window = pd.Timedelta(seconds=self.settings[0] if self.settings else 0.0)
+        start = max(self.first, end - window) if self.first is not None else end - window
+        for plot, _ in sessions:
+            x_range, y_range = plot.handles.get("x_range"), plot.handles.get("y_range")
+            if isinstance(x_range, Range1d):
+                x_range.update(start=start.to_datetime64(), end=end.to_datetime64())
+            if isinstance(y_range, Range1d) and top == top:
+                shown = y_range.end if isinstance(y_range.end, int | float) else 0.0
+                if top > shown:
+                    y_range.end = top * (1 + Y_HEADROOM)
+
+
+def _settled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an aggregate frame (sorted by series, then time) without each line's
+    newest bucket, which is still filling."""
+    if frame.empty:
+        return frame
+    names = frame["series"].to_numpy()
+    last = np.append(names[1:] != names[:-1], True)
+    return frame[~last]
 
 
 class DashboardView:
@@ -203,9 +369,17 @@ class DashboardView:
             problems = self.state.problems()
             self.problems.object = "<br>".join(html.escape(p) for p in problems)
             self.problems.visible = bool(problems)
-            # One hold for the whole redraw: Bokeh recomputes the document's model graph
-            # once, not once per plot, and the browser gets one message.
-            with pn.io.hold(freeze=True):
+            # When plots are built: one frozen hold for the whole redraw (the document
+            # recomputes its model graph once, not once per plot; the browser gets one
+            # message). Appended points go out as they are streamed, without a hold: held
+            # and combined, the streamed columns did not reach a page served through
+            # Jupyter's proxy (tests/test_lab_browser.py), and they add no model.
+            slots = list(self.slots[self.active_tab].values())
+            build = not slots or any(slot.needs_build(self.state) for slot in slots)
+            if build:
+                with pn.io.hold(freeze=True):
+                    self._redraw()
+            else:
                 self._redraw()
         except Exception:  # a failed redraw must not kill the session's callback
             logger.exception("dashboard update failed")
@@ -219,7 +393,7 @@ class DashboardView:
         # Without any GPU the notice says it all; the empty GPU plots would repeat it.
         self.grids[tab].visible = not (tab == "GPU" and notice)
         for slot in slots:
-            slot.update(self.state.frame(slot.plot), self.state.missing(slot.plot))
+            slot.update(self.state)
 
     def _notice(self, tab: str) -> str | None:
         if tab == "GPU":

@@ -83,6 +83,8 @@ ORDER: dict[str, list[str]] = {
 }
 
 FRAME_COLUMNS = ["time", "series", "value"]
+#: Points per line of an aggregate view, at most (longer windows average more samples).
+MAX_POINTS = 400
 
 
 @dataclass(frozen=True)
@@ -206,9 +208,74 @@ def _extra_labels(s: _Series) -> str:
     return " ".join(v for k, v in s.labels.items() if k not in skip)
 
 
-def _local_times(t: np.ndarray[Any, Any]) -> pd.DatetimeIndex:
+def _utc_offset() -> float:
     offset = _dt.datetime.now().astimezone().utcoffset() or _dt.timedelta(0)
-    return pd.to_datetime(t + offset.total_seconds(), unit="s")
+    return offset.total_seconds()
+
+
+def _local_times(t: np.ndarray[Any, Any]) -> pd.DatetimeIndex:
+    return pd.to_datetime(t + _utc_offset(), unit="s")
+
+
+def epoch_seconds(local: Any) -> float:
+    """Seconds since the epoch of a frame's ``time`` value (local clock time)."""
+    return float(pd.Timestamp(local).value) / 1e9 - _utc_offset()
+
+
+def aggregate_step(store: MetricsStore, window: float) -> float:
+    """Seconds per point of the aggregate views: at most ~400 points per line."""
+    return max(store.interval, window / MAX_POINTS)
+
+
+def streamable(plot: PlotSpec) -> bool:
+    """Whether new points of ``plot`` can be appended to what a view shows: not when a
+    metric shows its increase over the window (every point moves as the window slides)."""
+    return not any(m.show_increase for m in plot.metrics)
+
+
+#: Buckets a missing sample is carried forward into, when a source lags a collection.
+FILL_LIMIT = 2
+
+
+def _aggregate(
+    group: list[_Series], step: float, how: str, increase: bool
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """One line across sources: each source's samples averaged per ``step`` bucket, a
+    missing bucket carried forward from the source's last (up to :data:`FILL_LIMIT`
+    buckets), then summed, averaged or maxed over sources. Returns ``(bucket start
+    times, values)`` of the buckets with any value. numpy throughout: its cost grows
+    with the samples, not with a pandas object per source."""
+    times = [np.floor(s.t / step) * step for s in group]
+    values = [s.v - s.v[0] if increase else s.v for s in group]
+    t = np.concatenate(times)
+    grid, row = np.unique(t, return_inverse=True)
+    col = np.concatenate([np.full(len(v), i) for i, v in enumerate(values)])
+    width = len(group)
+    cell = row * width + col
+    size = len(grid) * width
+    sums = np.bincount(cell, weights=np.concatenate(values), minlength=size)
+    counts = np.bincount(cell, minlength=size)
+    flat = np.full(size, np.nan)
+    has = counts > 0
+    flat[has] = sums[has] / counts[has]
+    table = flat.reshape(len(grid), width)
+    filled = table.copy()
+    for k in range(1, FILL_LIMIT + 1):
+        prev = np.full_like(table, np.nan)
+        prev[k:] = table[:-k]
+        gap = np.isnan(filled) & ~np.isnan(prev)
+        filled[gap] = prev[gap]
+    valid = ~np.isnan(filled)
+    n = valid.sum(axis=1)
+    keep = n > 0
+    total = np.where(valid, filled, 0.0).sum(axis=1)
+    if how == "mean":
+        out = total[keep] / n[keep]
+    elif how == "max":
+        out = np.where(valid, filled, -np.inf).max(axis=1)[keep]
+    else:
+        out = total[keep]
+    return grid[keep], out
 
 
 def plot_frame(
@@ -217,42 +284,43 @@ def plot_frame(
     window: float,
     mode: str = AGGREGATE,
     now: float | None = None,
+    since: float | None = None,
+    divisor: float | None = None,
 ) -> pd.DataFrame:
-    """``(time, series, value)`` rows of one plot over the last ``window`` seconds."""
+    """``(time, series, value)`` rows of one plot over the last ``window`` seconds.
+
+    ``since`` (seconds since the epoch): only the rows after it, computed from the
+    samples since then (what a streaming view appends). ``divisor``: scale values by it
+    rather than by the display unit the data would choose; ``attrs["divisor"]`` is the
+    divisor used, ``attrs["natural_divisor"]`` the one the data would choose.
+    """
     now = time.time() if now is None else now
-    series = collect_series(store, plot, now - window)
+    start = now - window
+    step = aggregate_step(store, window)
+    if since is not None:
+        # a few steps before ``since``: the aggregate's forward fill needs the samples
+        start = max(start, since - 3 * step)
+    series = collect_series(store, plot, start)
     if not series:
         empty = pd.DataFrame({c: [] for c in FRAME_COLUMNS})
-        empty.attrs["unit"] = display_unit(plot.unit, 0.0)[0]
+        label, natural = display_unit(plot.unit, 0.0)
+        empty.attrs.update(unit=label, divisor=divisor or natural, natural_divisor=natural)
         return empty
     parts: list[pd.DataFrame] = []
     if mode == AGGREGATE:
-        step = max(store.interval, window / 400)
         by_metric: dict[str, list[_Series]] = {}
         for s in series:
             by_metric.setdefault(s.metric.name, []).append(s)
         for name, group in by_metric.items():
             metric = group[0].metric
-            cols = {}
-            for i, s in enumerate(group):
-                v = s.v - s.v[0] if metric.show_increase else s.v
-                bucket = np.floor(s.t / step) * step
-                cols[i] = pd.Series(v, index=bucket).groupby(level=0).mean()
-            table = pd.DataFrame(cols).sort_index().ffill(limit=2)
-            if metric.agg == "mean":
-                agg = table.mean(axis=1)
-            elif metric.agg == "max":
-                agg = table.max(axis=1)
-            else:
-                agg = table.sum(axis=1, min_count=1)
-            agg = agg.dropna()
+            grid, values = _aggregate(group, step, metric.agg, metric.show_increase)
             label = metric.label or name
             parts.append(
                 pd.DataFrame(
                     {
-                        "time": _local_times(agg.index.to_numpy(dtype=float)),
+                        "time": _local_times(grid),
                         "series": label,
-                        "value": agg.to_numpy(),
+                        "value": values,
                     }
                 )
             )
@@ -272,11 +340,18 @@ def plot_frame(
                 )
             )
     frame = pd.concat(parts, ignore_index=True)
+    if since is not None:
+        frame = frame[frame["time"] > _local_times(np.array([since]))[0]]
     frame = frame.sort_values(["series", "time"], kind="stable").reset_index(drop=True)
-    label, divisor = display_unit(plot.unit, float(frame["value"].abs().max()))
+    largest = float(frame["value"].abs().max()) if len(frame) else 0.0
+    label, natural = display_unit(plot.unit, largest)
+    if divisor is not None:
+        label = next((u for u, d in UNITS.get(plot.unit, []) if d == divisor), label)
+    else:
+        divisor = natural
     if divisor != 1.0:
         frame["value"] = frame["value"] / divisor
-    frame.attrs["unit"] = label
+    frame.attrs.update(unit=label, divisor=divisor, natural_divisor=natural)
     return frame
 
 
@@ -290,15 +365,23 @@ class _FrameCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, store: MetricsStore, plot: PlotSpec, window: float, mode: str) -> pd.DataFrame:
-        key = (id(store), store.version, plot.title, plot.tab, window, mode)
+    def get(
+        self,
+        store: MetricsStore,
+        plot: PlotSpec,
+        window: float,
+        mode: str,
+        since: float | None = None,
+        divisor: float | None = None,
+    ) -> pd.DataFrame:
+        key = (id(store), store.version, plot.title, plot.tab, window, mode, since, divisor)
         with self._lock:
             frame = self._data.get(key)
             if frame is not None:
                 self.hits += 1
                 self._data.move_to_end(key)
                 return frame
-        frame = plot_frame(store, plot, window, mode)
+        frame = plot_frame(store, plot, window, mode, since=since, divisor=divisor)
         with self._lock:
             self.misses += 1
             self._data[key] = frame
@@ -338,6 +421,20 @@ class DashboardState(param.Parameterized):
 
     def frame(self, plot: PlotSpec) -> pd.DataFrame:
         return FRAMES.get(self.store, plot, float(self.window), str(self.mode))
+
+    def new_points(self, plot: PlotSpec, since: float, divisor: float) -> pd.DataFrame:
+        """The plot's rows after ``since`` (epoch seconds), scaled by ``divisor``: what a
+        streaming view appends. Shared by every viewer at the same point (cached)."""
+        return FRAMES.get(self.store, plot, float(self.window), str(self.mode), since, divisor)
+
+    def points_per_line(self) -> int:
+        """How many points of one line the window holds (the views' rollover)."""
+        window = float(self.window)
+        if self.mode == AGGREGATE:
+            step = aggregate_step(self.store, window)
+        else:
+            step = min(self.store.interval, self.store.worker_interval)
+        return int(np.ceil(window / step)) + 2
 
     def missing(self, plot: PlotSpec) -> str:
         """Why a plot has no data: the samplers' reasons, else that samples are due."""

@@ -6,9 +6,9 @@ one line per series. The same element is drawn by Bokeh in the live views
 (:mod:`.app`) and by matplotlib in snapshots (:mod:`.snapshot`); only the options
 differ (:func:`bokeh_options`, :func:`matplotlib_options`).
 
-How a frame reaches a live plot is :class:`~workbench.dashboards.app.PlotSlot`'s job (a
-``Pipe`` into a ``DynamicMap`` today); :func:`line_plot` only turns a frame into an
-element, so streaming only new points (a ``Buffer``) changes the slot, not the plots.
+How a frame reaches a live plot is :class:`~workbench.dashboards.app._PlotSlot`'s job (built
+once from the window, then only new points streamed into its data sources);
+:func:`line_plot` only turns a frame into an element.
 
 The accessor is made with ``hvplot.hvPlotTabular(frame)``, which is what
 ``frame.hvplot`` returns once ``import hvplot.pandas`` has patched pandas. That import

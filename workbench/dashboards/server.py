@@ -9,8 +9,12 @@ same store.
 from __future__ import annotations
 
 import errno
+import hmac
+import ipaddress
+import secrets
 import socket
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import panel as pn
@@ -30,12 +34,40 @@ TITLE = "workbench live metrics"
 class PrometheusHandler(RequestHandler):
     """``GET /metrics``: the store's newest samples in Prometheus text format."""
 
-    def initialize(self, store: MetricsStore) -> None:
+    def initialize(self, store: MetricsStore, token: str | None = None) -> None:
         self.store = store
+        self.token = token
 
     def get(self) -> None:
+        if self.token is not None and not token_matches(self.request, self.token):
+            self.set_status(HTTPStatus.UNAUTHORIZED)
+            self.set_header("WWW-Authenticate", "Bearer")
+            self.finish("a token is required: 'Authorization: Bearer <token>' or ?token=\n")
+            return
         self.set_header("Content-Type", CONTENT_TYPE)
         self.write(render(self.store))
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` is reachable from this machine only."""
+    if address in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def token_matches(request: Any, token: str) -> bool:
+    """Whether a request carries ``token`` (``Authorization: Bearer``/``token``, ``?token=``)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() not in ("bearer", "token"):
+        given = ""
+    if not given:
+        values = request.query_arguments.get("token") or [b""]
+        given = values[-1].decode(errors="replace")
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
 
 def reserve_port(address: str, port: int) -> int:
@@ -74,9 +106,17 @@ class DashboardServer:
         websocket_origins: list[str] | None = None,
         settings: dict[str, Any] | None = None,
         cost: Callable[[], Any] | None = None,
+        token: str | None = None,
     ) -> None:
         from .app import create_view
 
+        if not is_loopback(address) and not token:
+            raise MetricsError(
+                f"refusing to serve the dashboards on {address or 'every interface'} without a "
+                "token: anyone who can reach the port would see them. Give one "
+                "(--token env:NAME), or keep the default address 127.0.0.1 and use "
+                "JupyterLab's proxy or an SSH tunnel."
+            )
         self.port = reserve_port(address, port)
         self.store = store
         self.address = address
@@ -98,7 +138,10 @@ class DashboardServer:
             titles[f"/{path}"] = f"{TITLE}: {tab}"
         patterns: list[Any] = []
         if prometheus:
-            patterns.append((r"/metrics", PrometheusHandler, {"store": store}))
+            patterns.append((r"/metrics", PrometheusHandler, {"store": store, "token": token}))
+        auth: dict[str, Any] = {}
+        if token:  # Panel's login page asks for it; the session cookie is signed
+            auth = {"basic_auth": token, "cookie_secret": secrets.token_hex(32)}
         self._server: Any = pn.serve(
             apps,
             port=self.port,
@@ -109,6 +152,7 @@ class DashboardServer:
             extra_patterns=patterns,
             threaded=True,
             verbose=False,
+            **auth,
         )
         self._wait_listening()
 

@@ -27,18 +27,23 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import config
-from ..clusters.profiles import _errors, _line, _line_map  # shared YAML-location helpers
 from ..errors import CatalogError, DataError, UnknownDatasetError
+from ..layered_catalog import (
+    FileReader,
+    Problem,
+    Scope,
+    SourceFile,
+    dotted,
+    line_of,
+    load_layered,
+    validation_errors,
+)
 from . import formats, storage
-
-Scope = Literal["team", "user", "file"]
-Path_ = tuple[str | int, ...]
 
 
 class DatasetSpec(BaseModel):
@@ -114,34 +119,21 @@ class Dataset:
 
 
 @dataclass(frozen=True)
-class CatalogProblem:
-    file: str
-    line: int | None
-    dataset: str | None
-    key: str | None
-    message: str
+class CatalogProblem(Problem):
+    """A problem in a catalog file; ``dataset`` names the dataset it concerns."""
 
-    def __str__(self) -> str:
-        parts = [f"{self.file}:{self.line}" if self.line else self.file]
-        if self.dataset is not None:
-            parts.append(f"dataset {self.dataset!r}")
-        if self.key:
-            parts.append(f"key {self.key!r}")
-        return ": ".join([*parts, self.message])
+    kind = "dataset"
 
-
-@dataclass
-class CatalogFile:
-    path: str
-    scope: Scope
-    exists: bool
+    @property
+    def dataset(self) -> str | None:
+        return self.entry
 
 
 @dataclass
 class DataCatalog:
     datasets: dict[str, Dataset]
     problems: list[CatalogProblem]
-    files: list[CatalogFile] = field(default_factory=list)
+    files: list[SourceFile] = field(default_factory=list)
 
     def get(self, name: str) -> Dataset:
         """The named dataset, or a CatalogError / UnknownDatasetError saying why not."""
@@ -162,108 +154,60 @@ class DataCatalog:
         )
 
 
-def _dotted(path: Path_) -> str:
-    return ".".join(str(p) for p in path)
-
-
 def parse_catalog(text: str, file: str, scope: Scope) -> tuple[list[Dataset], list[CatalogProblem]]:
     """Datasets in one catalog file's text, and every problem in it."""
-    problems: list[CatalogProblem] = []
-
-    def problem(line: int | None, dataset: str | None, key: str | None, message: str) -> None:
-        problems.append(CatalogProblem(file, line, dataset, key, message))
-
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        detail = getattr(exc, "problem", None) or str(exc)
-        problem(mark.line + 1 if mark is not None else None, None, None, f"invalid YAML: {detail}")
-        return [], problems
-    if node is None or data is None:
-        return [], problems
-    lines = _line_map(node)
-    if not isinstance(data, dict):
-        problem(
-            1, None, None, f"expected a mapping with a 'datasets' key, got {type(data).__name__}"
-        )
-        return [], problems
-    for key in data:
-        if key not in ("datasets", "version"):
-            problem(
-                _line(lines, (key,)), None, str(key), "unknown top-level key (expected 'datasets')"
-            )
-    entries = data.get("datasets") or {}
-    if not isinstance(entries, dict):
-        problem(
-            _line(lines, ("datasets",)), None, "datasets", "expected a mapping of dataset names"
-        )
-        return [], problems
+    reader = FileReader(text, file, "datasets", "dataset", "uri", CatalogProblem)
+    problem, lines = reader.problem, reader.lines
     out: list[Dataset] = []
-    for name, body in entries.items():
-        name_s = str(name)
-        base: Path_ = ("datasets", name)
-        if not isinstance(body, dict):
-            problem(_line(lines, base), name_s, None, "a dataset must be a mapping with 'uri'")
-            continue
+    for name_s, base, body in reader.entries():
         ok = True
         options = body.get("storage_options")
         if isinstance(options, dict):
-            for dotted in storage.literal_secrets(options):
-                path = tuple(dotted.split("."))
-                problem(
-                    _line(lines, (*base, "storage_options", *path)),
+            for secret in storage.literal_secrets(options):
+                path = tuple(secret.split("."))
+                reader.literal_credential(
                     name_s,
-                    "storage_options." + dotted,
-                    "looks like a literal credential; catalogs may only reference credentials "
-                    "(env:NAME, keyring:SERVICE/USER or file:PATH)",
+                    (*base, "storage_options", *path),
+                    "storage_options." + secret,
+                    "catalogs",
                 )
                 ok = False
         try:
             spec = DatasetSpec.model_validate(body)
         except ValidationError as exc:
-            for loc, message in _errors(exc):
+            for loc, message in validation_errors(exc):
                 if loc and loc[0] not in DatasetSpec.model_fields:
                     close = difflib.get_close_matches(
                         str(loc[0]), list(DatasetSpec.model_fields), n=1
                     )
                     if close:
                         message += f" (did you mean {close[0]!r}?)"
-                problem(_line(lines, (*base, *loc)), name_s, _dotted(loc) or None, message)
+                problem(line_of(lines, (*base, *loc)), name_s, dotted(loc) or None, message)
             continue
         if ok:
-            out.append(Dataset(name_s, spec, file, scope, _line(lines, base)))
-    return out, problems
+            out.append(Dataset(name_s, spec, file, scope, line_of(lines, base)))
+    return out, reader.problems
 
 
 def load_catalog(extra_files: list[Path] | None = None) -> DataCatalog:
     """Read, merge and validate every catalog file. Never raises for bad content."""
-    datasets: dict[str, Dataset] = {}
-    problems: list[CatalogProblem] = []
-    files: list[CatalogFile] = []
-    sources = config.layered_sources(
-        config.team_catalog_files(), config.user_catalog_file(), extra_files
+    layers = load_layered(
+        config.layered_sources(
+            config.team_catalog_files(), config.user_catalog_file(), extra_files
+        ),
+        parse_catalog,
+        lambda label, scope: CatalogProblem(
+            label, None, None, None, f"{scope} catalog file not found"
+        ),
     )
-    for label, scope, text, required in sources:
-        files.append(CatalogFile(label, scope, text is not None))
-        if text is None:
-            if required:
-                problems.append(
-                    CatalogProblem(label, None, None, None, f"{scope} catalog file not found")
-                )
-            continue
-        found, bad = parse_catalog(text, label, scope)
-        problems.extend(bad)
-        for ds in found:
-            datasets[ds.name] = ds
+    datasets = layers.entries
     # A later file that fixes a dataset hides the problems an earlier one had with it.
     problems = [
         p
-        for p in problems
+        for p in layers.problems
         if p.dataset is None or p.dataset not in datasets or datasets[p.dataset].source == p.file
     ]
-    return DataCatalog(datasets, problems, files)
+    return DataCatalog(datasets, problems, layers.files)
 
 
 def validate_file(path: Path) -> list[CatalogProblem]:

@@ -121,8 +121,14 @@ class Manifest:
         return h.hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
+        """The manifest as JSON data; URIs with credentials (a SAS signature, a presigned
+        URL, user:password@) are redacted, as are literal secrets in storage options."""
+        from ..redact import redact_uri, redact_value
+
         data = asdict(self)
-        data["files"] = [asdict(f) for f in self.files]
+        data["uri"] = redact_uri(self.uri)
+        data["files"] = [{**asdict(f), "uri": redact_uri(f.uri)} for f in self.files]
+        data["storage_options"] = redact_value(data.get("storage_options") or {})
         data["filters"] = _jsonable(self.filters)
         data["total_bytes"] = self.total_bytes
         data["fingerprint"] = self.fingerprint
@@ -142,17 +148,23 @@ class Manifest:
         return cls.from_dict(json.loads(text))
 
     def summary(self) -> str:
+        from ..redact import redact_uri
+
         rows = f"{self.row_count:,} rows" if self.row_count is not None else "rows unknown"
         return (
-            f"{self.uri}: {len(self.files)} {self.format} file(s), {self.total_bytes:,} bytes, "
+            f"{redact_uri(self.uri)}: {len(self.files)} {self.format} file(s), "
+            f"{self.total_bytes:,} bytes, "
             f"{len(self.schema)} column(s), {rows}, {self.dataframe_backend}"
         )
 
     def _repr_html_(self) -> str:
         import html
 
+        from ..redact import redact_uri
+
         rows = "".join(
-            f"<tr><td>{html.escape(f.uri)}</td><td>{f.size if f.size is not None else ''}</td>"
+            f"<tr><td>{html.escape(redact_uri(f.uri))}</td>"
+            f"<td>{f.size if f.size is not None else ''}</td>"
             f"<td>{html.escape(f.etag or f.version or f.mtime or '')}</td></tr>"
             for f in self.files[:20]
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Iterable
 
 import psutil
 
@@ -193,13 +194,15 @@ class ProcessSampler:
                 except (psutil.AccessDenied, AttributeError, NotImplementedError):
                     self._io_ok = False  # /proc/PID/io unreadable here: skip from now on
                 else:
-                    for key, value in (
-                        ("workbench_process_read_bytes_per_second", io.read_bytes),
-                        ("workbench_process_write_bytes_per_second", io.write_bytes),
-                    ):
-                        r = self._rates.rate(key, float(value), now)
-                        if r is not None:
-                            out[key] = r
+                    _put_rates(
+                        out,
+                        self._rates,
+                        now,
+                        (
+                            ("workbench_process_read_bytes_per_second", io.read_bytes),
+                            ("workbench_process_write_bytes_per_second", io.write_bytes),
+                        ),
+                    )
         return out
 
     def close(self) -> None:
@@ -229,14 +232,16 @@ class DiskSampler:
         for disk, c in counters.items():
             if _VIRTUAL_DISK.match(disk):
                 continue
-            for name, value in (
-                ("workbench_disk_read_bytes_per_second", c.read_bytes),
-                ("workbench_disk_write_bytes_per_second", c.write_bytes),
-            ):
-                key = series_key(name, {"disk": disk})
-                r = self._rates.rate(key, float(value), now)
-                if r is not None:
-                    out[key] = r
+            _put_rates(
+                out,
+                self._rates,
+                now,
+                (
+                    ("workbench_disk_read_bytes_per_second", c.read_bytes),
+                    ("workbench_disk_write_bytes_per_second", c.write_bytes),
+                ),
+                {"disk": disk},
+            )
         return out
 
     def close(self) -> None:
@@ -264,18 +269,36 @@ class NetworkSampler:
         for nic, c in (psutil.net_io_counters(pernic=True) or {}).items():
             if nic in self.exclude:
                 continue
-            for name, value in (
-                ("workbench_network_receive_bytes_per_second", c.bytes_recv),
-                ("workbench_network_transmit_bytes_per_second", c.bytes_sent),
-            ):
-                key = series_key(name, {"nic": nic})
-                r = self._rates.rate(key, float(value), now)
-                if r is not None:
-                    out[key] = r
+            _put_rates(
+                out,
+                self._rates,
+                now,
+                (
+                    ("workbench_network_receive_bytes_per_second", c.bytes_recv),
+                    ("workbench_network_transmit_bytes_per_second", c.bytes_sent),
+                ),
+                {"nic": nic},
+            )
         return out
 
     def close(self) -> None:
         pass
+
+
+def _put_rates(
+    out: dict[str, float],
+    rates: CounterRates,
+    now: float,
+    counters: Iterable[tuple[str, float]],
+    labels: dict[str, str] | None = None,
+) -> None:
+    """Into ``out``: the per-second rate of each ``(metric name, counter value)`` (the series
+    with ``labels``) that has a rate yet."""
+    for name, value in counters:
+        key = series_key(name, labels)
+        r = rates.rate(key, float(value), now)
+        if r is not None:
+            out[key] = r
 
 
 def process_info() -> dict[str, object]:

@@ -258,10 +258,13 @@ class MetricsStore:
                 f"cannot reach the Dask scheduler at {address}: {refused}. "
                 "Is the cluster running? 'workbench clusters list' shows the running ones."
             )
+        from ..clusters.record_store import security_for_address
+
         try:
             client = await asyncio.wait_for(
                 Client(
                     address,
+                    security=security_for_address(address),
                     asynchronous=True,
                     set_as_default=False,
                     timeout=self.connect_timeout,
@@ -324,8 +327,6 @@ class MetricsStore:
             logger.debug("metrics collection failed", exc_info=True)
 
     async def _pull_workers(self, client: Any) -> None:
-        import msgpack
-
         from .plugin import HANDLER
 
         reset = sorted(self._reset)
@@ -334,15 +335,25 @@ class MetricsStore:
             msg={"op": HANDLER, "consumer": self.consumer, "reset": reset},
             on_error="ignore",
         )
+        self.ingest(replies, measure=True)
+
+    def ingest(self, replies: dict[str, Any], measure: bool = False) -> None:
+        """Mirror the workers' deltas (``{worker address: delta}``, as their plugin
+        answers); workers missing from ``replies`` are marked gone. ``measure``: record
+        the msgpack size of the deltas in ``last_pull_bytes``."""
+        import msgpack
+
         size = 0
+        now = time.time()
         with self._lock:
             seen = set()
             for address, delta in replies.items():
                 if not isinstance(delta, dict) or "epoch" not in delta:
                     continue
                 seen.add(address)
-                with contextlib.suppress(Exception):
-                    size += len(msgpack.packb(delta, use_bin_type=True))
+                if measure:
+                    with contextlib.suppress(Exception):
+                        size += len(msgpack.packb(delta, use_bin_type=True))
                 source = self.sources.get(address)
                 if source is None:
                     source = self.sources[address] = Source(
@@ -355,7 +366,7 @@ class MetricsStore:
                     self._merge_specs(source.info)
                 if not source.ring.apply(delta):
                     self._reset.add(address)
-                source.last_pull = time.time()
+                source.last_pull = now
                 source.gone = False
             for source in self.sources.values():
                 if source.kind == "worker" and source.id not in seen:

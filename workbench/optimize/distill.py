@@ -16,7 +16,9 @@ training on the cluster, the model and an evaluation sample fit here.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,15 +58,13 @@ def distill(
     (class indices for classification). Progress reports ``distill-loss`` and, with
     ``X_valid``/``y_valid``, ``valid-accuracy`` (classification) or ``valid-rmse``.
     """
-    _check(task, alpha, temperature, epochs, batch_size)
+    settings = _Settings(task, epochs, batch_size, lr, temperature, alpha, seed)
+    report = _Report(X_valid, y_valid, callbacks, progress, "distill", "Distillation")
     teacher_module = as_module(teacher)
-    inputs = as_tensor(X)
-    labels = as_labels(y) if y is not None else None
-    if labels is not None and len(labels) != len(inputs):
-        raise OptimizationError(f"X has {len(inputs)} rows but y has {len(labels)}")
+    inputs, labels = _inputs(X, y)
     if y is None and alpha < 1.0:
         logger.info("no labels given: distilling from the teacher alone (alpha=1)")
-        alpha = 1.0
+        settings = dataclasses.replace(settings, alpha=1.0)
     if student is None:
         if not 0.0 < width < 1.0:
             raise OptimizationError(f"width must be between 0 and 1, got {width}")
@@ -84,19 +84,8 @@ def distill(
         inputs,
         labels,
         soft,
-        task=task,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        temperature=temperature,
-        alpha=alpha,
-        X_valid=X_valid,
-        y_valid=y_valid,
-        seed=seed,
-        callbacks=callbacks,
-        progress=progress,
-        job="distill",
-        title="Distillation",
+        settings,
+        report,
         info={
             "teacher_parameters": count_parameters(teacher_module),
             "student_parameters": count_parameters(student),
@@ -132,54 +121,77 @@ def fine_tune(
     is plain training on ``y`` (cross entropy, or mean squared error for regression).
     Returns a fine-tuned copy (``inplace=True``: ``model`` itself).
     """
-    _check(task, alpha, temperature, epochs, batch_size)
+    settings = _Settings(task, epochs, batch_size, lr, temperature, alpha, seed)
+    report = _Report(X_valid, y_valid, callbacks, progress, "fine-tune", "Fine-tuning")
     module = as_module(model)
-    inputs = as_tensor(X)
-    labels = as_labels(y) if y is not None else None
-    if labels is not None and len(labels) != len(inputs):
-        raise OptimizationError(f"X has {len(inputs)} rows but y has {len(labels)}")
+    inputs, labels = _inputs(X, y)
     soft = None
     if teacher is not None:
         teacher_module = copy.deepcopy(as_module(teacher)).eval()
         soft = predict(teacher_module, inputs)
         if labels is None:
-            alpha = 1.0
+            settings = dataclasses.replace(settings, alpha=1.0)
     elif labels is None:
         raise OptimizationError("fine_tune needs labels y, or a teacher to learn from")
     else:
-        alpha = 0.0
+        settings = dataclasses.replace(settings, alpha=0.0)
     target = module if inplace else copy.deepcopy(module)
     return _train(
         target,
         inputs,
         labels,
         soft,
-        task=task,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        temperature=temperature,
-        alpha=alpha,
-        X_valid=X_valid,
-        y_valid=y_valid,
-        seed=seed,
-        callbacks=callbacks,
-        progress=progress,
-        job="fine-tune",
-        title="Fine-tuning",
+        settings,
+        report,
         info={"parameters": count_parameters(target), "teacher": teacher is not None},
     )
 
 
-def _check(task: str, alpha: float, temperature: float, epochs: int, batch_size: int) -> None:
-    if task not in ("classification", "regression"):
-        raise OptimizationError(f"task must be 'classification' or 'regression', got {task!r}")
-    if not 0.0 <= alpha <= 1.0:
-        raise OptimizationError(f"alpha must be between 0 and 1, got {alpha}")
-    if temperature <= 0:
-        raise OptimizationError(f"temperature must be positive, got {temperature}")
-    if epochs < 1 or batch_size < 1:
-        raise OptimizationError("epochs and batch_size must be at least 1")
+@dataclass(frozen=True)
+class _Settings:
+    """How :func:`distill` and :func:`fine_tune` train (checked when made)."""
+
+    task: str
+    epochs: int
+    batch_size: int
+    lr: float
+    temperature: float
+    alpha: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.task not in ("classification", "regression"):
+            raise OptimizationError(
+                f"task must be 'classification' or 'regression', got {self.task!r}"
+            )
+        if not 0.0 <= self.alpha <= 1.0:
+            raise OptimizationError(f"alpha must be between 0 and 1, got {self.alpha}")
+        if self.temperature <= 0:
+            raise OptimizationError(f"temperature must be positive, got {self.temperature}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise OptimizationError("epochs and batch_size must be at least 1")
+
+
+@dataclass(frozen=True)
+class _Report:
+    """What a training reports each epoch: the validation metric (when ``X_valid`` and
+    ``y_valid`` are given), to ``callbacks`` and ``progress``, as ``job``."""
+
+    X_valid: Any
+    y_valid: Any
+    callbacks: list[CallbackLike] | CallbackLike | None
+    progress: DisplayLike
+    job: str
+    title: str
+
+
+def _inputs(X: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The training inputs and (when ``y`` is given) labels, of the same length."""
+    inputs = as_tensor(X)
+    labels = as_labels(y) if y is not None else None
+    if labels is not None and len(labels) != len(inputs):
+        raise OptimizationError(f"X has {len(inputs)} rows but y has {len(labels)}")
+    return inputs, labels
 
 
 def _train(
@@ -187,31 +199,25 @@ def _train(
     inputs: torch.Tensor,
     labels: torch.Tensor | None,
     soft: torch.Tensor | None,
+    settings: _Settings,
+    report: _Report,
     *,
-    task: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    temperature: float,
-    alpha: float,
-    X_valid: Any,
-    y_valid: Any,
-    seed: int,
-    callbacks: list[CallbackLike] | CallbackLike | None,
-    progress: DisplayLike,
-    job: str,
-    title: str,
     info: dict[str, Any],
 ) -> nn.Module:
     """Train ``student`` on soft targets (weight ``alpha``) and labels (``1 - alpha``)."""
+    task, epochs, batch_size = settings.task, settings.epochs, settings.batch_size
+    temperature, alpha, seed = settings.temperature, settings.alpha, settings.seed
+    X_valid, y_valid, job, title = report.X_valid, report.y_valid, report.job, report.title
     torch.manual_seed(seed)
     device = next(student.parameters()).device
-    optimizer = torch.optim.Adam(student.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(student.parameters(), lr=settings.lr)
     valid = None
     if X_valid is not None and y_valid is not None:
         valid = (as_tensor(X_valid), as_labels(y_valid))
     metric_name, score = metric_fn("accuracy" if task == "classification" else "rmse")
-    reporter = Reporter(job, epochs, callbacks=callbacks, progress=progress, title=title)
+    reporter = Reporter(
+        job, epochs, callbacks=report.callbacks, progress=report.progress, title=title
+    )
     reporter.start(**info)
     gen = torch.Generator().manual_seed(seed)
     status = "finished"

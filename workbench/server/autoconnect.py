@@ -26,7 +26,6 @@ from typing import Any
 
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from pydantic import BaseModel, ConfigDict, Field
-from tornado import web
 
 from .. import autoconnect
 from .base import WorkbenchHandler
@@ -132,23 +131,23 @@ def forget_kernel(kernel_id: str) -> None:
 
 def mark_state() -> dict[str, Any]:
     """The mark, and why its cluster cannot be used now (``problem``), if it cannot."""
-    from .metrics import _cluster_record
+    from ..clusters.control import ClusterControl
 
     mark = autoconnect.read_mark()
     if mark is None:
         return {"cluster": None, "since": None, "problem": None}
     problem = None
     try:
-        _cluster_record(mark["cluster"])
+        ClusterControl().running(mark["cluster"])
     except Exception as exc:
         problem = str(exc)
     return {"cluster": mark["cluster"], "since": mark.get("since"), "problem": problem}
 
 
 def set_autoconnect(cluster_id: str) -> dict[str, Any]:
-    from .metrics import _cluster_record
+    from ..clusters.control import ClusterControl
 
-    record = _cluster_record(cluster_id)  # 404 unknown, 409 not running
+    record = ClusterControl().running(cluster_id)  # 404 unknown, 409 not running
     autoconnect.set_mark(record.id)
     return mark_state()
 
@@ -164,15 +163,14 @@ class AutoConnectRequest(BaseModel):
 
 
 class AutoConnectHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:autoconnect"
+
     async def get(self) -> None:
         self.reply(await self.run(mark_state))
 
-    @web.authenticated
     async def put(self) -> None:
         req = self.body(AutoConnectRequest)
         self.reply(await self.run(set_autoconnect, req.cluster))
 
-    @web.authenticated
     async def delete(self) -> None:
         self.reply(await self.run(clear_autoconnect))

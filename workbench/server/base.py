@@ -8,8 +8,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.client import responses
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
@@ -27,6 +29,7 @@ from ..errors import (
     UnknownProfileError,
     WorkbenchError,
 )
+from ..redact import redact_text
 from ..templates import TemplateError
 
 T = TypeVar("T")
@@ -58,10 +61,11 @@ def _problem(err: Any) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "body"
     text = f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
     secret = any(isinstance(p, str) and SECRET_KEY.search(p) for p in err["loc"])
+    secret = secret or "literal credential" in str(err["msg"])
     if err.get("type") not in ("missing", "extra_forbidden") and not secret:
-        shown = repr(err.get("input"))
+        shown = redact_text(repr(err.get("input")))
         text += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
-    return text
+    return redact_text(text)
 
 
 def status_for(exc: BaseException) -> int:
@@ -71,7 +75,7 @@ def status_for(exc: BaseException) -> int:
     ):
         return 404
     if isinstance(exc, ConflictError):
-        return 409
+        return int(getattr(exc, "http_status", 409))
     bad_input = RequestError | ProfileError | ResourceError | CredentialError
     if isinstance(exc, bad_input | CatalogError | TemplateError):
         return 400
@@ -82,15 +86,47 @@ def status_for(exc: BaseException) -> int:
     return 500
 
 
-class WorkbenchHandler(APIHandler):
-    """Base class of every workbench REST handler.
+#: The action each HTTP method needs by default (jupyter_server's own mapping).
+AUTH_METHODS = ("get", "head", "post", "put", "patch", "delete")
+#: Marks a method wrapped by :class:`WorkbenchHandler`: the action it is authorized for.
+AUTH_MARK = "__workbench_auth_action__"
 
-    Subclasses decorate each HTTP method with ``@web.authenticated``; the route test
-    enumerates every route under ``/workbench/api/`` and fails on one that answers a
-    request without credentials.
+
+def _guard(method: Callable[..., Any], action: str) -> Callable[..., Any]:
+    """``method`` authenticated (``@web.authenticated``), then authorized for ``action`` on
+    the handler's ``auth_resource`` (``@authorized``: the server's Authorizer decides)."""
+    wrapped: Any = web.authenticated(authorized(action)(method))
+    setattr(wrapped, AUTH_MARK, action)
+    return cast(Callable[..., Any], wrapped)
+
+
+class WorkbenchHandler(APIHandler):
+    """Base class of every workbench REST handler: authentication and authorization by
+    construction.
+
+    Every HTTP method a subclass defines (``get``, ``post``, ...) is wrapped, when the class
+    is created, in ``@web.authenticated`` and jupyter_server's ``@authorized`` with the
+    class's ``auth_resource`` and the method's action: ``read`` for GET, ``write`` for
+    changes, or what ``auth_actions`` says (``execute`` for a method that launches
+    processes). A restricted Authorizer (read-only collaborators on a shared server) is
+    thus asked for every request. A subclass must declare its own ``auth_resource``;
+    tests/test_security.py walks every registered handler and fails on one without.
     """
 
+    #: The resource the Authorizer is asked about (``workbench:<what>``); declared by each
+    #: concrete handler.
     auth_resource = "workbench"
+    #: Method name -> action, where it is not jupyter_server's default for the method.
+    auth_actions: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in AUTH_METHODS:
+            method = cls.__dict__.get(name)
+            if method is None or hasattr(method, AUTH_MARK):
+                continue
+            action = cls.auth_actions.get(name) or HTTP_METHOD_TO_AUTH_ACTION[name.upper()]
+            setattr(cls, name, _guard(method, action))
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking ``fn`` in the workbench thread pool."""
@@ -124,18 +160,20 @@ class WorkbenchHandler(APIHandler):
         reply: dict[str, Any] = {"reason": responses.get(status_code, "Error")}
         if isinstance(exc, WorkbenchError):
             # Workbench errors say what was wrong and what to do; show them as they are.
-            reply["message"] = str(exc).split("\n  - ")[0]
-            reply["problems"] = list(getattr(exc, "problems", []))
+            reply["message"] = redact_text(str(exc).split("\n  - ")[0])
+            reply["problems"] = [redact_text(str(p)) for p in getattr(exc, "problems", [])]
             reply["error"] = type(exc).__name__
         else:
-            reply["message"] = f"unexpected server error: {type(exc).__name__}: {exc}"
+            reply["message"] = redact_text(f"unexpected server error: {type(exc).__name__}: {exc}")
             reply["error"] = type(exc).__name__
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(reply))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, WorkbenchError) and not self._finished:
-            self.log.info("workbench: %s %s: %s", self.request.method, self.request.path, e)
+            self.log.info(
+                "workbench: %s %s: %s", self.request.method, self.request.path, redact_text(str(e))
+            )
             self.send_error(status_for(e), exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)

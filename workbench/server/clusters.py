@@ -12,15 +12,15 @@ the gateway for ``gateway``, the Kubernetes API for ``kubernetes``.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
-from tornado import web
 
-from ..clusters.control import ClusterControl
-from ..clusters.detached import launch_detached
+from ..clusters.comm import PORT_TIMEOUT_S
+from ..clusters.control import PROBE_MARGIN_S, ClusterControl, probe_all
+from ..clusters.detached import POLL_S, launch_detached, start_detached
 from ..clusters.record import ClusterRecord
-from .base import WorkbenchHandler
+from .base import ConflictError, WorkbenchHandler
 
 
 class LaunchRequest(BaseModel):
@@ -67,6 +67,23 @@ def cluster_summary(
     return summary
 
 
+def cluster_summaries(timeout: float = 2.0, accounting: bool = False) -> list[dict[str, Any]]:
+    """:func:`cluster_summary` of every cluster, probed in parallel: the list takes about
+    one timeout however many schedulers or owners are slow or dead."""
+    from ..accounting import OWNER_TIMEOUT_S
+
+    control = ClusterControl()
+    deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
+    if accounting:
+        deadline += OWNER_TIMEOUT_S  # a live scheduler whose owner does not answer
+    return probe_all(
+        control.list(),
+        lambda r: cluster_summary(r, timeout=timeout, accounting=accounting),
+        deadline,
+        lambda r: control.late_summary(r, deadline) | {"autoconnect": False},
+    )
+
+
 def scale_cluster(cluster_id: str, n: int) -> dict[str, Any]:
     record = ClusterControl().scale(cluster_id, n)
     return {"id": record.id, "requested_workers": n}
@@ -80,6 +97,17 @@ def adapt_cluster(cluster_id: str, minimum: int, maximum: int | None) -> dict[st
 def launch_cluster(req: LaunchRequest) -> dict[str, Any]:
     record = launch_detached(req.profile, req.options, timeout=float(req.timeout))
     return cluster_summary(record, timeout=5)
+
+
+#: Launches this server runs at once; more are refused (429) until one is done.
+MAX_CONCURRENT_LAUNCHES = 4
+_launching = 0
+
+
+class TooManyLaunchesError(ConflictError):
+    """MAX_CONCURRENT_LAUNCHES launches are already in progress: 429."""
+
+    http_status = 429
 
 
 def stop_cluster(cluster_id: str) -> dict[str, Any]:
@@ -101,46 +129,63 @@ def connect_cell(cluster_id: str) -> dict[str, Any]:
 
 
 class ClustersHandler(WorkbenchHandler):
-    @web.authenticated
-    async def get(self) -> None:
-        records = await self.run(ClusterControl().list)
-        summaries = await asyncio.gather(
-            *(self.run(cluster_summary, r, accounting=True) for r in records)
-        )
-        self.reply({"clusters": list(summaries)})
+    auth_resource = "workbench:clusters"
+    auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
 
-    @web.authenticated
+    async def get(self) -> None:
+        self.reply({"clusters": await self.run(cluster_summaries, accounting=True)})
+
     async def post(self) -> None:
+        """Launch: the cluster process is started in the thread pool, then watched from the
+        event loop, so that a launch does not hold a thread for its whole wait."""
+        global _launching
         req = self.body(LaunchRequest)
-        self.reply(await self.run(launch_cluster, req), status=201)
+        if _launching >= MAX_CONCURRENT_LAUNCHES:
+            raise TooManyLaunchesError(
+                f"{_launching} launches are in progress (at most {MAX_CONCURRENT_LAUNCHES} "
+                "at once); try again when one is done"
+            )
+        _launching += 1
+        try:
+            pending = await self.run(
+                start_detached, req.profile, req.options, timeout=float(req.timeout)
+            )
+            while (record := await self.run(pending.poll)) is None:
+                await asyncio.sleep(POLL_S)
+        finally:
+            _launching -= 1
+        self.reply(await self.run(cluster_summary, record, timeout=5), status=201)
 
 
 class ClusterHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         self.reply(await self.run(cluster_summary, record, accounting=True))
 
-    @web.authenticated
     async def delete(self, cluster_id: str) -> None:
         self.reply(await self.run(stop_cluster, cluster_id))
 
 
 class ScaleHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def post(self, cluster_id: str) -> None:
         req = self.body(ScaleRequest)
         self.reply(await self.run(scale_cluster, cluster_id, req.n))
 
 
 class AdaptHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def post(self, cluster_id: str) -> None:
         req = self.body(AdaptRequest)
         self.reply(await self.run(adapt_cluster, cluster_id, req.minimum, req.maximum))
 
 
 class ConnectHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         self.reply(await self.run(connect_cell, cluster_id))

@@ -24,26 +24,26 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import psutil
-from tornado import web
 
 from .. import config
+from ..checks import Check
 from ..clusters.control import ClusterControl
-from ..clusters.detached import LaunchError, _reap
+from ..clusters.detached import LaunchError
 from ..clusters.record import ClusterRecord
 from ..errors import MissingDependencyError
+from ..private import private_dir, write_private
+from ..processes import reap_in_background, spawn_detached
 from .base import RequestError
-from .health import Check, _fetch, _HealthBase
-from .metrics import _cluster_record
+from .probes import ProbeHandler, fetch
 
 #: What ``workbench dashboard`` prints once it serves.
 READY_MARKER = "Press Ctrl-C"
@@ -96,11 +96,7 @@ def read_state(cluster_id: str) -> DashboardProcess | None:
 
 
 def _write_state(proc: DashboardProcess) -> None:
-    path = _state_file(proc.cluster_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(asdict(proc)))
-    os.replace(tmp, path)
+    write_private(_state_file(proc.cluster_id), json.dumps(asdict(proc)))
 
 
 def _lock(cluster_id: str) -> threading.Lock:
@@ -161,8 +157,7 @@ def _free_port() -> int:
 
 
 def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
-    logs = config.state_dir() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = private_dir(config.state_dir() / "logs")
     log = logs / f"dashboard-{record.id}-{int(time.time() * 1000)}.log"
     port = _free_port()
     args = [
@@ -180,18 +175,9 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
     ]
     for origin in origins:
         args += ["--allow-websocket-origin", origin]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("WORKBENCH_DETACHED_LOG", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
+    proc = spawn_detached(
+        args, log, env={"PYTHONUNBUFFERED": "1"}, unset=["WORKBENCH_DETACHED_LOG"]
+    )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -202,7 +188,7 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
                 log,
             )
         if READY_MARKER in log.read_text(errors="replace"):
-            _reap(proc)
+            reap_in_background(proc)
             state = DashboardProcess(
                 cluster_id=record.id,
                 scheduler_address=record.scheduler_address,
@@ -216,7 +202,7 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
             return state
         time.sleep(0.2)
     proc.terminate()
-    _reap(proc)
+    reap_in_background(proc)
     raise LaunchError(
         f"the dashboards of cluster {record.id} did not start within {START_TIMEOUT_S:.0f}s; "
         f"log: {log}",
@@ -229,7 +215,7 @@ def ensure_dashboard(cluster_id: str, origins: list[str]) -> tuple[DashboardProc
     missing = panel_missing()
     if missing:
         raise MissingDependencyError(missing)
-    record = _cluster_record(cluster_id)  # 404 unknown, 409 stale/unreachable
+    record = ClusterControl().running(cluster_id)  # 404 unknown, 409 stale/unreachable
     with _lock(record.id):
         state = read_state(record.id)
         if (
@@ -294,7 +280,7 @@ def dashboard_checks(
         )
         return checks
     url = server_url.rstrip("/") + dashboard_url(base_url, state.port, True)
-    code, err = _fetch(url, auth, timeout=10)
+    code, err = fetch(url, auth, timeout=10, origin=server_url)
     if 200 <= code < 400:
         checks.append(
             Check("workbench dashboards through the proxy", "ok", f"{url} answers (HTTP {code})")
@@ -311,7 +297,10 @@ def dashboard_checks(
     return checks
 
 
-class ClusterDashboardHandler(_HealthBase):
+class ClusterDashboardHandler(ProbeHandler):
+    auth_resource = "workbench:dashboards"
+    auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
+
     def _reply_for(self, state: DashboardProcess, started: bool) -> dict[str, Any]:
         proxy = self._proxy()
         return {
@@ -325,7 +314,6 @@ class ClusterDashboardHandler(_HealthBase):
             "log": state.log,
         }
 
-    @web.authenticated
     async def get(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         state = read_state(record.id)
@@ -334,7 +322,6 @@ class ClusterDashboardHandler(_HealthBase):
             return
         self.reply({**self._reply_for(state, False), "running": True})
 
-    @web.authenticated
     async def post(self, cluster_id: str) -> None:
         if self.request.body and self.request.body.strip() not in (b"", b"{}"):
             raise RequestError("this request takes no body")
@@ -342,7 +329,6 @@ class ClusterDashboardHandler(_HealthBase):
         state, started = await self.run(ensure_dashboard, cluster_id, origins)
         self.reply({**self._reply_for(state, started), "running": True})
 
-    @web.authenticated
     async def delete(self, cluster_id: str) -> None:
         record = await self.run(ClusterControl().get, cluster_id)
         stopped = await self.run(stop_dashboard, record.id)

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado import web
-
 from ..credentials import find_literal_secrets
+from ..redact import redact_text, redact_uri, redact_value
 from .base import WorkbenchHandler
 
 HIDDEN = "<hidden: not a credential reference>"
@@ -46,6 +45,7 @@ def _copy(value: Any) -> Any:
 def load_code(name: str, description: str = "", uri: str = "", fmt: str = "") -> str:
     """The notebook cell that loads catalog dataset ``name`` as a dask DataFrame."""
     about = ", ".join(x for x in (fmt if fmt != "auto" else "", uri) if x)
+    uri = redact_uri(uri)  # a SAS signature or presigned URL is never written to a notebook
     lines = ["import workbench.data", ""]
     comment = f"# dataset {name!r} from the workbench catalog"
     if about:
@@ -59,10 +59,13 @@ def load_code(name: str, description: str = "", uri: str = "", fmt: str = "") ->
 
 def dataset_summary(dataset: Any) -> dict[str, Any]:
     data = dataset.to_dict()
-    data["storage_options"] = _redact(data.get("storage_options") or {})
-    data["read_options"] = _redact(data.get("read_options") or {})
-    data["code"] = load_code(dataset.name, dataset.description, dataset.uri, data["format"])
-    return dict(data)
+    data["storage_options"] = redact_value(_redact(data.get("storage_options") or {}))
+    data["read_options"] = redact_value(_redact(data.get("read_options") or {}))
+    uri = redact_uri(str(dataset.uri))
+    if "uri" in data:
+        data["uri"] = uri
+    data["code"] = load_code(dataset.name, dataset.description, uri, data["format"])
+    return dict(redact_value(data))
 
 
 def datasets_listing() -> dict[str, Any]:
@@ -73,7 +76,7 @@ def datasets_listing() -> dict[str, Any]:
         "datasets": [
             dataset_summary(d) for d in sorted(catalog.datasets.values(), key=lambda d: d.name)
         ],
-        "problems": [str(p) for p in catalog.problems],
+        "problems": [redact_text(str(p)) for p in catalog.problems],
         "files": [f.__dict__ for f in catalog.files],
     }
 
@@ -86,12 +89,14 @@ def dataset_detail(name: str) -> dict[str, Any]:
 
 
 class DatasetsHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:datasets"
+
     async def get(self) -> None:
         self.reply(await self.run(datasets_listing))
 
 
 class DatasetHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:datasets"
+
     async def get(self, name: str) -> None:
         self.reply(await self.run(dataset_detail, name))

@@ -16,119 +16,15 @@ server's side and reported with what to do:
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import ipaddress
-import socket
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urljoin, urlparse
 
-import psutil
-from tornado import web
-from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
-
 from .. import __version__, config
+from ..checks import Check
 from ..clusters.comm import port_open, scheduler_call
-from ..clusters.control import ClusterControl
+from ..clusters.control import ClusterControl, backend_class
 from ..clusters.record import ClusterRecord
-from .base import WorkbenchHandler
-
-Level = Literal["ok", "warn", "fail"]
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-
-@dataclass
-class Check:
-    name: str
-    status: Level
-    summary: str
-    advice: str = ""
-
-
-@dataclass
-class ProxyInfo:
-    """Whether jupyter-server-proxy can serve ``{base_url}proxy/{port}/`` on this server."""
-
-    installed: bool
-    enabled: bool
-
-    @property
-    def reason(self) -> str:
-        if self.enabled:
-            return "jupyter-server-proxy serves {base_url}proxy/<port>/ on this server"
-        if self.installed:
-            return (
-                "jupyter-server-proxy is installed but not enabled in this server; enable it "
-                "with: jupyter server extension enable jupyter_server_proxy (then restart)"
-            )
-        return (
-            "jupyter-server-proxy is not installed, so dashboards on this machine cannot be "
-            "shown through the Jupyter server; pip install jupyter-server-proxy and restart"
-        )
-
-
-def proxy_info(web_app: web.Application, base_url: str) -> ProxyInfo:
-    installed = importlib.util.find_spec("jupyter_server_proxy") is not None
-    probe = HTTPServerRequest(
-        start_line=RequestStartLine("GET", f"{base_url.rstrip('/')}/proxy/8787/status", "HTTP/1.1"),
-        headers=HTTPHeaders({"Host": "localhost"}),
-    )
-    delegate: Any = web_app.find_handler(probe)
-    handler = getattr(delegate, "handler_class", None)
-    enabled = bool(handler and handler.__module__.startswith("jupyter_server_proxy"))
-    return ProxyInfo(installed=installed, enabled=enabled)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_this_machine(host: str) -> bool:
-    if _is_loopback(host) or host in ("0.0.0.0", "::", socket.gethostname(), socket.getfqdn()):
-        return True
-    addresses = {a.address.split("%")[0] for nics in psutil.net_if_addrs().values() for a in nics}
-    if host in addresses:
-        return True
-    with contextlib.suppress(OSError):
-        return any(info[4][0] in addresses for info in socket.getaddrinfo(host, None))
-    return False
-
-
-def _fetch(
-    url: str, headers: dict[str, str] | None = None, timeout: float = 3.0
-) -> tuple[int, str]:
-    """(status, error) of a GET; status 0 when nothing answered."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), ""
-    except urllib.error.HTTPError as exc:
-        return exc.code, str(exc.reason)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return 0, str(reason)
-
-
-def dashboard_urls(record: ClusterRecord, base_url: str, proxy: ProxyInfo) -> dict[str, Any]:
-    """The dashboard's direct link, its URL through the proxy, and the one to open."""
-    link = record.dashboard_link
-    proxied = None
-    if link:
-        parsed = urlparse(link)
-        if parsed.scheme in ("http", "https") and parsed.port and proxy.enabled:
-            host = parsed.hostname or ""
-            path = parsed.path if parsed.path not in ("", "/") else "/status"
-            if _is_this_machine(host):
-                proxied = f"{base_url.rstrip('/')}/proxy/{parsed.port}{path}"
-    return {"link": link, "proxied": proxied, "url": proxied or link}
+from .probes import ProbeHandler, ProxyInfo, dashboard_urls, fetch, is_loopback, is_this_machine
 
 
 def cluster_health(
@@ -157,7 +53,12 @@ def cluster_health(
     if port_open(address):
         checks.append(Check("scheduler port", "ok", f"{address} accepts connections"))
         try:
-            ident = scheduler_call(address, "identity", timeout=3)
+            ident = scheduler_call(
+                address,
+                "identity",
+                timeout=3,
+                connection_args=backend_class(record).connection_args(record),
+            )
             n = len(ident.get("workers", {}))
             checks.append(Check("scheduler", "ok", f"answers Dask's protocol; {n} worker(s)"))
         except Exception as exc:
@@ -216,14 +117,14 @@ def cluster_health(
         if not proxy.enabled:
             checks.append(Check("proxy", "fail", "the link needs a proxy", proxy.reason))
         target = urljoin(server_url, parsed.path)
-        code, err = _fetch(target, auth_headers)
+        code, err = fetch(target, auth_headers, origin=server_url)
         checks.append(_http_check("dashboard through the proxy", target, code, err))
         return _result(record, checks, urls, proxy)
 
-    code, err = _fetch(link)
+    code, err = fetch(link)
     checks.append(_http_check("dashboard from the server", link, code, err))
     host = parsed.hostname or ""
-    if page_host and _is_loopback(host) and not _is_loopback(page_host):
+    if page_host and is_loopback(host) and not is_loopback(page_host):
         checks.append(
             Check(
                 "browser reach",
@@ -234,11 +135,11 @@ def cluster_health(
                 "" if urls["proxied"] else proxy.reason,
             )
         )
-    if _is_this_machine(host):
+    if is_this_machine(host):
         checks.append(Check("proxy", "ok" if proxy.enabled else "warn", proxy.reason))
     if urls["proxied"]:
         target = urljoin(server_url, urls["proxied"])
-        code, err = _fetch(target, auth_headers)
+        code, err = fetch(target, auth_headers, origin=server_url)
         checks.append(_http_check("dashboard through the proxy", target, code, err))
     return _result(record, checks, urls, proxy)
 
@@ -269,35 +170,15 @@ def _result(
     return {
         "id": record.id,
         "ok": not any(c.status == "fail" for c in checks),
-        "checks": [asdict(c) for c in checks],
+        "checks": [c.to_dict() for c in checks],
         "dashboard": urls,
         "proxy": {"installed": proxy.installed, "enabled": proxy.enabled, "reason": proxy.reason},
     }
 
 
-class _HealthBase(WorkbenchHandler):
-    @property
-    def _base_url(self) -> str:
-        return str(self.settings.get("base_url", "/"))
+class HealthHandler(ProbeHandler):
+    auth_resource = "workbench:health"
 
-    def _proxy(self) -> ProxyInfo:
-        return proxy_info(self.application, self._base_url)
-
-    def _server_url(self) -> str:
-        """This server's own address (never the client-supplied Host header)."""
-        app = self.serverapp
-        if app is None:  # not run by a ServerApp (never the case in Jupyter)
-            return f"{self.request.protocol}://127.0.0.1/"
-        url = urlparse(str(app.connection_url))
-        return f"{url.scheme}://{url.netloc}/"
-
-    def _auth_headers(self) -> dict[str, str]:
-        """The caller's own credentials, so the proxy check runs with the caller's rights."""
-        return {k: v for k, v in self.request.headers.items() if k in ("Authorization", "Cookie")}
-
-
-class HealthHandler(_HealthBase):
-    @web.authenticated
     async def get(self) -> None:
         from ..doctor import run_checks
         from .dashboards import panel_missing
@@ -325,8 +206,9 @@ class HealthHandler(_HealthBase):
         )
 
 
-class ClusterHealthHandler(_HealthBase):
-    @web.authenticated
+class ClusterHealthHandler(ProbeHandler):
+    auth_resource = "workbench:health"
+
     async def get(self, cluster_id: str) -> None:
         control = ClusterControl()
         record = await self.run(control.get, cluster_id)
@@ -351,6 +233,6 @@ class ClusterHealthHandler(_HealthBase):
             self._server_url(),
             self._auth_headers(),
         )
-        result["checks"] += [asdict(c) for c in extra]
+        result["checks"] += [c.to_dict() for c in extra]
         result["ok"] = not any(c["status"] == "fail" for c in result["checks"])
         self.reply(result)

@@ -12,7 +12,8 @@ provisioner records it), and a kernel is connected to a cluster when
   ``ss -tp`` would show them, which needs no rights beyond being the same user.
 
 A kernel started with auto-connect is reported as such (``how: "auto-connect"``) with
-what its start-up said (:mod:`workbench.server.autoconnect`).
+what its start-up said (:mod:`workbench.server.autoconnect`); the status bar's reply,
+with the cluster's figures, is put together by :func:`workbench.server.metrics.kernel_status`.
 
 Limits: kernels this server did not start locally (a kernel gateway, remote
 provisioners) have no pid here and are reported as connected to nothing; clusters
@@ -119,50 +120,3 @@ def connected_clusters(
         if scheduler_endpoints(record.scheduler_address) & peers:
             found.append((record, "connection"))
     return found
-
-
-def kernel_status(kernel_manager: Any, kernel_id: str) -> dict[str, Any]:
-    """What the status bar shows for a kernel: the cluster it is connected to (the one it
-    was auto-connected to first), its workers and tasks, cost and GPU idle time."""
-    from ..accounting import cluster_accounting
-    from ..clusters.control import ClusterControl
-    from ..errors import WorkbenchError
-    from .autoconnect import kernel_autoconnect
-    from .metrics import _ready, cluster_figures, collector
-
-    pid = kernel_pid(kernel_manager, kernel_id)
-    control = ClusterControl()
-    running = [r for r in control.list() if control.status(r) == "running"]
-    found = connected_clusters(pid, running)
-    auto = kernel_autoconnect(kernel_id)
-    if auto is not None and auto["status"] == "connected":
-        found = [(r, "auto-connect" if r.id == auto["cluster"] else how) for r, how in found]
-        found.sort(key=lambda f: f[1] != "auto-connect")
-    out: dict[str, Any] = {
-        "kernel": {
-            "id": kernel_id,
-            "clusters": [r.id for r, _ in found],
-            "how": found[0][1] if found else None,
-            "autoconnect": auto,
-        },
-        "cluster": None,
-        "workers": None,
-        "tasks": None,
-        "accounting": None,
-        "warming_up": False,
-        "error": None,
-    }
-    if not found:
-        return out
-    record = found[0][0]
-    out["cluster"] = record.id
-    try:
-        store = collector(record.scheduler_address)
-    except WorkbenchError as exc:
-        out["error"] = str(exc)
-        return out
-    out.update(cluster_figures(store))
-    out["accounting"] = cluster_accounting(record, store)
-    out["warming_up"] = not _ready(store)
-    out["error"] = store.error
-    return out

@@ -15,8 +15,6 @@ import threading
 import time
 from typing import Any
 
-from tornado import web
-
 from ..clusters.control import ClusterControl
 from ..clusters.record import ClusterRecord
 from ..errors import WorkbenchError
@@ -237,14 +235,58 @@ def cluster_status(cluster_id: str) -> dict[str, Any]:
     }
 
 
+def kernel_status(kernel_manager: Any, kernel_id: str) -> dict[str, Any]:
+    """What the status bar shows for a kernel: the cluster it is connected to (the one it
+    was auto-connected to first), its workers and tasks, cost and GPU idle time."""
+    from ..accounting import cluster_accounting
+    from .autoconnect import kernel_autoconnect
+    from .kernels import connected_clusters, kernel_pid
+
+    pid = kernel_pid(kernel_manager, kernel_id)
+    control = ClusterControl()
+    running = [r for r in control.list() if control.status(r) == "running"]
+    found = connected_clusters(pid, running)
+    auto = kernel_autoconnect(kernel_id)
+    if auto is not None and auto["status"] == "connected":
+        found = [(r, "auto-connect" if r.id == auto["cluster"] else how) for r, how in found]
+        found.sort(key=lambda f: f[1] != "auto-connect")
+    out: dict[str, Any] = {
+        "kernel": {
+            "id": kernel_id,
+            "clusters": [r.id for r, _ in found],
+            "how": found[0][1] if found else None,
+            "autoconnect": auto,
+        },
+        "cluster": None,
+        "workers": None,
+        "tasks": None,
+        "accounting": None,
+        "warming_up": False,
+        "error": None,
+    }
+    if not found:
+        return out
+    record = found[0][0]
+    out["cluster"] = record.id
+    try:
+        store = collector(record.scheduler_address)
+    except WorkbenchError as exc:
+        out["error"] = str(exc)
+        return out
+    out.update(cluster_figures(store))
+    out["accounting"] = cluster_accounting(record, store)
+    out["warming_up"] = not _ready(store)
+    out["error"] = store.error
+    return out
+
+
 VIEWS = ("full", "summary")
 
 
 class MetricsHandler(WorkbenchHandler):
-    @web.authenticated
-    async def get(self) -> None:
-        from .kernels import kernel_status
+    auth_resource = "workbench:metrics"
 
+    async def get(self) -> None:
         cluster = self.get_query_argument("cluster", None) or None
         kernel = self.get_query_argument("kernel", None) or None
         view = self.get_query_argument("view", "full")
@@ -263,7 +305,8 @@ class MetricsHandler(WorkbenchHandler):
 
 
 class PrometheusHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:metrics"
+
     async def get(self) -> None:
         from ..metrics.prometheus import CONTENT_TYPE
 

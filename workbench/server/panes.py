@@ -22,12 +22,10 @@ import urllib.request
 from typing import Any
 from urllib.parse import urljoin
 
-from tornado import web
-
+from ..clusters.control import ClusterControl
 from ..metrics.base import TAB_PAGES
 from .dashboards import panel_missing
-from .health import ProxyInfo, _HealthBase, dashboard_urls
-from .metrics import _cluster_record
+from .probes import ProbeHandler, ProxyInfo, dashboard_urls
 
 #: Seconds the scheduler's dashboard has to list its plots.
 LISTING_TIMEOUT_S = 5.0
@@ -65,7 +63,7 @@ def _listing(link_root: str) -> dict[str, Any]:
 
 
 def cluster_panes(cluster_id: str, base_url: str, proxy: ProxyInfo) -> dict[str, Any]:
-    record = _cluster_record(cluster_id)  # 404 unknown, 409 not running (with why)
+    record = ClusterControl().running(cluster_id)  # 404 unknown, 409 not running (with why)
     dask: dict[str, Any] = {"root": None, "plots": [], "problem": None}
     urls = dashboard_urls(record, base_url, proxy)
     if not urls["link"]:
@@ -93,7 +91,8 @@ def cluster_panes(cluster_id: str, base_url: str, proxy: ProxyInfo) -> dict[str,
     }
 
 
-class ClusterPanesHandler(_HealthBase):
-    @web.authenticated
+class ClusterPanesHandler(ProbeHandler):
+    auth_resource = "workbench:clusters"
+
     async def get(self, cluster_id: str) -> None:
         self.reply(await self.run(cluster_panes, cluster_id, self._base_url, self._proxy()))

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from tornado import web
-
 from ..clusters.backend_registry import get_backend_class
 from ..clusters.profiles import Profile, ProfileCatalog, load_catalog
 from ..errors import WorkbenchError
+from ..redact import redact_text, redact_value
 from .base import WorkbenchHandler
 
 
 def profile_summary(profile: Profile, catalog: ProfileCatalog) -> dict[str, Any]:
-    problems = [str(p) for p in catalog.problems_for(profile.name)]
-    return {**profile.to_dict(), "line": profile.line, "valid": not problems, "problems": problems}
+    """The profile as shown: option values that look like secrets are hidden."""
+    problems = [redact_text(str(p)) for p in catalog.problems_for(profile.name)]
+    data = {**profile.to_dict(), "line": profile.line, "valid": not problems, "problems": problems}
+    data["options"] = redact_value(data["options"])
+    return data
 
 
 def profiles_listing() -> dict[str, Any]:
@@ -24,7 +26,7 @@ def profiles_listing() -> dict[str, Any]:
             profile_summary(p, catalog)
             for p in sorted(catalog.profiles.values(), key=lambda p: p.name)
         ],
-        "problems": [str(p) for p in catalog.problems],
+        "problems": [redact_text(str(p)) for p in catalog.problems],
         "files": [f.__dict__ for f in catalog.files],
     }
 
@@ -40,18 +42,20 @@ def profile_detail(name: str) -> dict[str, Any]:
         effective = None
     return {
         **profile_summary(profile, catalog),
-        "effective_options": effective,
+        "effective_options": redact_value(effective),
         "schema": options_cls.model_json_schema(mode="validation"),
     }
 
 
 class ProfilesHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:profiles"
+
     async def get(self) -> None:
         self.reply(await self.run(profiles_listing))
 
 
 class ProfileHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:profiles"
+
     async def get(self, name: str) -> None:
         self.reply(await self.run(profile_detail, name))

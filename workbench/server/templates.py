@@ -13,10 +13,10 @@ import difflib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from jupyter_core.utils import ensure_async
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
-from tornado import web
 
-from ..templates import new_notebook, scan_templates
+from ..templates import new_notebook, notebook_from, scan_templates
 from .base import ConflictError, NotFoundError, RequestError, WorkbenchHandler
 
 
@@ -102,22 +102,41 @@ def create_notebook(root: str | Path, name: str, req: CreateRequest) -> dict[str
 
 
 class TemplatesHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:templates"
+
     async def get(self) -> None:
         self.reply(await self.run(templates_listing))
 
 
 class TemplateHandler(WorkbenchHandler):
-    @web.authenticated
+    auth_resource = "workbench:templates"
+
     async def get(self, name: str) -> None:
         await self.run(_known, name)
         templates, _ = await self.run(scan_templates)
         self.reply(_summary(templates[name].to_dict()))
 
-    @web.authenticated
     async def post(self, name: str) -> None:
+        """Create the notebook through the server's ContentsManager (where the server
+        writes notebooks: its checkpoints, hooks and storage, not around them)."""
         req = self.body(CreateRequest)
-        root = self.settings.get("server_root_dir") or getattr(
-            self.contents_manager, "root_dir", "."
-        )
-        self.reply(await self.run(create_notebook, root, name, req), status=201)
+        cm = self.contents_manager
+        root = str(self.settings.get("server_root_dir") or getattr(cm, "root_dir", "."))
+        await self.run(_known, name)
+        _, relative = resolve_in_root(root, req.path)  # the same path rules as before
+        exists = await ensure_async(cm.exists(relative))
+        if exists and not req.overwrite:
+            raise ConflictError(
+                f"{relative} already exists; choose another path or set overwrite to replace it"
+            )
+        if exists and not await ensure_async(cm.file_exists(relative)):
+            raise RequestError(f"{relative} exists and is not a file")
+        nb = await self.run(notebook_from, name, req.parameters)
+        parts = relative.split("/")[:-1]
+        for i in range(1, len(parts) + 1):  # missing folders, made the same way
+            folder = "/".join(parts[:i])
+            if not await ensure_async(cm.dir_exists(folder)):
+                await ensure_async(cm.save({"type": "directory"}, folder))
+        model = {"type": "notebook", "format": "json", "content": nb}
+        saved = await ensure_async(cm.save(model, relative))
+        self.reply({"template": name, "path": relative, "name": saved["name"]}, status=201)

@@ -16,9 +16,9 @@ torch, optuna, mlflow) are imported only by the functions that need them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_attributes
 from .errors import (
     InvalidDataError,
     NotTrainedError,
@@ -35,7 +35,7 @@ from .progress import (
 )
 
 if TYPE_CHECKING:
-    from ._torch import TorchTrainer, train_torch
+    from ._torch_driver import TorchTrainer, train_torch
     from ._tune import TuneResult, tune, xgboost_objective
     from ._xgboost import XGBoostTrainer, train_xgboost
     from .tracking import Tracker, tracking_uri
@@ -65,8 +65,8 @@ __all__ = [
 _LAZY = {
     "XGBoostTrainer": "_xgboost",
     "train_xgboost": "_xgboost",
-    "TorchTrainer": "_torch",
-    "train_torch": "_torch",
+    "TorchTrainer": "_torch_driver",
+    "train_torch": "_torch_driver",
     "tune": "_tune",
     "TuneResult": "_tune",
     "xgboost_objective": "_tune",
@@ -74,11 +74,4 @@ _LAZY = {
     "tracking_uri": "tracking",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f"{__name__}.{_LAZY[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -38,7 +38,7 @@ def get_client(cluster: Any) -> Client:
     )
 
 
-def _worker_has_cuda() -> bool:
+def worker_has_cuda() -> bool:
     """Runs on a worker: does this worker have a CUDA device it may use?"""
     import os
 
@@ -64,7 +64,7 @@ def cluster_has_gpus(cluster: Any, client: Client) -> bool:
     gpus = getattr(cluster, "gpus", None)
     if isinstance(gpus, list):
         return bool(gpus)
-    answers = client.run(_worker_has_cuda)
+    answers = client.run(worker_has_cuda)
     return bool(answers) and all(answers.values())
 
 

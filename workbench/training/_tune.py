@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._cluster import get_client
+from ._run import TrainingRun
 from ._xgboost import check_eval_metrics
 from .errors import InvalidDataError, TrainingError
-from .progress import CallbackLike, DisplayLike, Reporter, Status
-from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, make_tracker
+from .progress import CallbackLike, DisplayLike, Status
+from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict
 
 if TYPE_CHECKING:
     import optuna
@@ -124,6 +125,9 @@ class TuneResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     run_id: str | None = None
     status: str = "finished"
+    tracking_uri: str | None = None
+    #: why logging to MLflow failed after the search (the study is kept), else None
+    tracking_error: str | None = None
 
     @property
     def best_params(self) -> dict[str, Any]:
@@ -279,128 +283,125 @@ def _tune(
     finally:
         optuna.logging.set_verbosity(verbosity)
 
-    tracker = make_tracker(tracking, run_name=run_name or study_name, default_experiment=experiment)
-    reporter = Reporter(
-        "tune", n_trials, callbacks=callbacks, progress=progress, title=f"Optuna {study_name}"
-    )
-    if tracker is not None:
-        reporter.consumers.append(tracker)
-        tracker.start(
-            params={
+    from distributed import as_completed
+
+    with TrainingRun(
+        "tune",
+        n_trials,
+        tracking=tracking,
+        run_name=run_name or study_name,
+        experiment=experiment,
+        callbacks=callbacks,
+        progress=progress,
+        title=f"Optuna {study_name}",
+    ) as run:
+        run.track(
+            {
                 "n_trials": n_trials,
                 "n_parallel": n_parallel,
                 "direction": direction,
                 "sampler": type(sampler).__name__ if sampler is not None else "TPESampler",
                 "objective": getattr(objective, "__name__", type(objective).__name__),
             },
-            tags={"workbench.job": "tune", "optuna.study": study_name},
+            {"workbench.job": "tune", "optuna.study": study_name},
+            lineage_data,
         )
-        if lineage_data is not None:
-            tracker.log_lineage(lineage_data)
+        submitted = 0
+        results: list[dict[str, Any]] = []
+        best: float | None = None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        status: Status = "finished"
 
-    from distributed import as_completed
-
-    submitted = 0
-    results: list[dict[str, Any]] = []
-    best: float | None = None
-    deadline = None if timeout is None else time.monotonic() + timeout
-    status: Status = "finished"
-
-    def submit() -> Any:
-        nonlocal submitted
-        submitted += 1
-        return client.submit(
-            run_trial,
-            study_name,
-            dask_storage.name,
-            objective,
-            sampler,
-            data_future,
-            pass_data,
-            pure=False,
-            key=f"workbench-trial-{study_name}-{submitted}",
-        )
-
-    reporter.start(n_parallel=n_parallel, study=study_name)
-    pending = as_completed([submit() for _ in range(n_parallel)])
-    try:
-        for future in pending:
-            try:
-                res = future.result()
-            except Exception as exc:  # the task itself failed (worker died, pickling...)
-                res = {
-                    "number": None,
-                    "state": "FAIL",
-                    "value": None,
-                    "params": {},
-                    "worker": "",
-                    "error": f"{type(exc).__name__}: {exc}",
-                }
-            results.append(res)
-            if res["state"] == "COMPLETE" and res["value"] is not None:
-                v = float(res["value"])
-                if best is None or (v < best if direction == "minimize" else v > best):
-                    best = v
-            metrics = {}
-            if res["value"] is not None:
-                metrics["value"] = float(res["value"])
-            if best is not None:
-                metrics["best"] = best
-            if tracker is not None:
-                _log_trial(tracker, res)
-            stop = reporter.step(
-                len(results),
-                metrics,
-                trial=res["number"],
-                state=res["state"],
-                params=res["params"],
-                worker=res["worker"],
+        def submit() -> Any:
+            nonlocal submitted
+            submitted += 1
+            return client.submit(
+                run_trial,
+                study_name,
+                dask_storage.name,
+                objective,
+                sampler,
+                data_future,
+                pass_data,
+                pure=False,
+                key=f"workbench-trial-{study_name}-{submitted}",
             )
-            out_of_time = deadline is not None and time.monotonic() > deadline
-            if stop or out_of_time:
-                status = "stopped"
-            elif submitted < n_trials:
-                pending.add(submit())
-    except KeyboardInterrupt:
-        status = "interrupted"
-        logger.warning("interrupted: waiting for no more trials; the ones finished are kept")
-        for f in list(pending.futures):
-            f.cancel()
-    except BaseException:
-        reporter.end("failed")
-        if tracker is not None:
-            tracker.finish("FAILED")
-        raise
 
-    local_storage = storage if storage is not None else optuna.storages.InMemoryStorage()
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.copy_study(
-            from_study_name=study_name, from_storage=dask_storage, to_storage=local_storage
-        )
+        run.start(n_parallel=n_parallel, study=study_name)
+        pending = as_completed([submit() for _ in range(n_parallel)])
         try:
-            dask_storage.delete_study(dask_storage.get_study_id_from_name(study_name))
-        except Exception:
-            logger.debug("could not delete study %s from the scheduler", study_name)
-    optuna.logging.set_verbosity(verbosity)
-    study = optuna.load_study(study_name=study_name, storage=local_storage, sampler=sampler)
-    result = TuneResult(study=study, trials=results, status=status)
-    complete = [r for r in results if r["state"] == "COMPLETE"]
-    reporter.end(status if complete else "failed", completed=len(complete))
-    if tracker is not None:
-        try:
+            for future in pending:
+                try:
+                    res = future.result()
+                except Exception as exc:  # the task itself failed (worker died, pickling...)
+                    res = {
+                        "number": None,
+                        "state": "FAIL",
+                        "value": None,
+                        "params": {},
+                        "worker": "",
+                        "error": f"{type(exc).__name__}: {exc}",
+                    }
+                results.append(res)
+                if res["state"] == "COMPLETE" and res["value"] is not None:
+                    v = float(res["value"])
+                    if best is None or (v < best if direction == "minimize" else v > best):
+                        best = v
+                metrics = {}
+                if res["value"] is not None:
+                    metrics["value"] = float(res["value"])
+                if best is not None:
+                    metrics["best"] = best
+                if run.tracker is not None:
+                    _log_trial(run.tracker, res)
+                stop = run.reporter.step(
+                    len(results),
+                    metrics,
+                    trial=res["number"],
+                    state=res["state"],
+                    params=res["params"],
+                    worker=res["worker"],
+                )
+                out_of_time = deadline is not None and time.monotonic() > deadline
+                if stop or out_of_time:
+                    status = "stopped"
+                elif submitted < n_trials:
+                    pending.add(submit())
+        except KeyboardInterrupt:
+            status = "interrupted"
+            logger.warning("interrupted: waiting for no more trials; the ones finished are kept")
+            for f in list(pending.futures):
+                f.cancel()
+
+        local_storage = storage if storage is not None else optuna.storages.InMemoryStorage()
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.copy_study(
+                from_study_name=study_name, from_storage=dask_storage, to_storage=local_storage
+            )
+            try:
+                dask_storage.delete_study(dask_storage.get_study_id_from_name(study_name))
+            except Exception:
+                logger.debug("could not delete study %s from the scheduler", study_name)
+        optuna.logging.set_verbosity(verbosity)
+        study = optuna.load_study(study_name=study_name, storage=local_storage, sampler=sampler)
+        result = TuneResult(study=study, trials=results, status=status)
+        complete = [r for r in results if r["state"] == "COMPLETE"]
+
+        def log(tracker: Tracker) -> None:
             if complete:
                 tracker.log_metrics({"best_value": result.best_value})
                 tracker.set_tags({"best_params": str(result.best_params)[:5000]})
                 tracker.log_params({f"best.{k}": v for k, v in result.best_params.items()})
             tracker.log_dict({"trials": results}, "trials.json")
-        finally:
-            tracker.finish(
-                {"interrupted": "KILLED"}.get(status, "FINISHED") if complete else "FAILED"
-            )
-        result.run_id = tracker.run_id
+
+        result.tracking_error = run.complete(
+            status if complete else "failed", log, completed=len(complete)
+        )
+        result.run_id = run.run_id
+        result.tracking_uri = run.uri
     if not complete and status == "finished":
         first = next((r["error"] for r in results if r.get("error")), "no error recorded")
         raise TrainingError(f"all {len(results)} trials failed; the first error was: {first}")
@@ -500,7 +501,7 @@ class XGBoostObjective:
         import xgboost as xgb
         from sklearn.model_selection import train_test_split
 
-        from ._cluster import _worker_has_cuda
+        from ._cluster import worker_has_cuda
         from ._data import select_columns
 
         features = select_columns([str(c) for c in data.columns], self.label, None, "tune data")
@@ -512,7 +513,7 @@ class XGBoostObjective:
             task = "classification" if is_int and len(classes) <= 50 else "regression"
         params: dict[str, Any] = {
             "tree_method": "hist",
-            "device": "cuda" if _worker_has_cuda() else "cpu",
+            "device": "cuda" if worker_has_cuda() else "cpu",
             "seed": self.seed,
             **suggest(trial, self.space),
         }

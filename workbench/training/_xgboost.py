@@ -22,13 +22,13 @@ import xgboost.dask as xgb_dask
 from ._cluster import get_client, resolve_device
 from ._data import Tabular, prepare
 from ._live import LiveJob, publish, stop_requested
+from ._run import FitCall, Trainer
 from .errors import InvalidDataError, NotTrainedError, TrainingError, UnknownNameError
-from .progress import CallbackLike, DisplayLike, Reporter
-from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, make_tracker
+from .progress import CallbackLike, DisplayLike
+from .tracking import DEFAULT_EXPERIMENT, Tracker, lineage_dict, pip_requirements
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
-    from distributed import Client
 
 # XGBoost's evaluation metrics (``eval_metric``); ``@`` suffixes (``ndcg@5``, ``error@0.7``)
 # and the ``-`` suffix of ranking metrics are allowed.
@@ -126,14 +126,15 @@ def _last(values: Any) -> float:
     return float(value[0] if isinstance(value, tuple) else value)
 
 
-class XGBoostTrainer:
+class XGBoostTrainer(Trainer):
     """Distributed XGBoost on a workbench cluster, sklearn-style: configure, then :meth:`fit`.
 
     ``params`` are XGBoost parameters (``objective``, ``max_depth``, ``eta``,
     ``eval_metric``...); ``device`` and ``tree_method`` are set from the cluster unless given.
-    After :meth:`fit`: ``booster``, ``history`` (metric per round per eval set),
-    ``run_id`` (MLflow), ``status`` (``finished``, ``stopped``, ``interrupted``) and
-    :meth:`predict`.
+    The validation frame's metrics (``valid=`` of :meth:`fit`) drive
+    ``early_stopping_rounds``. After :meth:`fit`: ``booster``, ``history`` (metric per round
+    per eval set), ``run_id`` (MLflow), ``status`` (``finished``, ``stopped``,
+    ``interrupted``) and :meth:`predict`.
     """
 
     def __init__(
@@ -152,80 +153,37 @@ class XGBoostTrainer:
             raise TrainingError(f"num_boost_round must be at least 1, got {num_boost_round}")
         self.params = dict(params or {})
         check_eval_metrics(self.params)
+        super().__init__(tracking=tracking, experiment=experiment, run_name=run_name)
         self.num_boost_round = int(num_boost_round)
         self.early_stopping_rounds = early_stopping_rounds
         self.device = device
         self.eval_train = eval_train
-        self.tracking = tracking
-        self.experiment = experiment
-        self.run_name = run_name
         self._booster: xgb.Booster | None = None
         self.history: dict[str, dict[str, list[float]]] = {}
-        self.features: list[str] = []
-        self.label: str | None = None
-        self.run_id: str | None = None
-        self.tracking_uri: str | None = None
-        self.status: str | None = None
-        #: why logging to MLflow failed after training (the model is kept), else None
-        self.tracking_error: str | None = None
         self.train_params: dict[str, Any] = {}
         self.n_rows = 0
 
     # -- training ----------------------------------------------------------------------------
-    def fit(
-        self,
-        cluster: Any,
-        df: Any,
-        label: str,
-        *,
-        features: list[str] | None = None,
-        valid: Any = None,
-        lineage: Any = None,
-        callbacks: list[CallbackLike] | CallbackLike | None = None,
-        progress: DisplayLike = "auto",
-    ) -> XGBoostTrainer:
-        """Train on ``df`` (dask or pandas DataFrame) to predict column ``label``.
-
-        ``valid`` is an optional validation frame with the same columns (its metrics are
-        reported as ``valid-<metric>`` and drive ``early_stopping_rounds``). ``lineage`` is
-        the data's manifest (a dict or an object with ``to_dict()``), logged with the run.
-        """
-        client = get_client(cluster)
-        # xgboost.dask and dask look the client up with get_client(): make ours current (it
-        # need not be the process-wide default).
-        with client.as_current():
-            return self._fit(
-                client, cluster, df, label, features, valid, lineage, callbacks, progress
-            )
-
-    def _fit(
-        self,
-        client: Client,
-        cluster: Any,
-        df: Any,
-        label: str,
-        features: list[str] | None,
-        valid: Any,
-        lineage: Any,
-        callbacks: list[CallbackLike] | CallbackLike | None,
-        progress: DisplayLike,
-    ) -> XGBoostTrainer:
-        lineage_data = lineage_dict(lineage, df)  # check before spending time on training
-        if self.early_stopping_rounds is not None and valid is None:
+    def _fit(self, call: FitCall) -> XGBoostTrainer:
+        client, label = call.client, call.label
+        lineage_data = lineage_dict(call.lineage, call.df)  # check before training
+        if self.early_stopping_rounds is not None and call.valid is None:
             raise TrainingError(
                 "early_stopping_rounds needs a validation set: pass valid=<a DataFrame>"
             )
-        device = resolve_device(self.device, cluster, client)
+        device = resolve_device(self.device, call.cluster, client)
         params: dict[str, Any] = {"tree_method": "hist", "device": device, **self.params}
         self.train_params = params
 
         # The row and missing-label counts run on the cluster while the DMatrix is built
         # from the same persisted data; they are checked before anything is tracked or
         # trained (and first, if building the DMatrix fails, for the clearer message).
-        data = prepare(client, df, label, features, wait=False)
+        data = prepare(client, call.df, label, call.features, wait=False)
         vdata: Tabular | None = None
-        if valid is not None:
-            vdata = prepare(client, valid, label, data.features, what="validation data", wait=False)
+        if call.valid is not None:
+            vdata = prepare(
+                client, call.valid, label, data.features, what="validation data", wait=False
+            )
         try:
             with client.as_current():
                 dtrain = xgb_dask.DaskQuantileDMatrix(
@@ -246,20 +204,10 @@ class XGBoostTrainer:
         if vdata is not None:
             vdata.check()
 
-        tracker = make_tracker(
-            self.tracking, run_name=self.run_name, default_experiment=self.experiment
-        )
-        reporter = Reporter(
-            "xgboost",
-            self.num_boost_round,
-            callbacks=callbacks,
-            progress=progress,
-            title=f"XGBoost ({device})",
-        )
-        if tracker is not None:
-            reporter.consumers.append(tracker)
-            tracker.start(
-                params={
+        title = f"XGBoost ({device})"
+        with self._training_run(call, "xgboost", self.num_boost_round, title) as run:
+            run.track(
+                {
                     **params,
                     "num_boost_round": self.num_boost_round,
                     "early_stopping_rounds": self.early_stopping_rounds,
@@ -268,16 +216,14 @@ class XGBoostTrainer:
                     "n_rows": data.n_rows,
                     "n_workers": len(client.scheduler_info(n_workers=-1)["workers"]),
                 },
-                tags={"workbench.job": "xgboost", "workbench.device": device},
+                {"workbench.job": "xgboost", "workbench.device": device},
+                lineage_data,
             )
-            if lineage_data is not None:
-                tracker.log_lineage(lineage_data)
-        try:
-            reporter.start(device=device, n_rows=data.n_rows, features=data.features)
-            with LiveJob(client, reporter) as job:
+            run.start(device=device, n_rows=data.n_rows, features=data.features)
+            with LiveJob(client, run.reporter) as job:
                 relay = WorkbenchProgressRelay(job.topic, job.stop_name)
 
-                def run() -> dict[str, Any]:
+                def train() -> dict[str, Any]:
                     with client.as_current():
                         return dict(
                             xgb_dask.train(
@@ -292,35 +238,22 @@ class XGBoostTrainer:
                             )
                         )
 
-                outcome = job.run(run, final_step=lambda out: out["booster"].num_boosted_rounds())
-        except BaseException:
-            reporter.end("failed")
-            if tracker is not None:
-                tracker.finish("FAILED")
-            raise
-        if outcome.result is None:
-            reporter.end("failed")
-            if tracker is not None:
-                tracker.finish("FAILED")
-            assert outcome.error is not None
-            err = outcome.error
-            if isinstance(err, xgb.core.XGBoostError):
-                raise TrainingError(f"XGBoost training failed: {err}") from err
-            raise err
-        booster: xgb.Booster = outcome.result["booster"]
-        self._booster = booster
-        self.history = {
-            k: {m: [float(x) for x in v] for m, v in per.items()}
-            for k, per in outcome.result["history"].items()
-        }
-        self.features = data.features
-        self.label = label
-        self.n_rows = data.n_rows
-        self.status = outcome.status
-        reporter.end(outcome.status, rounds=booster.num_boosted_rounds())
-        if tracker is not None:
+                outcome = job.run(train, final_step=lambda out: out["booster"].num_boosted_rounds())
+            if outcome.result is None:
+                assert outcome.error is not None
+                err = outcome.error
+                if isinstance(err, xgb.core.XGBoostError):
+                    raise TrainingError(f"XGBoost training failed: {err}") from err
+                raise err
+            booster: xgb.Booster = outcome.result["booster"]
+            self._booster = booster
+            self.history = {
+                k: {m: [float(x) for x in v] for m, v in per.items()}
+                for k, per in outcome.result["history"].items()
+            }
+            self.n_rows = data.n_rows
 
-            def log() -> None:
+            def log(tracker: Tracker) -> None:
                 final = {
                     f"final-{k}-{m}": v[-1]
                     for k, per in self.history.items()
@@ -330,11 +263,9 @@ class XGBoostTrainer:
                 tracker.log_metrics(final)
                 tracker.log_model(self._save_mlflow_model)
 
-            self.tracking_error = tracker.complete(
-                log, "FAILED" if outcome.error else _MLFLOW_STATUS[outcome.status]
+            self._complete(
+                run, outcome, data.features, label, log, rounds=booster.num_boosted_rounds()
             )
-            self.run_id = tracker.run_id
-            self.tracking_uri = tracker.uri
         if outcome.error is not None:
             raise outcome.error
         return self
@@ -343,7 +274,10 @@ class XGBoostTrainer:
         import mlflow.xgboost
 
         mlflow.xgboost.save_model(
-            self.booster, str(path), model_format="ubj", pip_requirements=_requirements("xgboost")
+            self.booster,
+            str(path),
+            model_format="ubj",
+            pip_requirements=pip_requirements("xgboost"),
         )
 
     # -- the trained model ----------------------------------------------------------------------
@@ -419,21 +353,6 @@ class XGBoostTrainer:
             for a, b in rows
         )
         return f"<b>XGBoostTrainer</b><table>{body}</table>"
-
-
-_MLFLOW_STATUS = {"finished": "FINISHED", "stopped": "FINISHED", "interrupted": "KILLED"}
-
-
-def _requirements(*packages: str) -> list[str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = []
-    for name in packages:
-        try:
-            out.append(f"{name}=={version(name)}")
-        except PackageNotFoundError:
-            out.append(name)
-    return out
 
 
 def train_xgboost(

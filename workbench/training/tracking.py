@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import config
+from ..redact import redact_text
 from .errors import InvalidDataError, TrainingError
 from .progress import Callback, ProgressEvent
 
@@ -60,8 +61,9 @@ def tracking_uri() -> str:
                 f"as 'http://host:5000' or 'sqlite:////path/mlflow.db', got {value!r}"
             )
         return value.strip()
-    store = default_store_dir()
-    store.mkdir(parents=True, exist_ok=True)
+    from ..private import private_dir
+
+    store = private_dir(default_store_dir())
     return f"sqlite:///{store / 'mlflow.db'}"
 
 
@@ -109,7 +111,22 @@ def lineage_dict(lineage: Any, frame: Any = None) -> dict[str, Any] | None:
         json.dumps(data)
     except (TypeError, ValueError) as exc:
         raise InvalidDataError(f"lineage is not JSON-serialisable: {exc}") from None
-    return data
+    from ..redact import redact_value
+
+    return dict(redact_value(data))  # no credential in a URI reaches MLflow
+
+
+def pip_requirements(*packages: str) -> list[str]:
+    """``name==version`` of each installed package, for an MLflow model's requirements."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in packages:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
 
 
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -221,7 +238,7 @@ class Tracker(Callback):
         from mlflow.entities import RunTag
 
         self.client.log_batch(
-            self._require_run(), tags=[RunTag(k, str(v)) for k, v in tags.items()]
+            self._require_run(), tags=[RunTag(k, redact_text(str(v))) for k, v in tags.items()]
         )
 
     def flush(self) -> None:

@@ -1,0 +1,159 @@
+"""Secrets never shown: redaction of URIs and text before they are shown or recorded.
+
+A URI may carry a credential: an Azure SAS token (``?sv=...&sig=...``), a presigned S3 or
+GCS URL (``X-Amz-Signature``, ``X-Amz-Credential``, ``X-Amz-Security-Token``,
+``X-Goog-Signature``), a password (``scheme://user:password@host``). Everything that
+shows or records a URI (REST dataset listings, the inserted load cell, lineage manifests,
+MLflow tags, error messages) passes it through :func:`redact_uri`; free text that may hold
+one (an error message with the offending input) through :func:`redact_text`, which also
+hides the value of secret-looking assignments and options (``API_TOKEN=...``,
+``--password ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .credentials import POINTER_KEY, SECRET_KEY
+
+#: What replaces a hidden value.
+REDACTED = "REDACTED"
+#: Query parameters whose value is (part of) a credential, lower case.
+SECRET_QUERY_KEYS = frozenset(
+    {
+        "sig",
+        "signature",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+        "x-goog-credential",
+        "token",
+        "access_token",
+        "sas",
+        "key",
+        "password",
+        "secret",
+        "code",
+    }
+)
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+_ASSIGNMENT = re.compile(
+    r"(?P<name>[A-Za-z_][\w-]*)(?P<sep>=)(?P<value>[^\s'\",;)]+)"
+    r"|(?<=-)(?P<fname>[A-Za-z][\w-]*)(?P<fsep>\s+)(?P<fvalue>[^\s'\",;)-][^\s'\",;)]*)"
+)
+
+
+def _secret_query_key(key: str) -> bool:
+    k = key.lower()
+    return k in SECRET_QUERY_KEYS or (
+        SECRET_KEY.search(k) is not None and not POINTER_KEY.search(k)
+    )
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any password and credential query parameter replaced by REDACTED."""
+    if "://" not in uri and "?" not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return _URI.sub(REDACTED, uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, sep, _password = userinfo.partition(":")
+        if sep:  # user:password@ (a bare name@, such as abfs://container@account, stays)
+            netloc = f"{user}:{REDACTED}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_secret_query_key(k) for k, _ in pairs):
+            query = urlencode(
+                [(k, REDACTED if _secret_query_key(k) else v) for k, v in pairs], safe="/:"
+            )
+    if netloc == parts.netloc and query == parts.query:
+        return uri
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URIs redacted and the values of secret-looking names hidden."""
+    text = _URI.sub(lambda m: redact_uri(m.group()), text)
+
+    def hide(match: re.Match[str]) -> str:
+        flag = match.group("fname") is not None
+        name = match.group("fname" if flag else "name")
+        value = match.group("fvalue" if flag else "value")
+        if SECRET_KEY.search(name) and not POINTER_KEY.search(name):
+            if value.startswith(("env:", "keyring:", "file:", "$", REDACTED)):
+                return match.group()
+            return f"{name}{match.group('fsep' if flag else 'sep')}{REDACTED}"
+        return match.group()
+
+    return _ASSIGNMENT.sub(hide, text)
+
+
+def redact_value(value: Any) -> Any:
+    """``value`` (str, list, dict) with every string passed through :func:`redact_text`
+    and every literal under a secret-looking key hidden."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list | tuple):
+        out_list: list[Any] = []
+        for i, item in enumerate(value):
+            before = value[i - 1] if i else None
+            flag = isinstance(before, str) and before.startswith("-")
+            name = before.lstrip("-") if isinstance(before, str) else ""
+            if (
+                flag
+                and isinstance(item, str)
+                and SECRET_KEY.search(name)
+                and not POINTER_KEY.search(name)
+                and not item.startswith(("env:", "keyring:", "file:", "$"))
+            ):
+                out_list.append(REDACTED)
+            else:
+                out_list.append(redact_value(item))
+        return type(value)(out_list)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            secret = (
+                isinstance(k, str)
+                and SECRET_KEY.search(k)
+                and not POINTER_KEY.search(k)
+                and isinstance(v, str | int)
+                and not isinstance(v, bool)
+                and not (isinstance(v, str) and v.startswith(("env:", "keyring:", "file:")))
+            )
+            out[k] = REDACTED if secret else redact_value(v)
+        return out
+    return value
+
+
+class RedactingStream:
+    """A text stream that redacts what is written to it (the CLI's stdout and stderr)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.encoding = getattr(stream, "encoding", "utf-8")
+        self.errors = getattr(stream, "errors", "strict")
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact_text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(self._stream.isatty())
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    def writable(self) -> bool:
+        return True
