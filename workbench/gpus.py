@@ -47,8 +47,25 @@ class GPUInventory:
         }
 
 
-def _text(value: Any) -> str:
+def nvml_text(value: Any) -> str:
+    """A string NVML returned (bytes in older bindings, str in newer ones)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def physical_gpus(nvml: Any) -> list[tuple[GPUInfo, Any]]:
+    """Every GPU the driver reports, in NVML's index order, with its NVML handle
+    (``nvml`` is the initialised bindings module, or a replay of it)."""
+    out: list[tuple[GPUInfo, Any]] = []
+    for i in range(nvml.nvmlDeviceGetCount()):
+        h = nvml.nvmlDeviceGetHandleByIndex(i)
+        info = GPUInfo(
+            index=i,
+            uuid=nvml_text(nvml.nvmlDeviceGetUUID(h)),
+            name=nvml_text(nvml.nvmlDeviceGetName(h)),
+            memory_total=int(nvml.nvmlDeviceGetMemoryInfo(h).total),
+        )
+        out.append((info, h))
+    return out
 
 
 def filter_visible(gpus: list[GPUInfo], cuda_visible_devices: str | None) -> list[GPUInfo]:
@@ -92,18 +109,8 @@ def detect_gpus(nvml: Any = None) -> GPUInventory:
     except pynvml.NVMLError as exc:
         return GPUInventory(reason=f"NVML could not start ({exc}): no NVIDIA driver is visible")
     try:
-        physical: list[GPUInfo] = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            h = pynvml.nvmlDeviceGetHandleByIndex(i)
-            physical.append(
-                GPUInfo(
-                    index=i,
-                    uuid=_text(pynvml.nvmlDeviceGetUUID(h)),
-                    name=_text(pynvml.nvmlDeviceGetName(h)),
-                    memory_total=int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                )
-            )
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
+        physical = [info for info, _ in physical_gpus(pynvml)]
+        driver = nvml_text(pynvml.nvmlSystemGetDriverVersion())
         try:
             cuda = pynvml.nvmlSystemGetCudaDriverVersion()
             cuda_version: str | None = f"{cuda // 1000}.{(cuda % 1000) // 10}"

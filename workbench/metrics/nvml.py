@@ -32,7 +32,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ..gpus import GPUInfo, filter_visible
+from ..gpus import GPUInfo, filter_visible, nvml_text, physical_gpus
 from .base import MetricSpec, SamplerContext, define, series_key
 from .rates import CounterRates, EnergyIntegrator
 
@@ -208,10 +208,6 @@ _PERMANENT = {
 }
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _permanent_codes(nvml: Any) -> set[int]:
     return {getattr(nvml, n) for n in _PERMANENT if hasattr(nvml, n)}
 
@@ -325,7 +321,7 @@ class DeviceReader:
                 continue  # no instance in this slot
             try:
                 mem = n.nvmlDeviceGetMemoryInfo(mh)
-                uuid = _text(n.nvmlDeviceGetUUID(mh))
+                uuid = nvml_text(n.nvmlDeviceGetUUID(mh))
             except n.NVMLError:
                 continue
             out.append({"uuid": uuid, "mem_used": mem.used, "mem_total": mem.total})
@@ -455,23 +451,14 @@ class GPUSampler:
             )
 
     def _open(self, n: Any, selection: str | None) -> None:
-        physical: list[GPUInfo] = []
-        handles: dict[int, Any] = {}
-        for i in range(n.nvmlDeviceGetCount()):
-            h = n.nvmlDeviceGetHandleByIndex(i)
-            handles[i] = h
-            physical.append(
-                GPUInfo(
-                    index=i,
-                    uuid=_text(n.nvmlDeviceGetUUID(h)),
-                    name=_text(n.nvmlDeviceGetName(h)),
-                    memory_total=int(n.nvmlDeviceGetMemoryInfo(h).total),
-                )
-            )
+        found = physical_gpus(n)
+        physical = [info for info, _ in found]
+        handles = {info.index: h for info, h in found}
         if selection is not None and selection.strip().startswith("MIG-"):
             # A MIG instance: sample its parent GPU (and so every instance on it).
             mig = n.nvmlDeviceGetHandleByUUID(selection.strip())
-            parent = _text(n.nvmlDeviceGetUUID(n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig)))
+            parent_handle = n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig)
+            parent = nvml_text(n.nvmlDeviceGetUUID(parent_handle))
             chosen = [g for g in physical if g.uuid == parent]
         else:
             chosen = filter_visible(physical, selection)
