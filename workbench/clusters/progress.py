@@ -12,17 +12,7 @@ import sys
 import time
 from typing import Any
 
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (IPython already imported and a ZMQ shell running)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    try:
-        shell = ipython.get_ipython()
-    except Exception:
-        return False
-    return type(shell).__name__ == "ZMQInteractiveShell"
+from ..jupyter_kernel import in_notebook
 
 
 class WaitDisplay:

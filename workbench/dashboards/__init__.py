@@ -13,6 +13,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MetricsError, MissingDependencyError
+from ..jupyter_kernel import in_notebook
 
 try:
     import panel as pn
@@ -29,15 +30,6 @@ if TYPE_CHECKING:
     from ..metrics.store import MetricsStore
 
 _extension_loaded = False
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
 
 
 def load_extension() -> None:
@@ -68,7 +60,7 @@ def dashboard(
     # A notebook shows the first render as is: wait (briefly) for lines, not dots.
     with contextlib.suppress(MetricsError):
         store.wait_for(_has_history, timeout=5 * store.interval + 2)
-    if _in_notebook():
+    if in_notebook():
         load_extension()
     cost = getattr(target, "cost", None)  # a ClusterHandle knows its running cost
     view = create_view(store, cost=cost if callable(cost) else None, **settings)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
+from ..jupyter_kernel import in_notebook
+
 logger = logging.getLogger(__name__)
 
 EventKind = Literal["start", "step", "end"]
@@ -103,20 +105,6 @@ class History(Callback):
 
 
 # -- displays ------------------------------------------------------------------------------
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where widgets can be shown)."""
-    ipython_mod = sys.modules.get("IPython")
-    if ipython_mod is None:
-        return False
-    try:
-        ip = ipython_mod.get_ipython()
-    except Exception:
-        return False
-    if ip is None:
-        return False
-    return type(ip).__name__ == "ZMQInteractiveShell" or "IPKernelApp" in getattr(ip, "config", {})
 
 
 def _format_metrics(metrics: dict[str, float], limit: int = 4) -> str:
