@@ -60,10 +60,13 @@ def dash_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashClust
 
 
 @pytest.fixture
-def dash_store(dash_cluster: DashCluster) -> Iterator[Any]:
-    """The process-wide metrics store of ``dash_cluster``, with both workers reporting."""
+def dash_store(dash_cluster: DashCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The process-wide metrics store of ``dash_cluster``, with both workers reporting.
+    The store finds the cluster's TLS credentials through its record, in the cluster's
+    state directory."""
     from workbench.metrics import get_store
 
+    monkeypatch.setenv("WORKBENCH_STATE_DIR", str(dash_cluster.state_dir))
     store = get_store(dash_cluster.address, interval=0.5)
     store.wait_for(
         lambda s: sum(1 for w in s.worker_sources() if len(w.ring) >= 2) == 2, timeout=60
