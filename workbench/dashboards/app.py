@@ -97,14 +97,22 @@ class _PlotSlot:
         settings = (float(state.window), str(state.mode))
         return self.pending or not self.series or settings != self.settings
 
-    def update(self, state: DashboardState) -> None:
+    def update(self, state: DashboardState, rebuild: bool = False) -> None:
         """Append the new points, or build the plot. A plot shown in a session is built
         anew only in an update that announced it (:meth:`needs_build`), which the view
         runs with the document frozen: replacing a rendered plot in an unfrozen update
         leaves the browser without the new plot's models. So when the points call for a
-        new plot (a new line, a larger unit), it is built in the next update."""
+        new plot (a new line, a larger unit), it is built in the next update. In such an
+        update (``rebuild``) every plot of the tab is built, none appended to: streamed
+        points held in a frozen document did not all reach the page."""
         settings = (float(state.window), str(state.mode))
-        if self.series and settings == self.settings and not self.pending and self.pane._plots:
+        if (
+            not rebuild
+            and self.series
+            and settings == self.settings
+            and not self.pending
+            and self.pane._plots
+        ):
             sessions = self._sessions()
             if not sessions or not self._append(state, sessions):
                 self.pending = True
@@ -378,13 +386,13 @@ class DashboardView:
             build = not slots or any(slot.needs_build(self.state) for slot in slots)
             if build:
                 with pn.io.hold(freeze=True):
-                    self._redraw()
+                    self._redraw(rebuild=True)
             else:
                 self._redraw()
         except Exception:  # a failed redraw must not kill the session's callback
             logger.exception("dashboard update failed")
 
-    def _redraw(self) -> None:
+    def _redraw(self, rebuild: bool = False) -> None:
         tab = self.active_tab
         slots = self._sync_slots(tab)
         notice = self._notice(tab)
@@ -393,7 +401,7 @@ class DashboardView:
         # Without any GPU the notice says it all; the empty GPU plots would repeat it.
         self.grids[tab].visible = not (tab == "GPU" and notice)
         for slot in slots:
-            slot.update(self.state)
+            slot.update(self.state, rebuild=rebuild)
 
     def _notice(self, tab: str) -> str | None:
         if tab == "GPU":
