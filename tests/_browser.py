@@ -30,3 +30,25 @@ def launch_chromium(playwright: Any) -> Any:
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: run 'make system-deps' (scripts/setup/40-browser.sh)")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def empty_notebook(cell_id: str = "first") -> dict[str, Any]:
+    """A notebook with one empty code cell and the python3 kernelspec (no kernel dialog),
+    as the contents API takes it."""
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": cell_id,
+                "metadata": {},
+                "outputs": [],
+                "source": "",
+            }
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }

@@ -17,7 +17,7 @@ import pytest
 import workbench
 from workbench.clusters import ClusterControl
 
-from ._browser import launch_chromium
+from ._browser import empty_notebook, launch_chromium
 from ._contract import wait_until
 from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
 from .test_templates import make_template
@@ -31,23 +31,7 @@ pytestmark = [
     pytest.mark.usefixtures("stop_clusters_after"),
 ]
 
-NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "id": "connect",
-            "metadata": {},
-            "outputs": [],
-            "source": "",
-        }
-    ],
-    "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
+NOTEBOOK = empty_notebook("connect")
 
 # The newest time of each plot's data in the page's BokehJS (filled over the websocket).
 PLOT_TIMES = """() => {

@@ -20,7 +20,7 @@ import pytest
 
 import workbench
 
-from ._browser import launch_chromium
+from ._browser import empty_notebook, launch_chromium
 from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,23 +33,7 @@ pytestmark = [
     pytest.mark.usefixtures("stop_clusters_after"),
 ]
 
-NOTEBOOK = {
-    "cells": [
-        {
-            "cell_type": "code",
-            "execution_count": None,
-            "id": "first",
-            "metadata": {},
-            "outputs": [],
-            "source": "",
-        }
-    ],
-    "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
-    },
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
+NOTEBOOK = empty_notebook("first")
 
 # The accessible name of a control as a screen reader announces it (aria-label,
 # aria-labelledby, a button's text, a <label>, its title); empty: nameless.

@@ -20,7 +20,7 @@ import pytest
 
 import workbench
 
-from ._browser import launch_chromium
+from ._browser import empty_notebook, launch_chromium
 from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,26 +36,6 @@ pytestmark = [
 ]
 
 
-def _notebook() -> dict[str, Any]:
-    return {
-        "cells": [
-            {
-                "cell_type": "code",
-                "execution_count": None,
-                "id": "first",
-                "metadata": {},
-                "outputs": [],
-                "source": "",
-            }
-        ],
-        "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}
-        },
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-
-
 def _run_cell(page: Any, cell: Any, code: str) -> None:
     cell.locator(".cm-content").click()
     page.keyboard.press("Control+a")
@@ -69,7 +49,7 @@ def test_status_bar_follows_the_kernel_and_auto_connect(lab_process: Any) -> Non
     lab: JupyterProcess = lab_process("lab")
     for name in ("first.ipynb", "second.ipynb"):
         reply = lab.request(
-            "PUT", f"api/contents/{name}", {"type": "notebook", "content": _notebook()}
+            "PUT", f"api/contents/{name}", {"type": "notebook", "content": empty_notebook()}
         )
         assert reply.status in (200, 201), reply.data
     handle = workbench.launch(
