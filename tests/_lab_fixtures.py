@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from workbench.clusters import ClusterControl
+from workbench.server import SWEEP_SETTING
 
 BIN = Path(sys.executable).parent
 #: Small, quick local clusters: one single-threaded worker, a dashboard on a free port.
@@ -61,8 +62,15 @@ class Reply:
 
 
 @pytest.fixture
-def api(jp_fetch: Any) -> Callable[..., Any]:
-    """``await api("GET", "clusters")``: a workbench route over real HTTP, with the token."""
+def api(jp_fetch: Any, jp_serverapp: Any) -> Callable[..., Any]:
+    """``await api("GET", "clusters")``: a workbench route over real HTTP, with the token.
+
+    Waits for the server's start-up sweep first: it releases stale records, and a test
+    that adds one must not race it."""
+    sweep = jp_serverapp.web_app.settings.get(SWEEP_SETTING)
+    if sweep is not None:
+        sweep.join(timeout=60)
+        assert not sweep.is_alive(), "the start-up sweep of stale clusters still runs after 60 s"
 
     async def call(
         method: str,

@@ -164,3 +164,54 @@ def test_dashboard_updates_live_in_chromium(
     families = {f.name: f for f in text_string_to_metric_families(text)}
     executing = families["workbench_dask_worker_tasks_executing"].samples
     assert {s.labels["worker_name"] for s in executing} == {"0", "1"}
+
+
+def test_a_plot_whose_first_samples_come_after_the_page_opened_is_drawn(chromium: Any) -> None:
+    """A plot that has no samples when the page opens (a slow machine, a worker that
+    reports late) shows its note, then appears in the open page, legend and all, while
+    the plot beside it, drawn from the start, goes on."""
+    import threading
+
+    from workbench.dashboards import DashboardServer
+    from workbench.metrics import SampleRing
+    from workbench.metrics.store import HOST_SOURCE, MetricsStore, Source
+
+    host_cpu = "workbench_cpu_utilization_percent"  # "Host CPU (%)": line "host CPU"
+    process_cpu = "workbench_process_cpu_percent"  # "Process CPU (% of one core)"
+    # A store that samples nothing itself: this test feeds its host source.
+    store = MetricsStore(None, interval=0.3, sample_host=False).start()
+    ring = SampleRing(600)
+    store.sources[HOST_SOURCE] = Source(HOST_SOURCE, "host", ring, host="here", name="host")
+    late = threading.Event()
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(0.3):
+            values = {host_cpu: 25.0}
+            if late.is_set():
+                values[process_cpu] = 80.0
+            ring.append(time.time(), values)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    server = DashboardServer(store, 0)
+    page = chromium.new_page(viewport={"width": 1400, "height": 1500})
+    try:
+        page.goto(server.url)
+        wait_for(lambda: "host CPU" in _state(page)["legends"], timeout=60, what="host CPU")
+        page.get_by_text("Process CPU (% of one core)").first.wait_for(timeout=30_000)  # its note
+        assert "process CPU" not in _state(page)["legends"]
+        started = time.monotonic()
+        late.set()
+        wait_for(
+            lambda: {"host CPU", "process CPU"} <= set(_state(page)["legends"]),
+            timeout=30,
+            what="the late plot in the open page",
+        )
+        print(f"late plot drawn {time.monotonic() - started:.1f} s after its first samples")
+    finally:
+        stop.set()
+        feeder.join(timeout=10)
+        page.close()
+        server.stop()
+        store.close()

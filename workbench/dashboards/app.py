@@ -84,7 +84,11 @@ class _PlotSlot:
             None, sizing_mode="stretch_width", min_width=360, linked_axes=False
         )
         self.note = pn.pane.HTML("", sizing_mode="stretch_width")
-        self.container = pn.Column(self.note, sizing_mode="stretch_width")
+        # The pane is in the layout from the start, hidden while the plot has no data: a
+        # pane swapped in for the note after the page was served did not reach the
+        # browser (a plot whose first samples came late stayed missing there).
+        self.pane.visible = False
+        self.container = pn.Column(self.note, self.pane, sizing_mode="stretch_width")
         self.showing_plot = False
         #: Points of all lines shown now; times a plot was built for the sessions (an
         #: element no session shows yet is refreshed uncounted); updates appended.
@@ -129,7 +133,7 @@ class _PlotSlot:
             missing = state.missing(self.plot)
             self.note.object = f"<b>{html.escape(self.plot.title)}</b>: {html.escape(missing)}"
             if self.showing_plot:
-                self.container[:] = [self.note]
+                self.pane.visible, self.note.visible = False, True
                 self.showing_plot = False
             self.series = ()
             return
@@ -151,7 +155,7 @@ class _PlotSlot:
         if shown or not self.rebuilds:
             self.rebuilds += 1
         if not self.showing_plot:
-            self.container[:] = [self.pane]
+            self.pane.visible, self.note.visible = True, False
             self.showing_plot = True
 
     def _sessions(self) -> list[tuple[Any, dict[str, ColumnDataSource]]]:

@@ -13,7 +13,10 @@ from typing import Any
 
 from .routes import API_PREFIX, ROUTES, setup_routes
 
-__all__ = ["API_PREFIX", "ROUTES", "setup_routes", "sweep_stale_clusters"]
+__all__ = ["API_PREFIX", "ROUTES", "SWEEP_SETTING", "setup_routes", "sweep_stale_clusters"]
+
+#: The web app setting that holds the start-up sweep's thread.
+SWEEP_SETTING = "workbench_sweep"
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -65,9 +68,12 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     setup_routes(serverapp.web_app)
     serverapp.log.info("workbench: REST API at %s%s/", serverapp.base_url, API_PREFIX)
     _setup_autoconnect(serverapp)
-    threading.Thread(
+    sweep = threading.Thread(
         target=sweep_stale_clusters,
         args=(serverapp.log,),
         name="workbench-sweep",
         daemon=True,
-    ).start()
+    )
+    # kept where a caller that must not race the sweep (a test adding records) finds it
+    serverapp.web_app.settings[SWEEP_SETTING] = sweep
+    sweep.start()
