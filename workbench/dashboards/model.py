@@ -142,19 +142,21 @@ class _Series:
 _Found = tuple[str, str, dict[str, str], np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
 
-def _extract(keys: list[str], times: list[float], rows: list[Any], names: set[str]) -> list[_Found]:
+def _extract(
+    keys: list[str], times: np.ndarray, values: np.ndarray, names: set[str]
+) -> list[_Found]:
+    """The series of ``names`` in a ring's window (``values[i, k]``: key k at times[i])."""
     out: list[_Found] = []
-    if not times:
+    if not len(times):
         return out
-    t = np.asarray(times, dtype=float)
     for idx, key in enumerate(keys):
         name, labels = parse_key(key)
         if name not in names:
             continue
-        v = np.array([row[idx] if idx < len(row) else np.nan for row in rows], dtype=float)
+        v = values[:, idx]
         ok = ~np.isnan(v)
         if ok.any():
-            out.append((name, key, dict(labels), t[ok], v[ok]))
+            out.append((name, key, dict(labels), times[ok], v[ok]))
     return out
 
 

@@ -25,6 +25,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator
 from typing import Any, TypeAlias
 
+import numpy as np
+
 Row: TypeAlias = "array[float]"  # array("d"), NaN for "no value"
 NAN = math.nan
 
@@ -147,19 +149,21 @@ class SampleRing:
             keys = self.keys
             return t, {keys[i]: v for i, v in enumerate(row) if v == v}
 
-    def window(self, since_t: float) -> tuple[list[str], list[float], list[Row]]:
-        """``(keys, times, rows)`` of samples with ``t >= since_t``, oldest first.
-
-        Rows are arrays of doubles as long as the key table was when they were taken
-        (NaN: no value)."""
+    def window(self, since_t: float) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """``(keys, times, values)`` of samples with ``t >= since_t``, oldest first:
+        ``values[i, k]`` is key ``k`` at ``times[i]`` (NaN: no value)."""
         with self._lock:
             picked: list[tuple[int, float, Row]] = []
             for item in reversed(self._rows):
                 if item[1] < since_t:
                     break
                 picked.append(item)
-            picked.reverse()
-            return list(self.keys), [t for _, t, _ in picked], [r for _, _, r in picked]
+            keys = list(self.keys)
+        picked.reverse()
+        values = np.full((len(picked), len(keys)), np.nan)
+        for i, (_, _, row) in enumerate(picked):
+            values[i, : len(row)] = np.frombuffer(row, dtype=np.float64)
+        return keys, np.array([t for _, t, _ in picked], dtype=float), values
 
     def last_time(self) -> float | None:
         with self._lock:

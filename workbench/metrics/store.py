@@ -29,6 +29,7 @@ from ..errors import MetricsError
 from .base import MetricSpec, SamplerContext, create_samplers, define, metric_spec
 from .host import hostname
 from .ring import SampleRing
+from .tiered_ring import TieredRing
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Source:
 
     id: str
     kind: str  # "worker" or "host"
-    ring: SampleRing
+    ring: SampleRing | TieredRing
     host: str = ""
     name: str = ""
     info: dict[str, Any] = field(default_factory=dict)
@@ -63,8 +64,10 @@ class Source:
 class MetricsStore:
     """Samples the host, pulls the workers, and keeps every series in bounded rings.
 
-    ``interval``: seconds between collections. ``capacity``: rows kept per source
-    (3600 = an hour at 1 Hz). ``worker_interval``/``worker_capacity`` configure the
+    ``interval``: seconds between collections. ``capacity``: rows' worth of time kept per
+    source (3600 = an hour at 1 Hz); the workers' and the cluster's rows are mirrored in
+    :class:`~workbench.metrics.tiered_ring.TieredRing` (the newest 5 minutes as sampled,
+    older rows merged). ``worker_interval``/``worker_capacity`` configure the
     worker plugin when this store installs it. ``sample_host``: also sample this
     process's machine. The collector runs on its own thread with its own event loop.
     """
@@ -97,7 +100,7 @@ class MetricsStore:
         self.connect_timeout = connect_timeout
         self.consumer = f"store-{uuid.uuid4().hex[:8]}"
         self.sources: dict[str, Source] = {}
-        self.cluster = SampleRing(capacity)
+        self.cluster: SampleRing | TieredRing = TieredRing(capacity)
         #: Increases after every collection; views re-render only when it moved.
         self.version = 0
         #: Why the last collection from the cluster failed, or None.
@@ -357,7 +360,7 @@ class MetricsStore:
                 source = self.sources.get(address)
                 if source is None:
                     source = self.sources[address] = Source(
-                        address, "worker", SampleRing(self.capacity)
+                        address, "worker", TieredRing(self.capacity)
                     )
                 if "info" in delta:
                     source.info = delta["info"]
