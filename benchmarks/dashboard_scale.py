@@ -7,8 +7,9 @@ Per 1 Hz update, interleaved in rounds:
   (``MetricsStore.ingest``, the code that mirrors the scheduler's broadcast), against a
   plain numpy ring buffer (one preallocated float64 array per worker) taking the same
   rows. Details: the store's memory for a one-hour window (traced allocations; measured
-  at the smaller sizes, and the rings are independent per worker, so the larger sizes
-  are the per-worker figure times the workers) and the numpy buffer's.
+  at 8 and 24 workers: the rings are independent per worker, so the larger sizes are
+  the store's fixed part plus the per-worker figure times the workers) and the numpy
+  buffer's.
 * ``dashboard-model``: CPU of the dashboard model computing the Cluster tab's new points
   for all viewers (``DashboardState.new_points`` of each plot, aggregate view, 5 min
   window), against building the same aggregate plots directly with pandas and hvplot
@@ -39,6 +40,8 @@ HOUR = 3600
 WINDOW = 300
 #: Sizes up to this one get their store memory measured (an hour of rows each).
 MEMORY_MEASURED = 32
+#: Two sizes measured for the line (per worker, fixed) that larger sizes are given by.
+MEMORY_FIT = (8, 24)
 #: Store memory target at 1024 workers for one hour (bytes).
 STORE_TARGET = 200 * 2**20
 
@@ -175,9 +178,13 @@ def scale(options: ScaleOptions) -> list[Curve]:
     )
     began = time.perf_counter()
     memory: dict[int, tuple[float, float]] = {}
-    for workers in [w for w in sizes if w <= MEMORY_MEASURED]:
+    for workers in sorted({*MEMORY_FIT, *(w for w in sizes if w <= MEMORY_MEASURED)}):
         memory[workers] = _store_memory(workers)
-    per_worker = max(m[0] / w for w, m in memory.items())
+    # Each worker has its own ring; the store's own rings (the cluster's) are paid once:
+    # a line through two measured sizes gives both, for the sizes too big to measure.
+    small, large = MEMORY_FIT
+    per_worker = (memory[large][0] - memory[small][0]) / (large - small)
+    fixed = memory[small][0] - per_worker * small
     viewer_sizes: dict[int, float] = {}
     for workers in sizes:
         sim = SimulatedCluster(workers, capacity=HOUR)
@@ -217,7 +224,7 @@ def scale(options: ScaleOptions) -> list[Curve]:
                 viewer.append(viewer_cpu)
                 sent.append(size)
         FRAMES._data.clear()
-        mem, raw_mem = memory.get(workers, (per_worker * workers, workers * HOUR * 8.0))
+        mem, raw_mem = memory.get(workers, (fixed + per_worker * workers, workers * HOUR * 8.0))
         if workers not in memory:
             raw_mem = workers * HOUR * (len(sim.values) + 1) * 8.0
         label = f"{workers} workers"
@@ -252,8 +259,9 @@ def scale(options: ScaleOptions) -> list[Curve]:
         f"{STORE_TARGET / 2**20:.0f} MB: "
         + ("met" if mem_big * 2**20 < STORE_TARGET else "**missed**")
         + f". Measured (traced allocations) at {', '.join(map(str, memory))} workers; "
-        "larger sizes: the per-worker figure times the workers (each worker has its own "
-        "ring). Ratio target chosen here.",
+        f"larger sizes: {fixed / 2**20:.2f} MB for the store's own rings plus "
+        f"{per_worker / 2**10:.0f} kB per worker (each worker has its own ring), the line "
+        f"through {MEMORY_FIT[0]} and {MEMORY_FIT[1]} workers. Ratio target chosen here.",
     ]
     if 64 in viewer_sizes and big in viewer_sizes:
         r = viewer_sizes[big] / max(viewer_sizes[64], 1.0)

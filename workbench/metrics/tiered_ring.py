@@ -53,20 +53,36 @@ class _Tier:
     def __init__(self, merge: int, max_points: int) -> None:
         self.merge = merge  # sampled rows per point
         self.max_points = max_points
+        # float64 in every tier: in float32 a counter of 1e12 bytes moves in steps of
+        # 65536, and the rate between two merged points would be noise.
+        self.dtype = np.float64
         self.blocks: deque[list[Any]] = deque()  # [times, values, filled]
         self.points = 0
+
+    def _block_for(self, width: int) -> list[Any]:
+        """The block the next row goes to, at least ``width`` values wide."""
+        if not self.blocks or self.blocks[-1][2] == BLOCK:
+            block = [np.empty(BLOCK), np.full((BLOCK, max(width, 1)), np.nan, self.dtype), 0]
+            self.blocks.append(block)
+        block = self.blocks[-1]
+        if width > block[1].shape[1]:
+            wider = np.full((BLOCK, width), np.nan, self.dtype)
+            wider[:, : block[1].shape[1]] = block[1]
+            block[1] = wider
+        return block
+
+    def append_row(self, t: float, row: list[float]) -> None:
+        block = self._block_for(len(row))
+        filled = block[2]
+        block[0][filled] = t
+        block[1][filled, : len(row)] = row
+        block[2] = filled + 1
+        self.points += 1
 
     def append(self, times: np.ndarray, values: np.ndarray) -> None:
         i = 0
         while i < len(times):
-            if not self.blocks or self.blocks[-1][2] == BLOCK:
-                width = max(values.shape[1], 1)
-                self.blocks.append([np.empty(BLOCK), np.full((BLOCK, width), np.nan), 0])
-            block = self.blocks[-1]
-            if values.shape[1] > block[1].shape[1]:
-                wider = np.full((BLOCK, values.shape[1]), np.nan)
-                wider[:, : block[1].shape[1]] = block[1]
-                block[1] = wider
+            block = self._block_for(values.shape[1])
             filled = block[2]
             take = min(BLOCK - filled, len(times) - i)
             block[0][filled : filled + take] = times[i : i + take]
@@ -136,22 +152,17 @@ class TieredRing:
                 return False
             self._intern(delta["keys"][len(self.keys) - offset :])
             last_t = self._last_time()
-            times, rows = [], []
+            fine = self._tiers[0]
+            added = 0
             for t, row in zip(delta["t"], delta["rows"], strict=True):
                 if t <= last_t:
                     continue
-                times.append(float(t))
-                rows.append([math.nan if v is None else v for v in row])
+                fine.append_row(float(t), [math.nan if v is None else v for v in row])
                 last_t = t
-            if not times:
-                return True
-            width = max(len(r) for r in rows)
-            values = np.full((len(rows), width), np.nan)
-            for i, r in enumerate(rows):
-                values[i, : len(r)] = r
-            self.seq += len(times)
-            self._tiers[0].append(np.asarray(times), values)
-            self._cascade()
+                added += 1
+            if added:
+                self.seq += added
+                self._cascade()
             return True
 
     def append(self, t: float, values: dict[str, float]) -> int:
@@ -160,11 +171,11 @@ class TieredRing:
             if t <= self._last_time():
                 return self.seq
             self._intern([k for k in values if k not in self._index])
-            row = np.full((1, len(self.keys)), np.nan)
+            row = [math.nan] * len(self.keys)
             for key, value in values.items():
-                row[0, self._index[key]] = value
+                row[self._index[key]] = value
             self.seq += 1
-            self._tiers[0].append(np.array([float(t)]), row)
+            self._tiers[0].append_row(float(t), row)
             self._cascade()
             return self.seq
 
@@ -178,6 +189,8 @@ class TieredRing:
             )
 
     def _cascade(self) -> None:
+        if self._tiers[0].points - BLOCK < self._tiers[0].max_points:
+            return  # the usual case: nothing overflows
         for i, tier in enumerate(self._tiers):
             for times, values, _ in tier.overflow():
                 if i + 1 == len(self._tiers):
