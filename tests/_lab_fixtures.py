@@ -36,6 +36,12 @@ SMALL_CLUSTER = {
     "memory_limit": "1GiB",
     "dashboard_address": "127.0.0.1:0",
 }
+#: The same cluster with its worker in this process (no memory limit: Dask would count this
+#: whole process's memory against it and pause the worker once a long test run grew).
+IN_PROCESS_CLUSTER = {
+    **{k: v for k, v in SMALL_CLUSTER.items() if k != "memory_limit"},
+    "processes": False,
+}
 
 
 @pytest.fixture

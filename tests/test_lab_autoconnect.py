@@ -24,7 +24,7 @@ from workbench import autoconnect
 from workbench.clusters import ClusterRecord, RecordStore
 
 from ._kernels import execute, kernel_of
-from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
+from ._lab_fixtures import IN_PROCESS_CLUSTER, JupyterProcess
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after", "close_collectors")
 
@@ -42,7 +42,7 @@ def close_collectors() -> Iterator[None]:
 
 
 def _launch() -> Any:
-    return workbench.launch("local-cpu", wait=True, **{**SMALL_CLUSTER, "processes": False})
+    return workbench.launch("local-cpu", wait=True, **IN_PROCESS_CLUSTER)
 
 
 async def test_the_mark_is_off_by_default_and_checked(api: Any) -> None:

@@ -19,7 +19,7 @@ from workbench.clusters import ClusterControl
 
 from ._browser import empty_notebook, launch_chromium
 from ._contract import wait_until
-from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
+from ._lab_fixtures import IN_PROCESS_CLUSTER, JupyterProcess
 from .test_templates import make_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,10 +191,9 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             handle = workbench.launch(
                 "local-cpu",
                 wait=True,
-                processes=False,
                 protocol="tcp",
                 security="none",
-                **SMALL_CLUSTER,
+                **IN_PROCESS_CLUSTER,
             )
             try:
                 other = sidebar.locator(f'.jp-workbench-cluster[data-cluster-id="{handle.id}"]')

@@ -22,7 +22,7 @@ from workbench.clusters import ClusterControl, ClusterRecord, RecordStore
 from workbench.server import dashboards as dash
 from workbench.server.metrics import metrics_snapshot
 
-from ._lab_fixtures import SMALL_CLUSTER
+from ._lab_fixtures import IN_PROCESS_CLUSTER
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after", "close_collectors")
 
@@ -76,7 +76,7 @@ async def test_cluster_metrics_and_dashboards_through_the_proxy(
         workbench.launch,
         "local-cpu",
         wait=True,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
+        **{**IN_PROCESS_CLUSTER, "protocol": "tcp", "security": "none"},
     )
     cid = handle.id
     try:
@@ -88,7 +88,9 @@ async def test_cluster_metrics_and_dashboards_through_the_proxy(
         assert data["scheduler_address"] == handle.scheduler_address
         (worker,) = data["workers"]
         assert worker["kind"] == "worker" and not worker["gone"]
-        assert "workbench_dask_worker_memory_limit_bytes" in worker["values"], worker
+        # the worker samples itself (an in-process worker has no memory limit to report)
+        assert "workbench_dask_worker_tasks_executing" in worker["values"], worker
+        assert "workbench_dask_worker_memory_limit_bytes" not in worker["values"], worker
         assert data["cluster_state"]["values"], data
         assert data["host"]["values"]
         text = (

@@ -23,7 +23,7 @@ from workbench.server import kernels
 from workbench.server.panes import dashboard_root, dask_plots
 
 from ._kernels import execute, kernel_of
-from ._lab_fixtures import SMALL_CLUSTER
+from ._lab_fixtures import IN_PROCESS_CLUSTER
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after", "close_collectors")
 
@@ -42,7 +42,7 @@ def _launch() -> Any:
     return workbench.launch(
         "local-cpu",
         wait=True,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
+        **{**IN_PROCESS_CLUSTER, "protocol": "tcp", "security": "none"},
     )
 
 

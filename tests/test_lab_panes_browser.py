@@ -21,7 +21,7 @@ import pytest
 import workbench
 
 from ._browser import empty_notebook, launch_chromium
-from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
+from ._lab_fixtures import IN_PROCESS_CLUSTER, JupyterProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -108,7 +108,7 @@ def test_panes_dock_and_come_back_after_reload(lab_process: Any, tmp_path: Path)
     reply = lab.request("PUT", "api/contents/work.ipynb", {"type": "notebook", "content": NOTEBOOK})
     assert reply.status in (200, 201), reply.data
     handle = workbench.launch(
-        "local-cpu", wait=True, processes=False, protocol="tcp", security="none", **SMALL_CLUSTER
+        "local-cpu", wait=True, protocol="tcp", security="none", **IN_PROCESS_CLUSTER
     )
     ARTIFACTS.mkdir(exist_ok=True)
     console: list[str] = []

@@ -22,7 +22,7 @@ import workbench
 from workbench.clusters import ClusterControl, ClusterRecord, RecordStore
 from workbench.server import API_PREFIX
 
-from ._lab_fixtures import SMALL_CLUSTER
+from ._lab_fixtures import IN_PROCESS_CLUSTER, SMALL_CLUSTER
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after")
 
@@ -316,7 +316,7 @@ async def test_cluster_started_in_a_notebook_is_listed_and_controllable(api: Any
         workbench.launch,
         "local-cpu",
         wait=True,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
+        **{**IN_PROCESS_CLUSTER, "protocol": "tcp", "security": "none"},
     )
     try:
         listing = await api("GET", "clusters")

@@ -17,7 +17,7 @@ from workbench.accounting import CachedCost, owner_cost
 from workbench.errors import WorkbenchError
 
 from ._kernels import execute, kernel_of
-from ._lab_fixtures import SMALL_CLUSTER
+from ._lab_fixtures import IN_PROCESS_CLUSTER
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after", "close_collectors")
 
@@ -39,7 +39,7 @@ def _launch() -> Any:
         "local-cpu",
         wait=True,
         price_per_worker_hour=PRICE,
-        **{**SMALL_CLUSTER, "processes": False, "protocol": "tcp", "security": "none"},
+        **{**IN_PROCESS_CLUSTER, "protocol": "tcp", "security": "none"},
     )
 
 

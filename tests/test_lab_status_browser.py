@@ -21,7 +21,7 @@ import pytest
 import workbench
 
 from ._browser import empty_notebook, launch_chromium
-from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
+from ._lab_fixtures import IN_PROCESS_CLUSTER, JupyterProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -55,11 +55,10 @@ def test_status_bar_follows_the_kernel_and_auto_connect(lab_process: Any) -> Non
     handle = workbench.launch(
         "local-cpu",
         wait=True,
-        processes=False,
         protocol="tcp",
         security="none",
         price_per_worker_hour=PRICE,
-        **SMALL_CLUSTER,
+        **IN_PROCESS_CLUSTER,
     )
     short = handle.id[:6]
     ARTIFACTS.mkdir(exist_ok=True)

@@ -58,6 +58,35 @@ def test_launch_compute_and_close() -> None:
     handle.close()  # idempotent
 
 
+def test_in_process_workers_have_no_memory_limit_to_pause_them() -> None:
+    """Workers in this process (processes: false) share its memory with the notebook; a
+    Dask memory limit would count all of it and pause them (a long test run stalled that
+    way once this process passed 1 GiB). So there is none, and asking for one says why."""
+    with pytest.raises(WorkbenchError) as err:
+        workbench.launch("local", wait=True, processes=False, memory_limit="1GiB")
+    message = str(err.value)
+    assert "with processes: false the workers run in this process" in message
+    assert "leave memory_limit unset" in message
+    handle = workbench.launch(
+        "local",
+        wait=True,
+        processes=False,
+        n_workers=1,
+        threads_per_worker=1,
+        dashboard_address=":0",
+    )
+    try:
+        held = bytearray(256 * 2**20)  # this process holds more: nothing pauses
+        (worker,) = handle.cluster.workers.values()
+        assert worker.memory_manager.memory_limit is None
+        assert handle.client.submit(len, held[:10]).result() == 10
+        assert handle.client.run(lambda dask_worker: dask_worker.status.name) == {
+            worker.address: "running"
+        }
+    finally:
+        handle.close()
+
+
 def test_cpu_fallback_is_visible_in_repr() -> None:
     if detect_gpus().count:
         pytest.skip("this machine has GPUs")

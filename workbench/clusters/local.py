@@ -167,6 +167,10 @@ class LocalBackend(Backend):
         }
         if not self.selected:
             kw.update(threads_per_worker=o.threads_per_worker, processes=o.processes)
+            if not o.processes:
+                # Dask measures a worker's memory as its process's: in this process that
+                # is the notebook's too, and a limit would pause the workers (0: none).
+                kw["memory_limit"] = 0
             return {k: v for k, v in kw.items() if v is not None}
         kw.update(
             CUDA_VISIBLE_DEVICES=",".join(str(g.index) for g in self.selected),

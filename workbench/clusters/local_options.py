@@ -43,7 +43,11 @@ class LocalOptions(BackendOptions):
         description="Workers to start. With GPUs: at most one per GPU (default: one per GPU).",
     )
     threads_per_worker: int | None = Field(None, ge=1, description="Threads per worker.")
-    memory_limit: Memory = Field("auto", description="Host memory limit per worker.")
+    memory_limit: Memory = Field(
+        "auto",
+        description="Host memory limit per worker process ('auto': the machine's memory "
+        "shared among the workers; in-process workers have none).",
+    )
     processes: bool = Field(True, description="Workers in separate processes (CPU only).")
     dashboard_address: str | None = Field(
         "127.0.0.1:8787",
@@ -102,6 +106,18 @@ class LocalOptions(BackendOptions):
             raise ValueError(
                 f"protocol {self.protocol} carries no TLS: set security: none to run without "
                 "encryption and authentication, or leave protocol unset"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _in_process_memory(self) -> LocalOptions:
+        if not self.processes and self.memory_limit != "auto":
+            raise ValueError(
+                "memory_limit limits worker processes; with processes: false the workers run "
+                "in this process, and Dask would count all of its memory (the notebook's own "
+                "data too) against each worker's limit and pause the workers, leaving "
+                "computations waiting: leave memory_limit unset (in-process workers have no "
+                "limit) or set processes: true"
             )
         return self
 

@@ -62,7 +62,11 @@ class _Tier:
     def _block_for(self, width: int) -> list[Any]:
         """The block the next row goes to, at least ``width`` values wide."""
         if not self.blocks or self.blocks[-1][2] == BLOCK:
-            block = [np.empty(BLOCK), np.full((BLOCK, max(width, 1)), np.nan, self.dtype), 0]
+            block: list[Any] = [
+                np.empty(BLOCK),
+                np.full((BLOCK, max(width, 1)), np.nan, self.dtype),
+                0,
+            ]
             self.blocks.append(block)
         block = self.blocks[-1]
         if width > block[1].shape[1]:
