@@ -71,39 +71,25 @@ def _write_records(state: Path, addresses: list[str], stale: int, dead: int) -> 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # an owner that has exited
     gone_created = time.time() - 60
-    for i, address in enumerate(addresses):
+
+    def add(cluster_id: str, address: str, owner: int, created: float) -> None:
         store.add(
             ClusterRecord(
-                id=f"live{i:06d}",
+                id=cluster_id,
                 profile="local-cpu",
                 backend="local",
                 scheduler_address=address,
-                owner_pid=me.pid,
-                owner_create_time=me.create_time(),
+                owner_pid=owner,
+                owner_create_time=created,
             )
         )
+
+    for i, address in enumerate(addresses):
+        add(f"live{i:06d}", address, me.pid, me.create_time())
     for i in range(stale):
-        store.add(
-            ClusterRecord(
-                id=f"stale{i:05d}",
-                profile="local-cpu",
-                backend="local",
-                scheduler_address=f"tcp://127.0.0.1:{_free_port()}",
-                owner_pid=gone.pid,
-                owner_create_time=gone_created,
-            )
-        )
+        add(f"stale{i:05d}", f"tcp://127.0.0.1:{_free_port()}", gone.pid, gone_created)
     for i in range(dead):
-        store.add(
-            ClusterRecord(
-                id=f"dead{i:06d}",
-                profile="local-cpu",
-                backend="local",
-                scheduler_address=f"tcp://127.0.0.1:{_free_port()}",
-                owner_pid=me.pid,
-                owner_create_time=me.create_time(),
-            )
-        )
+        add(f"dead{i:06d}", f"tcp://127.0.0.1:{_free_port()}", me.pid, me.create_time())
 
 
 def _raw(addresses: list[str]) -> float:

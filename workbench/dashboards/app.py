@@ -89,12 +89,16 @@ class _PlotSlot:
         # browser (a plot whose first samples came late stayed missing there).
         self.pane.visible = False
         self.container = pn.Column(self.note, self.pane, sizing_mode="stretch_width")
-        self.showing_plot = False
         #: Points of all lines shown now; times a plot was built for the sessions (an
         #: element no session shows yet is refreshed uncounted); updates appended.
         self.points = 0
         self.rebuilds = 0
         self.streams = 0
+
+    @property
+    def showing_plot(self) -> bool:
+        """Whether the plot is shown (else its note)."""
+        return bool(self.pane.visible)
 
     def needs_build(self, state: DashboardState) -> bool:
         """Whether the next update builds the plot (rather than appending to it)."""
@@ -132,9 +136,7 @@ class _PlotSlot:
         if frame.empty:
             missing = state.missing(self.plot)
             self.note.object = f"<b>{html.escape(self.plot.title)}</b>: {html.escape(missing)}"
-            if self.showing_plot:
-                self.pane.visible, self.note.visible = False, True
-                self.showing_plot = False
+            self.pane.visible, self.note.visible = False, True
             self.series = ()
             return
         unit = str(frame.attrs.get("unit", ""))
@@ -154,9 +156,7 @@ class _PlotSlot:
         self.points = len(frame)
         if shown or not self.rebuilds:
             self.rebuilds += 1
-        if not self.showing_plot:
-            self.pane.visible, self.note.visible = True, False
-            self.showing_plot = True
+        self.pane.visible, self.note.visible = True, False
 
     def _sessions(self) -> list[tuple[Any, dict[str, ColumnDataSource]]]:
         """Per rendered copy of the plot (one per session/notebook output): the

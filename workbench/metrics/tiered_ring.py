@@ -55,7 +55,6 @@ class _Tier:
         self.max_points = max_points
         # float64 in every tier: in float32 a counter of 1e12 bytes moves in steps of
         # 65536, and the rate between two merged points would be noise.
-        self.dtype = np.float64
         self.blocks: deque[list[Any]] = deque()  # [times, values, filled]
         self.points = 0
 
@@ -64,13 +63,13 @@ class _Tier:
         if not self.blocks or self.blocks[-1][2] == BLOCK:
             block: list[Any] = [
                 np.empty(BLOCK),
-                np.full((BLOCK, max(width, 1)), np.nan, self.dtype),
+                np.full((BLOCK, max(width, 1)), np.nan),
                 0,
             ]
             self.blocks.append(block)
         block = self.blocks[-1]
         if width > block[1].shape[1]:
-            wider = np.full((BLOCK, width), np.nan, self.dtype)
+            wider = np.full((BLOCK, width), np.nan)
             wider[:, : block[1].shape[1]] = block[1]
             block[1] = wider
         return block
@@ -218,13 +217,9 @@ class TieredRing:
 
     # -- reading ---------------------------------------------------------------------------
     def _last_time(self) -> float:
-        tier = self._tiers[0]
-        if tier.points:
-            times, _, filled = tier.blocks[-1]
-            return float(times[filled - 1])
-        for older in self._tiers[1:]:
-            if older.points:
-                times, _, filled = older.blocks[-1]
+        for tier in self._tiers:  # newest first
+            if tier.points:
+                times, _, filled = tier.blocks[-1]
                 return float(times[filled - 1])
         return float("-inf")
 
