@@ -6,12 +6,14 @@ directory, read recursively, that holds the next smaller one) are written once t
 temporary directory and uploaded to a moto S3 server started for the run. Both
 readers run on the same LocalCluster (2 workers x 1 thread) and materialise every column
 of every partition. Workbench's time includes everything ``load`` does with validation
-on: listing, reading every footer for the lineage manifest and the row counts, the IO
-metering on the workers. Rounds interleave the readers in a rotating order; the table
-gives, per size, the medians, the ratio raw time / workbench time (workbench's share of
-dask's throughput; target: at least 0.95 from 100 MB) and the spread of the ratios of
-the runs paired by round, and the planning part of each run (the call that returns the
-lazy frame: listing, footers, schema) on its own.
+on: listing, the first footer, the row counts of the others (from the footers the
+workers parse while reading, reported with their IO records; a footer not reported by
+the time the manifest is asked is read then), the manifest's exact row count asked
+after computing, the IO metering on the workers. Rounds interleave the readers in a
+rotating order; the table gives, per size, the medians, the ratio raw time / workbench
+time (workbench's share of dask's throughput; target: at least 0.95 from 100 MB) and the
+spread of the ratios of the runs paired by round, and the planning part of each run (the
+call that returns the lazy frame: listing, footers, schema) on its own.
 
     python benchmarks/load.py [--sizes 10,100,1000,2000] [--rounds N] [--no-s3] [--extras]
 
@@ -85,6 +87,7 @@ class Dataset:
     local: Path
     files: int
     nbytes: int
+    rows: int
     s3_url: str | None = None
 
 
@@ -99,6 +102,8 @@ def write_datasets(root: Path, sizes: tuple[int, ...]) -> list[Dataset]:
     dirs = {
         size: root.joinpath("data", *["inner"] * (len(big) - 1 - k)) for k, size in enumerate(big)
     }
+    import pyarrow.parquet as pq
+
     made: list[Path] = []
     for size in big:
         d = dirs[size]
@@ -119,7 +124,9 @@ def write_datasets(root: Path, sizes: tuple[int, ...]) -> list[Dataset]:
         else:
             d = dirs[size]
         files = sorted(d.rglob("*.parquet"))
-        out.append(Dataset(size, d, len(files), sum(f.stat().st_size for f in files)))
+        nbytes = sum(f.stat().st_size for f in files)
+        rows = sum(pq.read_metadata(f).num_rows for f in files)
+        out.append(Dataset(size, d, len(files), nbytes, rows))
     return out
 
 
@@ -187,8 +194,10 @@ def measure(
         logx=True,
         notes=[
             "every column of every partition computed on a LocalCluster of 2 workers x 1 thread",
-            "workbench with validate=True: one listing and every Parquet footer read at load "
-            "(row counts in the manifest, corrupt files named), IO metered on the workers",
+            "workbench with validate=True: one listing, the first footer read at load, the "
+            "others' row counts from the footers the workers parse (corrupt files named), "
+            "the manifest's exact row count asked after computing (in the timed run), IO "
+            "metered on the workers",
             f"'{PLAN_WB}' and '{PLAN_RAW}': the planning part of each run, from the call to "
             "the lazy frame (listing, footers, schema), before any data is read",
             "files of about 25 MB; each dataset is a directory read recursively that holds the "
@@ -200,9 +209,12 @@ def measure(
         assert src is not None
         so = storage or None
         planning: dict[str, list[float]] = {PLAN_WB: [], PLAN_RAW: []}
+        footers_read: list[int] = []
         runs: dict[str, Callable[[], float | None]] = {
             WORKBENCH: _reader(
-                lambda src=src, so=so: wd.load(src, storage_options=so), planning[PLAN_WB]
+                lambda src=src, so=so: wd.load(src, storage_options=so),
+                planning[PLAN_WB],
+                then=lambda df, d=d, f=footers_read: _manifest_rows(df, d, f),
             ),
             RAW: _reader(
                 lambda src=src, so=so: dd.read_parquet(src, storage_options=_raw(so)),
@@ -230,7 +242,11 @@ def measure(
                 details={k: v[warmup:] for k, v in planning.items()},
             )
         )
-        print(f"  {where} {label}: {_line(samples)}", flush=True)
+        print(
+            f"  {where} {label}: {_line(samples)}; footers read for the manifests after "
+            f"the workers' reads: {sum(footers_read)} of {d.files * len(footers_read)}",
+            flush=True,
+        )
     return curve
 
 
@@ -238,9 +254,14 @@ def _none(_: Any) -> None:
     return None
 
 
-def _reader(frame: Callable[[], Any], planning: list[float] | None = None) -> Callable[[], None]:
-    """Build the frame and compute every column of it (timed by the caller); the time to
-    build the frame (the planning, before any data is read) goes to ``planning``."""
+def _reader(
+    frame: Callable[[], Any],
+    planning: list[float] | None = None,
+    then: Callable[[Any], None] | None = None,
+) -> Callable[[], None]:
+    """Build the frame and compute every column of it, then ``then(frame)`` (timed by the
+    caller); the time to build the frame (the planning, before any data is read) goes to
+    ``planning``."""
 
     def run() -> None:
         start = time.perf_counter()
@@ -248,8 +269,28 @@ def _reader(frame: Callable[[], Any], planning: list[float] | None = None) -> Ca
         if planning is not None:
             planning.append(time.perf_counter() - start)
         materialise(df)
+        if then is not None:
+            then(df)
 
     return run
+
+
+def _manifest_rows(df: Any, dataset: Dataset, footers_read: list[int]) -> None:
+    """Validation's result, inside the timed run: the manifest's exact row count (from the
+    footers the workers parsed; any footer not reported yet is read by ``load`` here);
+    ``footers_read`` gets how many footers ``load`` read after its first."""
+    import workbench.data as wd
+    from workbench.data import iostats
+
+    manifest = wd.manifest_of(df)
+    if manifest.row_count != dataset.rows:
+        raise AssertionError(f"manifest counts {manifest.row_count} rows, not {dataset.rows}")
+    plan = {
+        r["path"]
+        for r in iostats.recent_reads()
+        if r["load_id"] == manifest.load_id and r["phase"] == "plan"
+    }
+    footers_read.append(len(plan) - 1)
 
 
 def _raw(so: dict[str, Any] | None) -> dict[str, Any] | None:

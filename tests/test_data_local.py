@@ -268,18 +268,54 @@ def test_dask_plans_from_what_load_already_read(datasets: LocalDatasets, which: 
     assert df.divisions == raw.divisions
     want = raw.compute(scheduler="sync")
     same_rows(df.compute(scheduler="sync")[list(want.columns)], want)
-    # each footer was read from storage once while planning (by load, for the manifest; the
-    # first before load returned, the others in the background): dask's own reads of the
-    # first footer and its listing were answered from memory
-    assert manifest.rows_in_files == len(want)  # waits for the footers read in the background
+    # load read the first footer before it returned (dask's own reads of it and of the
+    # listing were answered from memory); the others' row counts come from the footers the
+    # reader parsed while computing: the manifest reads no footer again
+    assert manifest.rows_in_files == len(want)
     reads = plan_reads(manifest.load_id)
-    assert sorted(Path(p).name for p in reads) == sorted(Path(f.uri).name for f in manifest.files)
-    assert set(reads.values()) == {1}
+    assert {Path(p).name: n for p, n in reads.items()} == {Path(manifest.files[0].uri).name: 1}
+    assert sum(f.rows or 0 for f in manifest.files[1:]) == len(want) - (manifest.files[0].rows or 0)
     # the snapshot lives only while load plans: the frame's filesystem has none
     from dask.dataframe.dask_expr.io.parquet import ReadParquet
 
     (read,) = df.expr.find_operations(ReadParquet)
     assert read.operand("filesystem").plan is None
+
+
+@pytest.mark.parametrize("columns", [None, ["id", "group"]])
+def test_validation_counts_rows_from_the_footers_the_workers_read(
+    cpu_cluster, datasets: LocalDatasets, columns: list[str] | None
+) -> None:
+    """Validation adds no read: the workers report each footer's row count with the reads
+    they make anyway, and the manifest takes them; only a file no worker has read yet
+    when the manifest is asked has its footer read by load."""
+    started = time.perf_counter()
+    df = wd.load(datasets.parquet, columns=columns, client=cpu_cluster)
+    manifest = wd.manifest_of(df)
+    assert not manifest.resolved()  # nothing counted yet: no footer read in the background
+    df.compute()
+    settled(manifest.load_id, files=3)
+    counted = iostats.footer_rows(manifest.load_id)
+    assert sorted(Path(p).name for p in counted) == [f"part-{i}.parquet" for i in range(3)]
+    footers = [
+        r
+        for r in iostats.recent_reads()
+        if r["load_id"] == manifest.load_id and r.get("rows") is not None
+    ]
+    assert footers and all(r["worker"] for r in footers)  # reported by the workers
+    assert [f.rows for f in manifest.files] == [30_000] * 3
+    assert manifest.row_count == 90_000 and manifest.resolved()
+    reads = plan_reads(manifest.load_id)
+    assert {Path(p).name: n for p, n in reads.items()} == {"part-0.parquet": 1}  # load's own
+
+    # asked before any worker read the files: load reads the other footers then, once
+    early = wd.load(datasets.parquet, columns=columns, client=cpu_cluster)
+    asked = wd.manifest_of(early)
+    assert asked.row_count == 90_000
+    reads = plan_reads(asked.load_id)
+    assert sorted(Path(p).name for p in reads) == [f"part-{i}.parquet" for i in range(3)]
+    assert set(reads.values()) == {1}
+    print(f"two loads, one computed, manifests resolved in {time.perf_counter() - started:.2f} s")
 
 
 def test_plan_snapshot_answers_only_what_it_knows(tmp_path: Path) -> None:
@@ -343,6 +379,37 @@ def test_listener_sees_loads_and_reads(datasets: LocalDatasets) -> None:
     assert stats["files_read"] == 3 and stats["workers"] == []
     totals = iostats.totals()
     assert totals["bytes_read"] >= stats["bytes_read"] and totals["loads"] >= 1
+
+
+def test_footer_rows_only_from_a_whole_parquet_footer(
+    tmp_path: Path, datasets: LocalDatasets
+) -> None:
+    from fsspec.implementations.local import LocalFileSystem
+
+    from workbench.data.metering import MeteredFileSystem, parquet_footer_rows
+
+    data = (datasets.parquet / "part-0.parquet").read_bytes()
+    footer = int.from_bytes(data[-8:-4], "little") + 8
+    assert parquet_footer_rows(data) == 30_000
+    assert parquet_footer_rows(memoryview(data)[-footer:]) == 30_000  # just the footer
+    assert parquet_footer_rows(data[-footer + 1 :]) is None  # part of it
+    assert parquet_footer_rows(data[:-1]) is None  # no magic bytes at the end
+    fake = b"x" * 64 + (40).to_bytes(4, "little") + b"PAR1"  # looks like one, is not
+    assert parquet_footer_rows(fake) is None
+    # reads of a Parquet load carry the count; others' (and a plain load's) do not
+    path = str(datasets.parquet / "part-0.parquet")
+    for check, want in (("parquet", 30_000), (None, None)):
+        fs = MeteredFileSystem(fs=LocalFileSystem(), load_id=f"rows-{check}", check_footer=check)
+        fs.cat_ranges([path, path], [0, len(data) - footer], [4, len(data)])
+        fs.cat_file(path, start=len(data) - 70_000)
+        with fs.open(path, "rb") as f:
+            f.seek(-footer, 2)
+            f.read()
+        rows = [r.get("rows") for r in iostats.recent_reads() if r["load_id"] == f"rows-{check}"]
+        assert rows == [want] * 3
+        assert iostats.footer_rows(f"rows-{check}") == (
+            {} if want is None else {fs.fs.unstrip_protocol(path): want}
+        )
 
 
 def test_metering_counts_exact_bytes(tmp_path: Path) -> None:

@@ -69,6 +69,8 @@ class LoadStats:
     workers: list[str] = field(default_factory=list)
     error: str | None = None
     _paths: set[str] = field(default_factory=set, repr=False)
+    #: row counts of the Parquet footers readers parsed: ``{path: rows}``
+    _rows: dict[str, int] = field(default_factory=dict, repr=False)
     _busy: list[list[float]] = field(default_factory=list, repr=False)
 
     @property
@@ -203,7 +205,8 @@ def update_load(load_id: str, **fields: Any) -> None:
 
 def record_read(record: dict[str, Any]) -> None:
     """Count one file read. ``record`` is what ``workbench.data.metering`` emits:
-    ``load_id, path, bytes, seconds, started, ended, worker, phase`` (``plan``/``read``).
+    ``load_id, path, bytes, seconds, started, ended, worker, phase`` (``plan``/``read``),
+    and ``rows`` when the bytes held a Parquet footer (its row count).
     """
     load_id = str(record.get("load_id", ""))
     nbytes = int(record.get("bytes", 0))
@@ -236,6 +239,9 @@ def record_read(record: dict[str, Any]) -> None:
                 )
                 stats.last_read = ended if stats.last_read is None else max(stats.last_read, ended)
                 stats.add_interval(float(started), float(ended))
+            rows = record.get("rows")
+            if isinstance(rows, int) and not isinstance(rows, bool):
+                stats._rows[path] = rows
             worker = record.get("worker")
             if worker and worker not in stats.workers:
                 stats.workers.append(str(worker))
@@ -246,6 +252,14 @@ def get(load_id: str) -> dict[str, Any]:
     """One load's IO as a plain dict. Raises KeyError for an unknown (or forgotten) id."""
     with _lock:
         return _loads[load_id].to_dict()
+
+
+def footer_rows(load_id: str) -> dict[str, int]:
+    """Row counts of the Parquet files of a load whose footers a reader (a worker, or
+    this process) has parsed so far: ``{path URL: rows}``."""
+    with _lock:
+        stats = _loads.get(load_id)
+        return dict(stats._rows) if stats is not None else {}
 
 
 def loads() -> list[dict[str, Any]]:

@@ -13,13 +13,16 @@ credentials left as references (never their values). It serialises to JSON
 Retrieve it later with :func:`manifest_of` (for the frame ``load`` returned) or
 :func:`last_manifest`.
 
-The row counts come from the files' footers, which ``load`` reads in the background after
-the first one (so that returning the frame waits on one footer, as a bare
-``read_parquet`` does): a manifest whose footers are still being read resolves them on
-the first access to ``files``, ``row_count``, ``row_count_source`` or ``rows_in_files``
-(or anything built from them: ``to_dict``, ``fingerprint``...), waiting if it must. A
-file found corrupt there raises its :class:`~workbench.errors.CorruptDataError` on that
-access, every time. :meth:`Manifest.resolved` says whether that is still to come.
+The row counts come from the files' footers. ``load`` reads the first before it returns
+(as a bare ``read_parquet`` does); the others are counted from the footers the readers of
+the frame fetch anyway (each worker parses the footer of every file it reads), so that
+validation adds no request to the store. A manifest's row fields are filled on the first
+access to ``files``, ``row_count``, ``row_count_source`` or ``rows_in_files`` (or anything
+built from them: ``to_dict``, ``fingerprint``...): from the counts the readers reported,
+and, for the files no reader has read yet, from footers ``load`` reads then (one batch of
+ranged reads). A file found corrupt there raises its
+:class:`~workbench.errors.CorruptDataError` on that access, every time.
+:meth:`Manifest.resolved` says whether that is still to come.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,33 +75,40 @@ class Manifest:
     workbench_version: str = ""
     schema_version: int = SCHEMA_VERSION
 
-    # -- fields filled in the background (the footers' row counts) -------------------------
-    def defer(self, pending: Future[Any], apply: Callable[[Manifest, Any], None]) -> None:
-        """Fill the row fields when ``pending`` is done: ``apply(self, result)`` on first
-        access to them (called by ``load``). If ``pending`` failed, that access raises its
-        exception."""
-        object.__setattr__(self, "_pending", (pending, apply))
+    # -- fields filled on first access (the footers' row counts) ---------------------------
+    def defer(self, resolve: Callable[[], Any], apply: Callable[[Manifest, Any], None]) -> None:
+        """Fill the row fields on first access to them: ``apply(self, resolve())`` (called
+        by ``load``). If ``resolve`` raises, that access and every later one raise its
+        exception (``resolve`` is not called again)."""
+        object.__setattr__(self, "_pending", (resolve, apply))
+        object.__setattr__(self, "_failed", None)
         object.__setattr__(self, "_lock", threading.Lock())
 
     def resolved(self) -> bool:
-        """Whether the row fields are final (no footer still being read, or failed)."""
-        pending = self.__dict__.get("_pending")
-        return pending is None or (pending[0].done() and pending[0].exception() is None)
+        """Whether the row fields are final (no footer still to be counted, or failed)."""
+        return not self.__dict__.get("_pending")
 
     def _resolve(self) -> None:
         with self.__dict__["_lock"]:
             pending = self.__dict__.get("_pending")
             if pending is None:
                 return
-            future, apply = pending
-            result = future.result()  # raises what the footer reads raised, on every access
+            failed = self.__dict__.get("_failed")
+            if failed is not None:
+                raise failed  # the damaged file's error, on every access
+            resolve, apply = pending
+            try:
+                result = resolve()
+            except Exception as exc:
+                self.__dict__["_failed"] = exc
+                raise
             self.__dict__["_pending"] = None
             apply(self, result)
 
     def __getstate__(self) -> dict[str, Any]:
         if self.__dict__.get("_pending"):
             self._resolve()
-        return {k: v for k, v in self.__dict__.items() if k not in ("_pending", "_lock")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pending", "_failed", "_lock")}
 
     def __getattribute__(self, name: str) -> Any:
         if name in _DEFERRED and object.__getattribute__(self, "__dict__").get("_pending"):
@@ -176,7 +185,7 @@ class Manifest:
         )
 
 
-#: Manifest fields that ``load`` may fill in the background.
+#: Manifest fields that ``load`` may fill on first access.
 _DEFERRED = frozenset({"files", "row_count", "row_count_source", "rows_in_files"})
 
 

@@ -10,10 +10,12 @@ and CPU share one code path. Around it, ``load``:
 3. lists the files once (one recursive listing), with their size, ETag / mtime / version
    (the lineage);
 4. tells the format from the file names when ``format="auto"``;
-5. reads every Parquet / ORC footer (``validate=True``): exact row counts, and a corrupt
-   file reported by name. Parquet: the first footer before returning, the others in the
-   background (one batch of ranged reads) while the frame is used; the manifest's row
-   fields wait for them (:mod:`workbench.data.lineage`). ORC: all before returning;
+5. counts rows and checks every Parquet / ORC footer (``validate=True``): exact row
+   counts, and a corrupt file reported by name. Parquet: the first footer before
+   returning; the others from the footers the frame's readers fetch anyway (the workers
+   report each footer's row count with their reads), and those no reader has read yet
+   when the manifest's row fields are first asked, read then in one batch
+   (:mod:`workbench.data.lineage`). ORC: all before returning;
 6. wraps the filesystem in :class:`~workbench.data.metering.MeteredFileSystem` so that
    every byte read on the workers is counted (:mod:`workbench.data.iostats`);
 7. checks the columns and filters asked for against the schema, and builds the frame
@@ -31,7 +33,6 @@ import io
 import logging
 import os
 import re
-import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -312,10 +313,11 @@ def load(
     ``backend``: ``auto`` (cuDF when the cluster's workers have GPUs), ``pandas`` or
     ``cudf``; ``client``: the ClusterHandle or Client that decides ``auto`` and whose
     workers' IO is counted (default: the default client). ``blocksize`` sets partition
-    size (reader default otherwise). ``validate`` reads every Parquet/ORC footer (row
-    counts, corrupt files named): for Parquet the first before returning, the others in
-    the background (the manifest's row fields wait for them and raise a damaged file's
-    error; the worker reading it names it too). ``count_rows`` computes the exact row count
+    size (reader default otherwise). ``validate`` checks every Parquet/ORC footer (row
+    counts, corrupt files named): for Parquet the first before returning, the others as
+    the workers read them, or on the first access to the manifest's row fields for files
+    not read by then (that access raises a damaged file's error; the worker reading it
+    names it too). ``count_rows`` computes the exact row count
     after filters (a pass over the data). Other keyword arguments go to the dask reader.
 
     Returns the frame, or ``(frame, manifest)`` with ``return_manifest=True``; the
@@ -490,11 +492,14 @@ def load(
         workbench_version=__version__,
     )
     if validate and fmt == "parquet" and len(infos) > 1:
-        # the other footers once the frame is planned (not competing with that planning)
-        later = _background().submit(_later_footers, planner, infos[1:], req.uri, protocol, load_id)
+        # the other files' row counts: from the footers the frame's readers parse anyway,
+        # and for files no reader has read yet, read here when the manifest is first asked
         first = list(rows or [])
         _set_rows(manifest, None, dnf, computed)
-        manifest.defer(later, lambda m, others: _set_rows(m, first + list(others), dnf, computed))
+        manifest.defer(
+            lambda: first + _other_rows(planner, infos[1:], req.uri, protocol, load_id),
+            lambda m, counted: _set_rows(m, counted, dnf, computed),
+        )
     else:
         _set_rows(manifest, rows, dnf, computed)
     lineage.remember(df._name, manifest)
@@ -527,30 +532,30 @@ def _set_rows(
         manifest.row_count, manifest.row_count_source = computed, "computed"
 
 
-_footer_pool: ThreadPoolExecutor | None = None
-_footer_lock = threading.Lock()
-
-
-def _background() -> ThreadPoolExecutor:
-    """The threads that read footers after ``load`` has returned (shared by all loads)."""
-    global _footer_pool
-    with _footer_lock:
-        if _footer_pool is None:
-            _footer_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wb-footers")
-        return _footer_pool
-
-
-def _later_footers(
+def _other_rows(
     fs: Any, infos: list[dict[str, Any]], uri: str, protocol: str, load_id: str
 ) -> list[int]:
-    """Row counts of the files after the first, read in the background; a failure is
-    recorded with the load (dashboards, the log) and raised by the manifest's row fields."""
-    try:
-        return _parquet_rows(fs, infos, uri, protocol)[0]
-    except Exception as exc:
-        iostats.update_load(load_id, error=f"{type(exc).__name__}: {exc}")
-        logger.warning("load %s: %s", load_id, exc)
-        raise
+    """Row counts of the files after the first: those whose footer a reader of the frame
+    has parsed (reported with its reads), the others read now in one batch. A damaged file
+    is recorded with the load (dashboards, the log) and raised."""
+    strip = type(fs.fs)._strip_protocol
+    counted = {strip(path): n for path, n in iostats.footer_rows(load_id).items()}
+    missing = [info for info in infos if str(info["name"]) not in counted]
+    if missing:
+        try:
+            read = _parquet_rows(fs, missing, uri, protocol)[0]
+        except Exception as exc:
+            iostats.update_load(load_id, error=f"{type(exc).__name__}: {exc}")
+            logger.warning("load %s: %s", load_id, exc)
+            raise
+        counted.update(zip((str(info["name"]) for info in missing), read, strict=True))
+    logger.debug(
+        "load %s: %d footer(s) counted by readers, %d read for the manifest",
+        load_id,
+        len(infos) - len(missing),
+        len(missing),
+    )
+    return [counted[str(info["name"])] for info in infos]
 
 
 def _build(

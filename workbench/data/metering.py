@@ -53,6 +53,7 @@ _OWN_METHODS = frozenset(
         "head",
         "tail",
         "_emit",
+        "_footer_rows",
         # answered from a PlanSnapshot while ``load`` plans (see workbench.data.planning)
         "plan",
         "find",
@@ -82,6 +83,27 @@ def _current_worker() -> Any:
 PARQUET_MAGIC = b"PAR1"
 
 
+def parquet_footer_rows(data: Any) -> int | None:
+    """The row count in the Parquet footer at the end of ``data``, when ``data`` is the
+    end of a Parquet file with its whole footer (what a reader fetches to plan its reads);
+    None for any other bytes. Readers parse that footer anyway: counting its rows here
+    spares ``load`` reading it again for the manifest."""
+    n = len(data)
+    if n < 12 or bytes(data[-len(PARQUET_MAGIC) :]) != PARQUET_MAGIC:
+        return None
+    footer = int.from_bytes(bytes(data[-8:-4]), "little") + 8
+    if footer > n:
+        return None
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        tail = pa.py_buffer(data)
+        return int(pq.read_metadata(pa.BufferReader(tail.slice(n - footer))).num_rows)
+    except Exception:  # bytes that only look like a footer: the reader decides
+        return None
+
+
 class MeteredFile:
     """A read-only file object that counts bytes and time spent in reads.
 
@@ -100,19 +122,22 @@ class MeteredFile:
         self._seconds = 0.0
         self._started = time.time()
         self._reported = False
+        self._rows: int | None = None
         size = getattr(f, "size", None)
         self._size = size if check_footer == "parquet" and isinstance(size, int) else None
 
     def _check(self, data: Any) -> None:
-        if self._size is None or len(data) < len(PARQUET_MAGIC):
+        if self._size is None or len(data) < len(PARQUET_MAGIC) or self._f.tell() != self._size:
             return
-        if bytes(data[-len(PARQUET_MAGIC) :]) != PARQUET_MAGIC and self._f.tell() == self._size:
+        if bytes(data[-len(PARQUET_MAGIC) :]) != PARQUET_MAGIC:
             from ..errors import CorruptDataError
 
             raise CorruptDataError(
                 f"{self._path} is not a valid Parquet file (no Parquet footer; {self._size} "
                 "bytes). It may be truncated, still being written, or another format."
             )
+        if self._rows is None:
+            self._rows = parquet_footer_rows(data)
 
     # -- counted reads ---------------------------------------------------------------
     def read(self, *args: Any) -> Any:
@@ -182,7 +207,9 @@ class MeteredFile:
         if self._reported:
             return
         self._reported = True
-        self._owner._emit(self._path, self._bytes, self._seconds, self._started, time.time())
+        self._owner._emit(
+            self._path, self._bytes, self._seconds, self._started, time.time(), self._rows
+        )
 
     def __enter__(self) -> MeteredFile:
         return self
@@ -328,8 +355,15 @@ class MeteredFileSystem(DelegatingFileSystem):
             time.perf_counter() - t0,
             started,
             time.time(),
+            self._footer_rows(data),
         )
         return data
+
+    def _footer_rows(self, data: Any) -> int | None:
+        """Rows of the Parquet footer ``data`` ends with (Parquet loads only)."""
+        if self.check_footer != "parquet" or not isinstance(data, bytes | bytearray | memoryview):
+            return None
+        return parquet_footer_rows(data)
 
     def cat_ranges(
         self, paths: list[str], starts: Any, ends: Any, *args: Any, **kwargs: Any
@@ -338,12 +372,23 @@ class MeteredFileSystem(DelegatingFileSystem):
         out = list(self.fs.cat_ranges(paths, starts, ends, *args, **kwargs))
         elapsed, ended = time.perf_counter() - t0, time.time()
         per_path: dict[str, int] = {}
+        rows: dict[str, int] = {}
         for path, data in zip(paths, out, strict=False):
             if isinstance(data, bytes | bytearray | memoryview):
                 per_path[path] = per_path.get(path, 0) + len(data)
+                n = self._footer_rows(data)
+                if n is not None:
+                    rows[path] = n
         total = sum(per_path.values()) or 1
         for path, n in per_path.items():
-            self._emit(self.fs.unstrip_protocol(path), n, elapsed * n / total, started, ended)
+            self._emit(
+                self.fs.unstrip_protocol(path),
+                n,
+                elapsed * n / total,
+                started,
+                ended,
+                rows.get(path),
+            )
         return out
 
     def cat(self, path: Any, recursive: bool = False, on_error: str = "raise", **kw: Any) -> Any:
@@ -353,9 +398,23 @@ class MeteredFileSystem(DelegatingFileSystem):
         if isinstance(out, dict):
             for p, data in out.items():
                 if isinstance(data, bytes | bytearray):
-                    self._emit(self.fs.unstrip_protocol(p), len(data), elapsed, started, ended)
+                    self._emit(
+                        self.fs.unstrip_protocol(p),
+                        len(data),
+                        elapsed,
+                        started,
+                        ended,
+                        self._footer_rows(data),
+                    )
         elif isinstance(out, bytes | bytearray):
-            self._emit(self.fs.unstrip_protocol(str(path)), len(out), elapsed, started, ended)
+            self._emit(
+                self.fs.unstrip_protocol(str(path)),
+                len(out),
+                elapsed,
+                started,
+                ended,
+                self._footer_rows(out),
+            )
         return out
 
     def get_file(self, rpath: str, lpath: str, **kwargs: Any) -> Any:
@@ -384,7 +443,16 @@ class MeteredFileSystem(DelegatingFileSystem):
         return out
 
     # -- reporting ------------------------------------------------------------------------
-    def _emit(self, path: str, nbytes: int, seconds: float, started: float, ended: float) -> None:
+    def _emit(
+        self,
+        path: str,
+        nbytes: int,
+        seconds: float,
+        started: float,
+        ended: float,
+        rows: int | None = None,
+    ) -> None:
+        """One read's record; ``rows``: the row count of a Parquet footer it held."""
         worker = _current_worker()
         iostats.count_process_read(path, int(nbytes), float(seconds))
         phase = "plan" if worker is None and planning.get() else self.phase
@@ -399,6 +467,8 @@ class MeteredFileSystem(DelegatingFileSystem):
             "pid": os.getpid(),
             "worker": getattr(worker, "address", None),
         }
+        if rows is not None:
+            record["rows"] = rows
         if worker is not None:
             try:
                 outbox(worker).put(record)  # sent from the worker's event loop, in batches
