@@ -244,7 +244,7 @@ def measure(
         )
         print(
             f"  {where} {label}: {_line(samples)}; footers read for the manifests after "
-            f"the workers' reads: {sum(footers_read)} of {d.files * len(footers_read)}",
+            f"the workers' reads: {sum(footers_read)} of {(d.files - 1) * len(footers_read)}",
             flush=True,
         )
     return curve
