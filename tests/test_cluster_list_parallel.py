@@ -113,3 +113,54 @@ async def test_rest_list_takes_one_timeout(
     assert reply.status == 200
     check(reply.data["clusters"], slow_and_dead)
     assert took < bound(LIST_TIMEOUT), f"{took:.1f}s for {SLOW} slow schedulers"
+
+
+def test_a_list_asks_owners_on_the_probes_connections(
+    slow_and_dead: list[ClusterRecord], timings: Timings
+) -> None:
+    """With ``owner_info`` (the REST list's cost column) each owner is asked on its probe's
+    connection: a cluster started outside workbench (a plain LocalCluster, whose scheduler
+    has no workbench handlers) is running and has no cost estimate; the slow and
+    dead ones are summed up as before, within one timeout."""
+    from distributed import LocalCluster
+
+    from workbench.accounting import cost_from_owner
+    from workbench.clusters.gateway import GatewayBackend
+    from workbench.clusters.local import LocalBackend
+
+    assert LocalBackend.probes_on_shared_loop() and not GatewayBackend.probes_on_shared_loop()
+    me = psutil.Process()
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as plain:
+        record = ClusterRecord(
+            id="plain000001",
+            profile="local-cpu",
+            backend="local",
+            scheduler_address=plain.scheduler_address,
+            owner_pid=me.pid,
+            owner_create_time=me.create_time(),
+        )
+        RecordStore().add(record)
+        try:
+            began = time.perf_counter()
+            probed = ClusterControl().probe(timeout=1.0, owner_info=True)
+            took = time.perf_counter() - began
+        finally:
+            RecordStore().remove(record.id)
+    timings.record(f"list 1 live + {SLOW} slow + {DEAD} dead, owners asked", took)
+    by_id = {p.record.id: p for p in probed}
+    live = by_id.pop(record.id)
+    assert live.summary["status"] == "running", live.summary["problem"]
+    assert live.summary["workers"] == 1
+    # asked on the probe's connection: a scheduler without workbench's handlers has no cost
+    assert live.owner_asked and live.owner is None
+    assert cost_from_owner(record, live.owner)[1].startswith("its owner keeps no cost estimate")
+    check([p.summary for p in by_id.values()], slow_and_dead)
+    assert not any(p.owner_asked for p in by_id.values())  # not running: not asked
+    assert took < bound(1.0 + 3.0), f"{took:.1f}s"

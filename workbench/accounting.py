@@ -38,16 +38,27 @@ def owner_cost(record: Any, timeout: float = OWNER_TIMEOUT_S) -> tuple[CostEstim
     try:
         info = cls.ask_owner(record, "workbench_info", timeout=timeout)
     except WorkbenchError as exc:
+        return cost_from_owner(record, exc)
+    return cost_from_owner(record, info)
+
+
+def cost_from_owner(record: Any, reply: Any) -> tuple[CostEstimate | None, str]:
+    """:func:`owner_cost` from the owner's ``workbench_info`` reply already asked for (a
+    list asks every owner at once), or from the WorkbenchError asking raised."""
+    if isinstance(reply, WorkbenchError):
         if record.backend in ("gateway", "kubernetes"):
             return None, (
                 f"the {record.backend} scheduler does not relay it: the process that launched "
                 f"the cluster (pid {record.owner_pid} on {record.hostname}) shows it with "
                 "handle.cost()"
             )
-        return None, f"its owner did not answer: {exc}"
-    raw = info.get("cost") if isinstance(info, dict) else None
+        return None, f"its owner did not answer: {reply}"
+    raw = reply.get("cost") if isinstance(reply, dict) else None
     if not isinstance(raw, dict):
-        return None, "its owner keeps no cost estimate (it is closing)"
+        return None, (
+            "its owner keeps no cost estimate (it is closing, or the cluster was not "
+            "started by workbench)"
+        )
     names = {f.name for f in fields(CostEstimate)}
     try:
         return CostEstimate(**{k: v for k, v in raw.items() if k in names}), ""
@@ -55,10 +66,13 @@ def owner_cost(record: Any, timeout: float = OWNER_TIMEOUT_S) -> tuple[CostEstim
         return None, f"its owner answered an unknown cost format: {exc}"
 
 
-def cluster_accounting(record: Any, store: Any = None) -> dict[str, Any]:
+def cluster_accounting(
+    record: Any, store: Any = None, cost: tuple[CostEstimate | None, str] | None = None
+) -> dict[str, Any]:
     """``{cost, cost_reason, gpu, gpu_reason}`` of a running cluster; ``store``: its metrics
-    store (None: the GPU part says none is watched yet)."""
-    cost, cost_reason = owner_cost(record)
+    store (None: the GPU part says none is watched yet); ``cost``: :func:`owner_cost`'s
+    answer when already known (None: the owner is asked here)."""
+    estimate, cost_reason = owner_cost(record) if cost is None else cost
     gpu: GPUSummary | None = None
     gpu_reason = ""
     if store is not None:
@@ -72,7 +86,7 @@ def cluster_accounting(record: Any, store: Any = None) -> dict[str, Any]:
     else:
         gpu_reason = "the cluster has no GPUs"
     return {
-        "cost": cost.to_dict() if cost is not None else None,
+        "cost": estimate.to_dict() if estimate is not None else None,
         "cost_reason": cost_reason or None,
         "gpu": gpu.to_dict() if gpu is not None else None,
         "gpu_reason": gpu_reason or None,

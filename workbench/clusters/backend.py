@@ -34,6 +34,7 @@ from ..errors import (
     ClusterStateError,
     ClusterUnreachableError,
     MissingDependencyError,
+    WorkbenchError,
 )
 from .comm import port_open, scheduler_call
 from .connect import connect_code
@@ -79,12 +80,32 @@ def scheduler_facts(
         )
     except (OSError, asyncio.TimeoutError, ValueError) as exc:
         raise ClusterUnreachableError(f"{unreachable} ({type(exc).__name__}: {exc})") from exc
-    workers = ident.get("workers", {})
+    return facts_of(ident)
+
+
+def facts_of(identity: dict[str, Any]) -> dict[str, Any]:
+    """Workers, threads and memory from a scheduler's ``identity`` reply."""
+    workers = identity.get("workers", {})
     return {
         "workers": len(workers),
         "threads": sum(w.get("nthreads", 0) for w in workers.values()),
         "memory": sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
     }
+
+
+def owner_error(record: ClusterRecord, op: str, exc: BaseException) -> WorkbenchError:
+    """The error for request ``op`` to ``record``'s owner that failed with ``exc``."""
+    if isinstance(exc, OSError | asyncio.TimeoutError):
+        return ClusterUnreachableError(
+            f"cluster {record.id}: its scheduler at {record.scheduler_address} does not answer "
+            f"({type(exc).__name__}: {exc}). If its owner (pid {record.owner_pid} on "
+            f"{record.hostname}) is busy, try again; stopping the cluster still works."
+        )
+    what = op.removeprefix("workbench_")  # the scheduler answered with an error
+    return ClusterStateError(
+        f"cluster {record.id} refused {what}: {exc}. Clusters not started by "
+        "workbench accept only stop."
+    )
 
 
 class BackendOptions(BaseModel):
@@ -300,23 +321,23 @@ class Backend(ABC):
     @classmethod
     def ask_owner(cls, record: ClusterRecord, op: str, timeout: float, **kwargs: Any) -> Any:
         """Send request ``op`` to the owner through its scheduler's workbench handlers."""
-        address = record.scheduler_address
         try:
             return scheduler_call(
-                address, op, timeout=timeout, connection_args=cls.connection_args(record), **kwargs
+                record.scheduler_address,
+                op,
+                timeout=timeout,
+                connection_args=cls.connection_args(record),
+                **kwargs,
             )
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise ClusterUnreachableError(
-                f"cluster {record.id}: its scheduler at {address} does not answer "
-                f"({type(exc).__name__}: {exc}). If its owner (pid {record.owner_pid} on "
-                f"{record.hostname}) is busy, try again; stopping the cluster still works."
-            ) from exc
-        except Exception as exc:  # the scheduler answered with an error
-            what = op.removeprefix("workbench_")
-            raise ClusterStateError(
-                f"cluster {record.id} refused {what}: {exc}. Clusters not started by "
-                "workbench accept only stop."
-            ) from exc
+        except Exception as exc:
+            raise owner_error(record, op, exc) from exc
+
+    @classmethod
+    def probes_on_shared_loop(cls) -> bool:
+        """Whether this backend's :meth:`remote_info` is the default (its scheduler asked
+        for ``identity`` over Dask's protocol, with :meth:`connection_args`), so that a
+        list of many clusters can probe them all on one event loop."""
+        return cls.remote_info.__func__ is Backend.remote_info.__func__  # type: ignore[attr-defined]
 
     @classmethod
     def remote_info(cls, record: ClusterRecord, timeout: float = 3.0) -> dict[str, Any]:

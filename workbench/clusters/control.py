@@ -18,11 +18,13 @@ object directly and serves the requests this path sends to its process.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psutil
@@ -34,9 +36,9 @@ from ..errors import (
     ResourceError,
     WorkbenchError,
 )
-from .backend import Backend
+from .backend import Backend, facts_of, owner_error
 from .backend_registry import get_backend_class
-from .comm import PORT_TIMEOUT_S, port_open
+from .comm import PORT_TIMEOUT_S, port_open, port_open_async
 from .record import ClusterRecord, Status, process_alive
 from .record_store import STALE_AFTER_S, RecordStore
 
@@ -101,6 +103,23 @@ def probe_all(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return [f.result() if f in done else late(r) for r, f in zip(records, futures, strict=True)]
+
+
+#: Seconds a list waits for an owner's answer about its cluster (``owner_info``).
+OWNER_INFO_TIMEOUT_S = 3.0
+
+
+@dataclass
+class Probed:
+    """One cluster of a list: its record, its summary (:meth:`ClusterControl.summary`)
+    and, when ``owner_asked``, what its owner answered to ``workbench_info`` (the reply,
+    or the :class:`~workbench.errors.WorkbenchError` asking raised). Owners are asked
+    only about running clusters."""
+
+    record: ClusterRecord
+    summary: dict[str, Any]
+    owner: Any = None
+    owner_asked: bool = False
 
 
 class ClusterControl:
@@ -192,6 +211,12 @@ class ClusterControl:
             problem = f"stale: {self.stale_reason(record)}"
         else:
             problem = f"its scheduler at {record.scheduler_address} does not accept connections"
+        return self._summary_of(record, status, info, problem)
+
+    @staticmethod
+    def _summary_of(
+        record: ClusterRecord, status: Status, info: dict[str, Any], problem: str | None
+    ) -> dict[str, Any]:
         data = record.to_dict()
         data.pop("worker_pids", None)
         return {
@@ -207,37 +232,124 @@ class ClusterControl:
     def summaries(
         self, records: Sequence[ClusterRecord] | None = None, timeout: float = 2.0
     ) -> builtins.list[dict[str, Any]]:
-        """:meth:`summary` of every record (default: all), probed in parallel
-        (:func:`probe_all`): the list takes about one ``timeout`` however many schedulers
-        are slow or dead."""
-        records = self.list() if records is None else records
+        """:meth:`summary` of every record (default: all), probed at once (:meth:`probe`):
+        the list takes about one ``timeout`` however many schedulers are slow or dead."""
+        return [p.summary for p in self.probe(records, timeout)]
+
+    def probe(
+        self,
+        records: Sequence[ClusterRecord] | None = None,
+        timeout: float = 2.0,
+        owner_info: bool = False,
+    ) -> builtins.list[Probed]:
+        """Every record (default: all) with its summary, and with ``owner_info`` its
+        owner's ``workbench_info`` reply, in order.
+
+        Stale records are summed up without a probe. The schedulers of backends with the
+        default probe (:meth:`Backend.probes_on_shared_loop`: ``local``, ``slurm``) are
+        asked all at once on one event loop, in a helper thread (one connection each, the
+        owner's question on the same connection); the others in parallel threads
+        (:func:`probe_all`). A dead or slow scheduler adds its timeout once to the list.
+        """
+        records = self.list() if records is None else builtins.list(records)
         deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
-        # Stale records need no probe: summed up here, not handed to a thread each.
-        stale = {r.id: self.summary(r, status="stale") for r in records if self.owner_gone(r)}
-        probed = probe_all(
-            [r for r in records if r.id not in stale],
-            lambda r: self.summary(r, timeout=timeout),
-            deadline,
-            lambda r: self.late_summary(r, deadline),
-        )
-        found = {s["id"]: s for s in probed}
-        return [stale.get(r.id) or found[r.id] for r in records]
+        if owner_info:
+            deadline += OWNER_INFO_TIMEOUT_S
+        done: dict[str, Probed] = {
+            r.id: Probed(r, self.summary(r, status="stale")) for r in records if self.owner_gone(r)
+        }
+        live = [r for r in records if r.id not in done]
+        on_loop = [r for r in live if backend_class(r).probes_on_shared_loop()]
+        threaded = [r for r in live if not backend_class(r).probes_on_shared_loop()]
+        helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-probe-loop")
+        try:
+            looped = (
+                helper.submit(
+                    asyncio.run, self._probe_on_loop(on_loop, timeout, owner_info, deadline)
+                )
+                if on_loop
+                else None
+            )
+            for p in probe_all(
+                threaded,
+                lambda r: self._probe_one(r, timeout, owner_info),
+                deadline,
+                lambda r: Probed(r, self.late_summary(r, deadline)),
+            ):
+                done[p.record.id] = p
+            for p in looped.result() if looped is not None else []:
+                done[p.record.id] = p
+        finally:
+            helper.shutdown(wait=False)
+        return [done[r.id] for r in records]
+
+    def _probe_one(self, record: ClusterRecord, timeout: float, owner_info: bool) -> Probed:
+        """One cluster's probe, blocking (a backend with a probe of its own)."""
+        summary = self.summary(record, timeout=timeout)
+        if not owner_info or summary["status"] != "running":
+            return Probed(record, summary)
+        try:
+            owner = backend_class(record).ask_owner(
+                record, "workbench_info", timeout=OWNER_INFO_TIMEOUT_S
+            )
+        except WorkbenchError as exc:
+            owner = exc
+        return Probed(record, summary, owner, owner_asked=True)
+
+    async def _probe_on_loop(
+        self,
+        records: Sequence[ClusterRecord],
+        timeout: float,
+        owner_info: bool,
+        deadline: float,
+    ) -> builtins.list[Probed]:
+        """The probes of ``records``, all at once on this event loop; those not done by
+        ``deadline`` seconds are answered by :meth:`late_summary`."""
+        tasks = [asyncio.ensure_future(self._probe_async(r, timeout, owner_info)) for r in records]
+        finished, pending = await asyncio.wait(tasks, timeout=deadline)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        return [
+            t.result() if t in finished else Probed(r, self.late_summary(r, deadline))
+            for r, t in zip(records, tasks, strict=True)
+        ]
+
+    async def _probe_async(self, record: ClusterRecord, timeout: float, owner_info: bool) -> Probed:
+        """:meth:`summary` of a cluster whose owner is alive, with the owner's answer."""
+        from distributed.core import rpc
+
+        address = record.scheduler_address
+        if not await port_open_async(address):
+            return Probed(record, self.summary(record, status="unreachable"))
+        owner: Any = None
+        try:
+            args = backend_class(record).connection_args(record)
+            async with rpc(address, timeout=timeout, connection_args=args) as r:
+                identity = await asyncio.wait_for(r.identity(), timeout)
+                if owner_info:
+                    try:
+                        owner = await asyncio.wait_for(r.workbench_info(), OWNER_INFO_TIMEOUT_S)
+                    except Exception as exc:
+                        owner = owner_error(record, "workbench_info", exc)
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:
+            problem = (
+                f"cluster {record.id}: its scheduler at {address} does not answer "
+                f"({type(exc).__name__}: {exc})"
+            )
+            return Probed(record, self._summary_of(record, "unreachable", {}, problem))
+        summary = self._summary_of(record, "running", facts_of(identity), None)
+        return Probed(record, summary, owner, owner_asked=owner_info)
 
     def late_summary(self, record: ClusterRecord, waited: float) -> dict[str, Any]:
         """The summary of a cluster whose probe did not return within ``waited`` seconds."""
-        data = record.to_dict()
-        data.pop("worker_pids", None)
-        return {
-            **data,
-            "status": "unreachable",
-            "workers": None,
-            "threads": None,
-            "memory": None,
-            "n_gpus": len(record.gpus),
-            "problem": (
-                f"its scheduler at {record.scheduler_address} did not answer within {waited:.0f}s"
-            ),
-        }
+        return self._summary_of(
+            record,
+            "unreachable",
+            {},
+            f"its scheduler at {record.scheduler_address} did not answer within {waited:.0f}s",
+        )
 
     # -- requests ----------------------------------------------------------------------------
     def stop(self, cluster_id: str, timeout: float = 30.0) -> ClusterRecord:

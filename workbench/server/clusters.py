@@ -16,8 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
-from ..clusters.comm import PORT_TIMEOUT_S
-from ..clusters.control import PROBE_MARGIN_S, ClusterControl, probe_all
+from ..clusters.control import ClusterControl, Probed
 from ..clusters.detached import POLL_S, launch_detached, start_detached
 from ..clusters.record import ClusterRecord
 from .base import ConflictError, WorkbenchHandler
@@ -54,34 +53,36 @@ def cluster_summary(
     new notebooks connect to it; with ``accounting``, the cost so far and the GPU idle time
     of a running cluster (its GPU figures once its metrics are collected: the first list
     starts the collection, the next shows them)."""
-    from ..accounting import cluster_accounting
     from ..autoconnect import read_mark
-    from .metrics import watched
 
-    summary = ClusterControl().summary(record, timeout=timeout)
-    mark = read_mark()
-    summary["autoconnect"] = mark is not None and mark["cluster"] == record.id
-    if accounting and summary["status"] == "running":
-        store = watched(record.scheduler_address) if record.gpus else None
-        summary["accounting"] = cluster_accounting(record, store)
-    return summary
+    (probed,) = ClusterControl().probe([record], timeout=timeout, owner_info=accounting)
+    return _with_extras(probed, read_mark(), accounting)
 
 
 def cluster_summaries(timeout: float = 2.0, accounting: bool = False) -> list[dict[str, Any]]:
-    """:func:`cluster_summary` of every cluster, probed in parallel: the list takes about
-    one timeout however many schedulers or owners are slow or dead."""
-    from ..accounting import OWNER_TIMEOUT_S
+    """:func:`cluster_summary` of every cluster, probed at once
+    (:meth:`ClusterControl.probe`): the list takes about one timeout however many
+    schedulers or owners are slow or dead."""
+    from ..autoconnect import read_mark
 
-    control = ClusterControl()
-    deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
-    if accounting:
-        deadline += OWNER_TIMEOUT_S  # a live scheduler whose owner does not answer
-    return probe_all(
-        control.list(),
-        lambda r: cluster_summary(r, timeout=timeout, accounting=accounting),
-        deadline,
-        lambda r: control.late_summary(r, deadline) | {"autoconnect": False},
-    )
+    mark = read_mark()
+    return [
+        _with_extras(p, mark, accounting)
+        for p in ClusterControl().probe(timeout=timeout, owner_info=accounting)
+    ]
+
+
+def _with_extras(probed: Probed, mark: dict[str, Any] | None, accounting: bool) -> dict[str, Any]:
+    from ..accounting import cluster_accounting, cost_from_owner
+    from .metrics import watched
+
+    summary, record = probed.summary, probed.record
+    summary["autoconnect"] = mark is not None and mark["cluster"] == record.id
+    if accounting and summary["status"] == "running":
+        store = watched(record.scheduler_address) if record.gpus else None
+        cost = cost_from_owner(record, probed.owner) if probed.owner_asked else None
+        summary["accounting"] = cluster_accounting(record, store, cost)
+    return summary
 
 
 def scale_cluster(cluster_id: str, n: int) -> dict[str, Any]:
