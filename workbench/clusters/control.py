@@ -255,10 +255,8 @@ class ClusterControl:
         deadline = timeout + PORT_TIMEOUT_S + PROBE_MARGIN_S
         if owner_info:
             deadline += OWNER_INFO_TIMEOUT_S
-        done: dict[str, Probed] = {
-            r.id: Probed(r, self.summary(r, status="stale")) for r in records if self.owner_gone(r)
-        }
-        live = [r for r in records if r.id not in done]
+        gone = {r.id for r in records if self.owner_gone(r)}
+        live = [r for r in records if r.id not in gone]
         on_loop = [r for r in live if backend_class(r).probes_on_shared_loop()]
         threaded = [r for r in live if not backend_class(r).probes_on_shared_loop()]
         helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-probe-loop")
@@ -270,6 +268,10 @@ class ClusterControl:
                 if on_loop
                 else None
             )
+            # stale records need no probe: summed up here while the probes wait on sockets
+            done = {
+                r.id: Probed(r, self.summary(r, status="stale")) for r in records if r.id in gone
+            }
             for p in probe_all(
                 threaded,
                 lambda r: self._probe_one(r, timeout, owner_info),

@@ -13,10 +13,11 @@ acted on by :class:`~workbench.clusters.control.ClusterControl`.
 
 from __future__ import annotations
 
+import copy
 import getpass
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import psutil
@@ -62,7 +63,13 @@ class ClusterRecord:
         return cls(**known)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data, a copy (as ``dataclasses.asdict`` makes, without its deep walk of
+        every field: a list of many clusters builds one per record)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        data["gpus"] = list(self.gpus)
+        data["worker_pids"] = [tuple(p) for p in self.worker_pids]
+        data["extra"] = copy.deepcopy(self.extra)
+        return data
 
     @property
     def on_this_host(self) -> bool:
