@@ -80,6 +80,7 @@ def _store_memory(workers: int) -> tuple[float, float]:
         sim = SimulatedCluster(workers, capacity=HOUR)
         producers = sum(r.capacity for _, r, _ in sim.workers)
         sim.prefill(HOUR)
+        gc.collect()  # what is held, not the garbage the collector has not reached yet
         held = tracemalloc.get_traced_memory()[0] - before
         # what the simulated workers hold is not the store's: measure and subtract it
         worker_bytes = 0

@@ -50,6 +50,8 @@ def main() -> None:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
+    if len(names) > 1:
+        sys.exit(_each_in_its_own_process(names, args))
     # Benchmarks keep their clusters, runs and logs out of the user's real state directory.
     os.environ.setdefault("WORKBENCH_STATE_DIR", tempfile.mkdtemp(prefix="wb-bench-"))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -77,7 +79,7 @@ def main() -> None:
         curves += got
     pngs = write(curves, args.out)
     total = time.perf_counter() - started
-    print(f"\nall scale benchmarks: {total / 60:.1f} min; plots and samples in {args.out}/")
+    print(f"\n{', '.join(names)}: {total / 60:.1f} min; plots and samples in {args.out}/")
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
     if args.docs is not None and curves:
@@ -85,6 +87,28 @@ def main() -> None:
         header = f"_Measured {stamp} by `make bench-scale` on {where}._"
         missing = update_docs(args.docs, curves, pngs, header)
         print(f"refreshed {args.docs}" + (f" (appended {', '.join(missing)})" if missing else ""))
+
+
+def _each_in_its_own_process(names: list[str], args: argparse.Namespace) -> int:
+    """Run each benchmark in a Python process of its own (this script with ``--only``),
+    so that one's leftovers (threads, a large heap for the garbage collector to walk,
+    caches) do not weigh on the next; each refreshes its own tables and plots."""
+    import subprocess
+
+    started = time.perf_counter()
+    failed: list[str] = []
+    for name in names:
+        cmd = [sys.executable, __file__, "--only", name, "--out", str(args.out)]
+        cmd += ["--repeat-factor", str(args.repeat_factor)]
+        cmd += ["--quick"] if args.quick else []
+        cmd += ["--docs", str(args.docs)] if args.docs is not None else []
+        if subprocess.run(cmd, check=False).returncode != 0:
+            failed.append(name)
+    total = time.perf_counter() - started
+    print(f"\nall scale benchmarks, each in its own process: {total / 60:.1f} min")
+    if failed:
+        print(f"  failed: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
