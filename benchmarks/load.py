@@ -46,7 +46,7 @@ from _scale import RAW, WORKBENCH, Curve, Point, ScaleOptions, interleave, machi
 
 SIZES_MB = (10, 100, 1000, 2000)
 #: rounds per size (each round reads the dataset once with every reader)
-ROUNDS = {10: 5, 100: 5, 1000: 3, 2000: 3}
+ROUNDS = {10: 5, 100: 7, 1000: 5, 2000: 5}
 FILE_MB = 25
 #: Parquet bytes per row of _frame's data (snappy, measured): sizes -> row counts
 BYTES_PER_ROW = 27.8

@@ -72,7 +72,13 @@ def raw_once(jobs: int, logs: str) -> float:
     return elapsed
 
 
-def workbench_once(jobs: int) -> float:
+#: The extra series: workbench without TLS, as plain as the raw SLURMCluster above.
+PLAIN = "workbench.launch, security: none"
+
+
+def workbench_once(jobs: int, security: str = "tls") -> float:
+    """A ready workbench SLURM cluster; ``security``: its default ``tls`` (per-cluster
+    credentials, workers connect over TLS) or ``none`` (plain TCP, as the raw side)."""
     import workbench
 
     name = f"bench-wb-{uuid.uuid4().hex[:6]}"
@@ -85,6 +91,7 @@ def workbench_once(jobs: int) -> float:
         wait=True,
         timeout=300,
         progress="off",
+        security=security,
         **OPTIONS,
     )
     elapsed = time.perf_counter() - start
@@ -131,19 +138,26 @@ def scale(options: ScaleOptions) -> list[Curve]:
             f"one worker per job ({OPTIONS['cores']} core, {OPTIONS['memory']}), the same "
             f"single-node SLURM ({cpus} CPUs configured on a {os.cpu_count()}-core machine)",
             "workbench's time includes its checks against the live cluster (sinfo, sbatch "
-            "--test-only), the registry record and the queue polling while it waits",
+            "--test-only), the registry record and the queue polling while it waits, and by "
+            "default TLS with per-cluster credentials (the raw SLURMCluster is plain TCP); "
+            f"'{PLAIN}' is workbench as plain as the raw side",
             "between runs, the next one starts once SLURM has released the previous jobs",
         ],
     )
     raw_once(1, logs)  # warm imports, the page cache and SLURM for both paths
     workbench_once(1)
     for jobs in sizes:
-        runs = {RAW: lambda j=jobs: raw_once(j, logs), WORKBENCH: lambda j=jobs: workbench_once(j)}
+        runs = {
+            RAW: lambda j=jobs: raw_once(j, logs),
+            WORKBENCH: lambda j=jobs: workbench_once(j),
+            PLAIN: lambda j=jobs: workbench_once(j, security="none"),
+        }
         times = interleave(runs, options.repeats(SCALE_ROUNDS[jobs]))
         curve.points.append(Point(f"{jobs} job{'s' if jobs > 1 else ''}", jobs, times))
         print(
             f"  {jobs} jobs: raw {statistics.median(times[RAW]):.2f} s, "
-            f"workbench {statistics.median(times[WORKBENCH]):.2f} s",
+            f"workbench {statistics.median(times[WORKBENCH]):.2f} s, "
+            f"workbench without TLS {statistics.median(times[PLAIN]):.2f} s",
             flush=True,
         )
     return [curve]
