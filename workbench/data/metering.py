@@ -471,7 +471,9 @@ class MeteredFileSystem(DelegatingFileSystem):
             record["rows"] = rows
         if worker is not None:
             try:
-                outbox(worker).put(record)  # sent from the worker's event loop, in batches
+                # sent from the worker's event loop, in batches; a footer's row count at
+                # the loop's next turn (the manifest may be asked as the computation ends)
+                outbox(worker).put(record, soon=rows is not None)
                 return
             except Exception:  # worker shutting down: count it here instead
                 pass

@@ -7,7 +7,10 @@ reading thread more than the record is worth. :class:`Outbox` instead takes reco
 any thread with a list append, and a periodic callback on the worker's event loop sends
 what has accumulated every :attr:`Outbox.interval` seconds; the callback stops after a
 while without records and starts again with the next one (one wake-up then). Records
-reach the client at most an interval later than they would otherwise.
+reach the client at most an interval later than they would otherwise; a record put with
+``soon=True`` (a footer's row count, which the manifest may be asked for as soon as the
+computation ends) is sent at the loop's next turn, with one wake-up for all such records
+queued meanwhile.
 """
 
 from __future__ import annotations
@@ -35,18 +38,27 @@ class Outbox:
         self._running = False
         self._idle = 0
         self._callback: Any = None
+        self._soon = False
 
-    def put(self, record: dict[str, Any]) -> None:
-        """Queue a record (any thread); starts the flushing on the loop if it is stopped."""
+    def put(self, record: dict[str, Any], soon: bool = False) -> None:
+        """Queue a record (any thread); starts the flushing on the loop if it is stopped.
+        ``soon``: send it at the loop's next turn rather than at the next interval."""
         with self._lock:
             self._records.append(record)
             start = not self._running
             self._running = True
-        if start:
+            wake = soon and not start and not self._soon
+            self._soon = self._soon or wake
+        if start or wake:
             worker = self._worker()
             if worker is None:
                 raise RuntimeError("the worker is gone")
-            worker.loop.add_callback(self._start)
+            worker.loop.add_callback(self._start if start else self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        with self._lock:
+            self._soon = False
+        self.flush()
 
     def _start(self) -> None:
         from tornado.ioloop import PeriodicCallback
