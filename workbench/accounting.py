@@ -22,12 +22,13 @@ import time
 from dataclasses import fields
 from typing import Any
 
+from .clusters.control import OWNER_INFO_TIMEOUT_S
 from .clusters.cost import CostEstimate
 from .errors import WorkbenchError
 from .metrics.accounting import GPUSummary, gpu_summary
 
-#: Seconds the owner has to answer about the cost.
-OWNER_TIMEOUT_S = 3.0
+#: Seconds the owner has to answer about the cost (as when a cluster list asks it).
+OWNER_TIMEOUT_S = OWNER_INFO_TIMEOUT_S
 
 
 def owner_cost(record: Any, timeout: float = OWNER_TIMEOUT_S) -> tuple[CostEstimate | None, str]:

@@ -105,7 +105,7 @@ def probe_all(
     return [f.result() if f in done else late(r) for r, f in zip(records, futures, strict=True)]
 
 
-#: Seconds a list waits for an owner's answer about its cluster (``owner_info``).
+#: Seconds a list (``owner_info``) and the cost display wait for an owner's answer.
 OWNER_INFO_TIMEOUT_S = 3.0
 
 
@@ -256,9 +256,11 @@ class ClusterControl:
         if owner_info:
             deadline += OWNER_INFO_TIMEOUT_S
         gone = {r.id for r in records if self.owner_gone(r)}
-        live = [r for r in records if r.id not in gone]
-        on_loop = [r for r in live if backend_class(r).probes_on_shared_loop()]
-        threaded = [r for r in live if not backend_class(r).probes_on_shared_loop()]
+        on_loop: builtins.list[ClusterRecord] = []
+        threaded: builtins.list[ClusterRecord] = []
+        for r in records:
+            if r.id not in gone:
+                (on_loop if backend_class(r).probes_on_shared_loop() else threaded).append(r)
         helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-probe-loop")
         try:
             looped = (

@@ -164,12 +164,12 @@ def _parquet_rows(
         where = _url(fs, protocol, path)
         if isinstance(tail, BaseException):
             raise storage.translate_error(tail, where, *storage.split_uri(where), {})
-        if size < 12 or tail[-4:] != b"PAR1":
+        footer = metering.parquet_footer_size(tail)
+        if footer is None:
             raise CorruptDataError(
                 f"{where} is not a valid Parquet file (no Parquet footer; {size} bytes). It may "
                 "be truncated, still being written, or another format."
             )
-        footer = int.from_bytes(tail[-8:-4], "little") + 8
         if footer > len(tail):
             tail = fs.cat_file(path, start=max(0, size - footer), end=size)
         try:

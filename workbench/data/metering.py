@@ -83,16 +83,23 @@ def _current_worker() -> Any:
 PARQUET_MAGIC = b"PAR1"
 
 
+def parquet_footer_size(data: Any) -> int | None:
+    """Bytes at the end of a Parquet file taken by its footer, its length and the magic
+    bytes, read from ``data``, the file's last bytes; None when they do not end with the
+    magic bytes (or are too short for a Parquet file)."""
+    if len(data) < 12 or bytes(data[-len(PARQUET_MAGIC) :]) != PARQUET_MAGIC:
+        return None
+    return int.from_bytes(bytes(data[-8:-4]), "little") + 8
+
+
 def parquet_footer_rows(data: Any) -> int | None:
     """The row count in the Parquet footer at the end of ``data``, when ``data`` is the
     end of a Parquet file with its whole footer (what a reader fetches to plan its reads);
     None for any other bytes. Readers parse that footer anyway: counting its rows here
     spares ``load`` reading it again for the manifest."""
     n = len(data)
-    if n < 12 or bytes(data[-len(PARQUET_MAGIC) :]) != PARQUET_MAGIC:
-        return None
-    footer = int.from_bytes(bytes(data[-8:-4]), "little") + 8
-    if footer > n:
+    footer = parquet_footer_size(data)
+    if footer is None or footer > n:
         return None
     import pyarrow as pa
     import pyarrow.parquet as pq
