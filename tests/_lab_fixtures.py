@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -25,10 +26,13 @@ from typing import Any
 
 import pytest
 
+import workbench
 from workbench.clusters import ClusterControl
 from workbench.server import SWEEP_SETTING
 
 BIN = Path(sys.executable).parent
+#: Where workbench's own modules are: a traceback through them is workbench failing.
+PACKAGE_DIR = str(Path(workbench.__file__).parent) + os.sep
 #: Small, quick local clusters: one single-threaded worker, a dashboard on a free port.
 SMALL_CLUSTER = {
     "n_workers": 1,
@@ -116,6 +120,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _decoded(text: str, headers: Any) -> Any:
+    """A reply's JSON, or its text where it is not JSON (Prometheus, HTML)."""
+    if not text:
+        return None
+    if "json" in str(headers.get("Content-Type", "")):
+        return json.loads(text)
+    return text
+
+
 @dataclass
 class JupyterProcess:
     """A ``jupyter lab``/``jupyter server`` subprocess with token auth."""
@@ -136,11 +149,24 @@ class JupyterProcess:
         )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                text = r.read().decode()
-                return Reply(r.status, json.loads(text) if text else None)
+                return Reply(r.status, _decoded(r.read().decode(), r.headers), dict(r.headers))
         except urllib.error.HTTPError as exc:
-            text = exc.read().decode()
-            return Reply(exc.code, json.loads(text) if text else None)
+            return Reply(exc.code, _decoded(exc.read().decode(), exc.headers), dict(exc.headers))
+
+    def workbench_errors(self) -> list[str]:
+        """What the server logged of workbench failing: each traceback through workbench's
+        code, and each 5xx answer of a workbench route (others' noise, such as
+        jupyter-server-proxy's reconnects to a stopped dashboard, is not counted)."""
+        text = self.log.read_text(errors="replace")
+        found = [
+            line
+            for line in text.splitlines()
+            if re.match(r"\[[EW] .*\b5\d\d \w+ /workbench/", line)
+        ]
+        for block in re.split(r"\n(?=\[[A-Z] \d{4}-|\d{4}-\d\d-\d\d )", text):
+            if "Traceback" in block and PACKAGE_DIR in block:
+                found.append(block[-3000:])
+        return found
 
     def stop(self) -> None:
         if self.proc.poll() is None:

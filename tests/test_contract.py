@@ -11,7 +11,6 @@ Each test times what it measures (see the "timings measured by the tests" summar
 
 from __future__ import annotations
 
-import asyncio
 import json
 import operator
 import os
@@ -20,7 +19,9 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from workbench.clusters import ClusterControl, ClusterHandle, RecordStore
 from workbench.clusters.record import ClusterRecord, process_alive
 
 from ._contract import PROFILE, BackendEnv, make_env, wait_until
+from ._lab_fixtures import JupyterProcess
 from ._timing import Timings
 from .conftest import WORKBENCH
 
@@ -215,55 +217,81 @@ def test_connect_code_in_a_fresh_process(env: BackendEnv, timings: Timings) -> N
     env.wait_released(handle.record, 60)
 
 
-async def _wait_workers(api: Any, cluster_id: str, n: int, timeout: float = 180) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+def _wait_workers(lab: JupyterProcess, cluster_id: str, n: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
     while True:
-        reply = await api("GET", f"clusters/{cluster_id}")
+        reply = lab.request("GET", f"workbench/api/clusters/{cluster_id}")
         if reply.status == 200 and reply.data["workers"] == n:
             return
-        if asyncio.get_running_loop().time() > deadline:
+        if time.monotonic() > deadline:
             raise AssertionError(f"cluster {cluster_id}: {reply.data}")
-        await asyncio.sleep(0.3)
+        time.sleep(0.3)
 
 
-async def test_the_same_through_the_rest_routes(
-    env: BackendEnv, timings: Timings, api: Any
+def _fetch(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        return int(reply.status)
+
+
+def test_the_same_through_the_rest_routes(
+    env: BackendEnv, timings: Timings, lab_process: Any
 ) -> None:
+    """Every REST route of a cluster's life, against ``jupyter lab`` started as users start
+    it: a process of its own from the venv, a fresh interpreter that imported nothing of
+    the tests (an in-process server shares pytest's imports and hid the SLURM launch's
+    "signal only works in main thread")."""
+    lab: JupyterProcess = lab_process("lab")
+    api = "workbench/api/"
     started = time.perf_counter()
-    reply = await api("POST", "clusters", body={"profile": PROFILE, "options": {}})
+    reply = lab.request("POST", api + "clusters", {"profile": PROFILE, "options": {}}, timeout=300)
     timings.record("REST launch (detached) until ready", time.perf_counter() - started)
     assert reply.status == 201, reply.data
     cid = reply.data["id"]
     assert reply.data["status"] == "running" and reply.data["backend"] == env.backend
     record = ClusterControl().get(cid)
-    listing = await api("GET", "clusters")
+    listing = lab.request("GET", api + "clusters")
     assert [c["id"] for c in listing.data["clusters"]] == [cid]
 
+    # The advertised dashboard is where the dashboard answers: the record's link (the one
+    # the CLI prints and the sidebar shows), fetched from here, and the server's checks.
+    link = reply.data["dashboard_link"]
+    assert link and link == record.dashboard_link, (link, record.dashboard_link)
+    assert _fetch(link) == HTTPStatus.OK, link
+    health = lab.request("GET", api + f"clusters/{cid}/health")
+    assert health.status == 200, health.data
+    failed = [c for c in health.data["checks"] if c["status"] == "fail"]
+    assert not failed, failed
+    panes = lab.request("GET", api + f"clusters/{cid}/panes")
+    assert panes.status == 200, panes.data
+    assert panes.data["dask"]["problem"] is None, panes.data
+    assert any(p["route"] == "individual-task-stream" for p in panes.data["dask"]["plots"])
+
     started = time.perf_counter()
-    reply = await api("POST", f"clusters/{cid}/scale", body={"n": 2})
+    reply = lab.request("POST", api + f"clusters/{cid}/scale", {"n": 2})
     assert reply.status == 200 and reply.data == {"id": cid, "requested_workers": 2}, reply.data
-    await _wait_workers(api, cid, 2)
+    _wait_workers(lab, cid, 2)
     timings.record("REST scale 1 -> 2 workers", time.perf_counter() - started)
 
     started = time.perf_counter()
-    reply = await api("POST", f"clusters/{cid}/adapt", body={"minimum": 1, "maximum": 1})
+    reply = lab.request("POST", api + f"clusters/{cid}/adapt", {"minimum": 1, "maximum": 1})
     assert reply.status == 200, reply.data
-    await _wait_workers(api, cid, 1)
+    _wait_workers(lab, cid, 1)
     timings.record("REST adapt 2 -> 1 worker", time.perf_counter() - started)
 
-    reply = await api("GET", f"clusters/{cid}/connect")
+    reply = lab.request("GET", api + f"clusters/{cid}/connect")
     assert reply.status == 200
     assert reply.data["code"] == ClusterControl().connect_code(cid)  # the backend's own
-    out = await asyncio.to_thread(_run_code, reply.data["code"] + CHECK)
+    out = _run_code(reply.data["code"] + CHECK)
     assert "answer 42" in out.stdout, out.stderr[-3000:]
 
     started = time.perf_counter()
-    reply = await api("DELETE", f"clusters/{cid}")
+    reply = lab.request("DELETE", api + f"clusters/{cid}")
     assert reply.status == 200 and reply.data == {"id": cid, "stopped": True}, reply.data
-    await asyncio.to_thread(env.wait_released, record, 60)
+    env.wait_released(record, 60)
     timings.record("REST stop until released", time.perf_counter() - started)
-    assert (await api("GET", f"clusters/{cid}")).status == 404
+    assert lab.request("GET", api + f"clusters/{cid}").status == 404
     wait_until(lambda: not process_alive(record.owner_pid, record.owner_create_time), 30)
+    assert not lab.workbench_errors(), lab.workbench_errors()
 
 
 def test_idle_timeout_closes_and_releases(env: BackendEnv, timings: Timings) -> None:

@@ -338,3 +338,69 @@ def test_sidebar_controls_gateway_and_kubernetes_clusters(
     finally:
         for handle in handles:
             handle.close()
+
+
+@pytest.mark.slurm
+def test_sidebar_checks_and_launches_the_builtin_slurm_profile(
+    lab_process: Any, slurm: Any
+) -> None:
+    """The built-in ``slurm`` profile from the sidebar of a ``jupyter lab`` started as users
+    start it (its first import of dask-jobqueue is in the server's thread pool; it failed
+    with "signal only works in main thread" until the extension imported it at start):
+    Check shows SLURM's verdict and the job script, Launch starts a worker in a real job,
+    the card's dashboard answers, Stop cancels the job."""
+    from playwright.sync_api import expect, sync_playwright
+
+    lab: JupyterProcess = lab_process("lab")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{lab.url}lab/workspaces/wbslurm?reset&token={lab.token}")
+            tab = page.locator(
+                '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="workbench-sidebar"]'
+            )
+            tab.wait_for(timeout=120_000)
+            tab.click()
+            sidebar = page.locator("#workbench-sidebar")
+            sidebar.locator("#workbench-profile-select").select_option("slurm")
+            sidebar.locator("input[name=memory]").fill("1GiB")
+            sidebar.locator("[data-workbench-action=preview]").click()
+            preview = sidebar.locator(".jp-workbench-preview")
+            expect(preview.locator(".jp-workbench-preview-verdict")).to_contain_text(
+                "SLURM: would start", timeout=60_000
+            )
+            preview.locator("summary").click()
+            expect(preview.locator("pre")).to_contain_text("--mem=")
+            expect(preview.locator("pre")).to_contain_text("--dashboard-address 127.0.0.1:0")
+
+            sidebar.locator("[data-workbench-action=launch]").click()
+            card = sidebar.locator(".jp-workbench-cluster")
+            expect(card).to_have_count(1, timeout=150_000)
+            expect(card.locator(".jp-workbench-workers")).to_have_text("1 worker", timeout=90_000)
+            expect(sidebar.locator(".jp-workbench-error")).to_have_count(0)
+            (record,) = ClusterControl().list()
+            assert record.backend == "slurm" and record.profile == "slurm"
+            assert slurm.jobs_named(record.extra["job_name"])
+            page.screenshot(path=str(ARTIFACTS / "lab-workbench-slurm.png"))
+
+            card.locator("[data-workbench-action=dashboard]").click()
+            dash = page.locator(f"#workbench-dashboard-{record.id}")
+            expect(dash).to_be_visible(timeout=60_000)
+            frame = dash.locator("iframe").element_handle().content_frame()
+            assert frame is not None
+            frame.locator("canvas").first.wait_for(timeout=60_000)
+            assert "Dask" in frame.title()
+
+            card.locator("[data-workbench-action=stop]").click()
+            page.locator(".jp-Dialog button.jp-mod-warn").click()
+            expect(sidebar.locator(".jp-workbench-cluster")).to_have_count(0, timeout=60_000)
+            wait_until(lambda: not slurm.jobs_named(record.extra["job_name"]), 60)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab-workbench-slurm-failure.png"))
+            raise
+        finally:
+            browser.close()
+    assert not lab.workbench_errors(), lab.workbench_errors()

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -129,6 +132,49 @@ def test_two_jobs_compute_scale_adapt_and_close_leave_no_job(
         handle.close()
     slurm.wait_no_jobs(name)
     assert ClusterControl().list() == []
+
+
+def _listening() -> list[tuple[str, int]]:
+    import psutil
+
+    return [
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process().net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN
+    ]
+
+
+def test_dashboard_link_answers_and_worker_http_servers_stay_on_loopback(
+    slurm: SlurmInstance, unique_name
+) -> None:
+    """The built-in profile's dashboard is on 127.0.0.1 while the scheduler listens on the
+    address compute nodes reach: the link (record, CLI, REST) is where the dashboard is,
+    not the scheduler's host. Every worker's own HTTP server (/health, /metrics) is on its
+    node's loopback only, never on the node's network address."""
+    name = unique_name("wb-http")
+    handle = workbench.launch(
+        "slurm", wait=True, timeout=120, job_name=name, cores=1, memory="1GiB"
+    )
+    try:
+        link = handle.dashboard_link
+        assert link and link == ClusterControl().get(handle.id).dashboard_link
+        assert urlparse(link).hostname == "127.0.0.1", (link, handle.scheduler_address)
+        with urllib.request.urlopen(link, timeout=30) as reply:
+            assert reply.status == 200
+        listening = handle.client.run(_listening)
+        workers = handle.client.scheduler_info()["workers"]
+        assert workers
+        for address, worker in workers.items():
+            port = worker["services"]["dashboard"]
+            assert {ip for ip, p in listening[address] if p == port} == {"127.0.0.1"}
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
+                assert r.read() == b"ok"
+            if worker["host"] not in ("127.0.0.1", "localhost"):
+                with pytest.raises(OSError):
+                    socket.create_connection((worker["host"], port), timeout=5).close()
+    finally:
+        handle.close()
+    slurm.wait_no_jobs(name)
 
 
 def test_gpu_job_worker_gets_cuda_visible_devices(slurm: SlurmInstance, unique_name) -> None:

@@ -232,26 +232,25 @@ def launch(
 
 
 def _dry_run(profile: str, overrides: dict[str, Any], check: bool) -> None:
-    from .clusters.backend_registry import get_backend_class
-    from .clusters.profiles import get_profile
+    from .clusters.detached import check_verdict, prepare_launch
 
-    prof = get_profile(profile)
-    backend = get_backend_class(prof.backend)(prof.resolve(**overrides), profile=prof.name)
+    backend = prepare_launch(profile, overrides)
+    name = backend.profile
     script = backend.job_script()
     if script is None:
-        kind = backend.describe().get("kind") or prof.backend
+        kind = backend.describe().get("kind") or backend.name
         click.echo(
-            f"profile {prof.name!r} (backend {prof.backend}) submits no batch jobs: "
+            f"profile {name!r} (backend {backend.name}) submits no batch jobs: "
             f"it starts a {kind} in the launching process."
         )
     else:
         click.echo(script.rstrip("\n"))
     if check:
         backend.check()
-        verdict = getattr(backend, "test_only_message", "")
+        verdict = check_verdict(backend)
+        shown = f" ({verdict})" if verdict else ""
         click.secho(
-            f"ok: profile {prof.name!r} passed the checks against the live cluster"
-            + (f" ({verdict})" if verdict else ""),
+            f"ok: profile {name!r} passed the checks against the live cluster{shown}",
             err=True,
         )
 

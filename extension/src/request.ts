@@ -23,7 +23,11 @@ export class WorkbenchAPIError extends Error {
     message: string,
     readonly status: number,
     readonly problems: string[] = [],
-    readonly kind: string = ''
+    readonly kind: string = '',
+    /** Where the details are: the cluster process's log, or the server's error log. */
+    readonly log: string | null = null,
+    /** The step that failed unexpectedly ("checking profile 'slurm' ..."). */
+    readonly step: string | null = null
   ) {
     super(message);
     this.name = 'WorkbenchAPIError';
@@ -76,11 +80,15 @@ export async function requestAPI<T>(
     const problems: string[] = Array.isArray(data?.problems)
       ? data.problems.map(String)
       : [];
+    const text = (key: string): string | null =>
+      data && typeof data[key] === 'string' ? data[key] : null;
     throw new WorkbenchAPIError(
       message,
       response.status,
       problems,
-      (data && typeof data.error === 'string' && data.error) || ''
+      text('error') ?? '',
+      text('log'),
+      text('step')
     );
   }
   if (data === undefined && text.length > 0) {
@@ -193,6 +201,19 @@ function json(method: string, body?: unknown): RequestInit {
     : { method, body: JSON.stringify(body) };
 }
 
+/** What a launch would do, nothing started (`POST profiles/<name>/preview`). */
+export interface ILaunchPreview {
+  profile: string;
+  backend: string;
+  kind: string;
+  options: Record<string, unknown>;
+  /** The batch script of each job (SLURM); null for backends without jobs. */
+  job_script: string | null;
+  checked: boolean;
+  /** What the checks against the live system said (SLURM: sbatch --test-only). */
+  verdict: string | null;
+}
+
 export function listProfiles(
   settings?: ServerConnection.ISettings
 ): Promise<IProfileList> {
@@ -204,6 +225,18 @@ export function getProfile(
   settings?: ServerConnection.ISettings
 ): Promise<IProfileDetail> {
   return requestAPI<IProfileDetail>(`profiles/${enc(name)}`, {}, settings);
+}
+
+export function previewLaunch(
+  profile: string,
+  options: Record<string, unknown>,
+  settings?: ServerConnection.ISettings
+): Promise<ILaunchPreview> {
+  return requestAPI<ILaunchPreview>(
+    `profiles/${enc(profile)}/preview`,
+    json('POST', { options, check: true }),
+    settings
+  );
 }
 
 export async function listClusters(

@@ -20,6 +20,7 @@ import {
   startWorkbenchDashboard,
   listClusters,
   listProfiles,
+  previewLaunch,
   requestAPI,
   scaleCluster,
   stopCluster,
@@ -90,6 +91,37 @@ beforeAll(async () => {
             profiles: [{ name: 'local' }],
             problems: [],
             files: []
+          })
+        );
+      }
+      if (url === '/base/workbench/api/profiles/slurm/preview') {
+        return reply(
+          res,
+          200,
+          JSON.stringify({
+            profile: 'slurm',
+            backend: 'slurm',
+            kind: 'SLURMCluster',
+            options: { cores: 2 },
+            job_script: '#!/usr/bin/env bash\n#SBATCH -J wb-slurm-1a2b3c\n',
+            checked: true,
+            verdict: 'SLURM: would start at 2026-12-07T20:00:00 on node vm'
+          })
+        );
+      }
+      if (url === '/base/workbench/api/profiles/broken/preview') {
+        return reply(
+          res,
+          500,
+          JSON.stringify({
+            reason: 'Internal Server Error',
+            message:
+              "checking profile 'broken' failed unexpectedly: OSError: disk full. " +
+              'This is a bug in workbench or its environment; the traceback is in ' +
+              "/state/server-errors.log and the Jupyter server's log.",
+            error: 'OSError',
+            step: "checking profile 'broken' and writing its job script",
+            log: '/state/server-errors.log'
           })
         );
       }
@@ -304,6 +336,29 @@ describe('requestAPI', () => {
     await clusterHealth('abc', 'lab.example.org', settings);
     expect(seen[4].url).toBe('/base/workbench/api/clusters/abc/health');
     expect(seen[4].query).toBe('page_host=lab.example.org');
+  });
+
+  it('previews a launch: the job script and the live check, nothing started', async () => {
+    const preview = await previewLaunch('slurm', { cores: 2 }, settings);
+    expect(preview.job_script).toContain('#SBATCH -J wb-slurm-1a2b3c');
+    expect(preview.verdict).toMatch(/^SLURM: would start/);
+    expect(seen[0].method).toBe('POST');
+    expect(seen[0].url).toBe('/base/workbench/api/profiles/slurm/preview');
+    expect(JSON.parse(seen[0].body)).toEqual({
+      options: { cores: 2 },
+      check: true
+    });
+  });
+
+  it('keeps the failed step and the log of an unexpected server failure', async () => {
+    const error = await failure(previewLaunch('broken', {}, settings));
+    expect(error.status).toBe(500);
+    expect(error.kind).toBe('OSError');
+    expect(error.step).toBe(
+      "checking profile 'broken' and writing its job script"
+    );
+    expect(error.log).toBe('/state/server-errors.log');
+    expect(error.message).toContain('failed unexpectedly: OSError: disk full');
   });
 
   it('reports errors without a JSON body by their status', async () => {

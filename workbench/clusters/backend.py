@@ -222,6 +222,20 @@ class Backend(ABC):
     def create_cluster(self) -> Cluster:
         """Start and return the cluster (a ``distributed.deploy.Cluster``)."""
 
+    def dashboard_link(self, cluster: Cluster) -> str | None:
+        """Where the cluster's Dask dashboard answers: distributed's link, with the host
+        the profile's ``dashboard_address`` binds it to (distributed puts the scheduler's
+        host there, which is not where a loopback dashboard listens)."""
+        from .comm import dashboard_link_where_it_listens
+
+        try:
+            link = str(cluster.dashboard_link) or None
+        except Exception:
+            return None
+        return dashboard_link_where_it_listens(
+            link, getattr(self.options, "dashboard_address", None)
+        )
+
     def job_script(self, cluster: Cluster | None = None) -> str | None:
         """The batch script each job runs, for backends that submit jobs (else None).
 

@@ -15,11 +15,13 @@ or at run time with :func:`register_backend`.
 from __future__ import annotations
 
 import difflib
-import importlib
+import importlib.util
+import time
 from importlib.metadata import entry_points
 from typing import TypedDict
 
-from ..errors import BackendError, MissingDependencyError, UnknownBackendError
+from ..errors import BackendError, MissingDependencyError, UnknownBackendError, WorkbenchError
+from ..imports import import_module
 from .backend import Backend
 
 ENTRY_POINT_GROUP = "workbench.backends"
@@ -76,7 +78,7 @@ def available_backends() -> list[str]:
 def _load(name: str, path: str, hint: str) -> type[Backend]:
     module_name, _, attr = path.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = import_module(module_name)
     except ImportError as exc:
         raise MissingDependencyError(
             f"backend {name!r} could not be imported ({exc}). Install it with: {hint}"
@@ -109,3 +111,29 @@ def get_backend_class(name: str) -> type[Backend]:
         cls = _load(name, eps[name], f"reinstall the package that provides entry point {name!r}")
     _registry[name] = cls
     return cls
+
+
+def import_backend_modules() -> dict[str, str]:
+    """Import every available backend and the modules it ``requires``, now, on this thread.
+
+    The Jupyter server extension calls it on the server's main thread at start: a module
+    that sets signal handlers at import (dask-jobqueue) would fail when first imported by
+    a REST route in the thread pool, and the import must not replace the server's own
+    handlers either (:func:`workbench.imports.import_module`). Returns, for each backend,
+    what happened: the seconds it took, or why it was skipped (not installed, broken).
+    """
+    done: dict[str, str] = {}
+    for name in available_backends():
+        start = time.perf_counter()
+        try:
+            cls = get_backend_class(name)
+            missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+            for module in cls.requires:
+                if module not in missing:
+                    import_module(module)
+        except (WorkbenchError, ImportError) as exc:
+            done[name] = f"skipped: {exc}"
+            continue
+        took = f"{time.perf_counter() - start:.2f} s"
+        done[name] = f"{took}, not installed: {', '.join(missing)}" if missing else took
+    return done

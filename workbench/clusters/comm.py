@@ -97,3 +97,30 @@ def free_dashboard_address(address: str | None) -> str | None:
         except OSError as exc:
             logger.info("dashboard port %s is not free (%s); using any free port", port, exc)
     return f"{'[' + host + ']' if family == socket.AF_INET6 else host}:0"
+
+
+#: Hosts a server given them listens on every interface of (the scheduler's host works).
+ALL_INTERFACES = ("", "0.0.0.0", "::", "*")
+
+
+def dashboard_link_where_it_listens(link: str | None, dashboard_address: str | None) -> str | None:
+    """The dashboard ``link`` distributed made, with the host the dashboard listens on.
+
+    distributed builds the link from the *scheduler's* host; a profile that binds the
+    dashboard to another address (loopback, while the scheduler listens on the network
+    address the compute nodes reach, as SLURM clusters do) would advertise
+    ``http://<scheduler host>:<port>/status``, where nothing answers. A dashboard on
+    every interface keeps the scheduler's host."""
+    if not link or not dashboard_address:
+        return link
+    host = str(dashboard_address).rpartition(":")[0].strip("[]")
+    if "://" in host:
+        host = host.split("://", 1)[1]
+    if host in ALL_INTERFACES:
+        return link
+    parsed = urlparse(link)
+    if parsed.hostname == host:
+        return link
+    shown = f"[{host}]" if ":" in host else host
+    netloc = f"{shown}:{parsed.port}" if parsed.port else shown
+    return parsed._replace(netloc=netloc).geturl()

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..errors import WorkbenchError
@@ -26,6 +26,9 @@ from ..private import private_dir
 from ..processes import reap_in_background, spawn_detached
 from .record import ClusterRecord
 from .record_store import RecordStore
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 #: What the launching process prints once its cluster is ready (see ``workbench launch``).
 READY_MARKER = "Press Ctrl-C"
@@ -41,18 +44,53 @@ class LaunchError(WorkbenchError):
         super().__init__(message)
 
 
+def prepare_launch(profile: str, overrides: dict[str, Any] | None = None) -> Backend:
+    """The backend that launching PROFILE with ``overrides`` would use, options resolved
+    and validated (bad ones raise the profile's error), nothing checked or started."""
+    from .backend_registry import get_backend_class
+    from .profiles import get_profile
+
+    prof = get_profile(profile)
+    options = prof.resolve(**dict(overrides or {}))
+    return get_backend_class(prof.backend)(options, profile=prof.name)
+
+
 def check_launch(profile: str, overrides: dict[str, Any]) -> None:
     """Raise the same error the cluster process would, before starting it.
 
     Unknown profiles, invalid overrides and missing resources (more GPUs than the
     machine has) are reported at once instead of after a process start.
     """
-    from .backend_registry import get_backend_class
-    from .profiles import get_profile
+    prepare_launch(profile, overrides).check()
 
-    prof = get_profile(profile)
-    options = prof.resolve(**overrides)
-    get_backend_class(prof.backend)(options, profile=prof.name).check()
+
+def check_verdict(backend: Backend) -> str:
+    """What the backend's checks against the live system said, after ``check()`` passed
+    (SLURM: ``sbatch --test-only``'s estimate; empty where a backend says nothing)."""
+    return str(getattr(backend, "test_only_message", "") or "")
+
+
+def preview_launch(
+    profile: str, overrides: dict[str, Any] | None = None, check: bool = True
+) -> dict[str, Any]:
+    """What launching PROFILE would do, without starting anything: the resolved options,
+    the batch script each job would run (backends that submit jobs; ``None`` otherwise),
+    and, with ``check``, the verdict of the backend's checks against the live system
+    (``sbatch --test-only`` for SLURM). Bad options or a failed check raise the error a
+    launch would raise."""
+    backend = prepare_launch(profile, overrides)
+    script = backend.job_script()
+    if check:
+        backend.check()
+    return {
+        "profile": backend.profile,
+        "backend": backend.name,
+        "kind": backend.describe().get("kind") or backend.name,
+        "options": backend.options.model_dump(mode="json"),
+        "job_script": script,
+        "checked": check,
+        "verdict": check_verdict(backend) if check else None,
+    }
 
 
 def start_detached(
@@ -60,10 +98,12 @@ def start_detached(
     overrides: dict[str, Any] | None = None,
     timeout: float = 120.0,
     store: RecordStore | None = None,
+    checked: bool = False,
 ) -> PendingLaunch:
     """Start the cluster process and return at once; :meth:`PendingLaunch.poll` says when
-    it is ready (the JupyterLab server polls it without holding a thread meanwhile)."""
-    return _spawn(profile, overrides, timeout, store)
+    it is ready (the JupyterLab server polls it without holding a thread meanwhile).
+    ``checked``: the caller ran :func:`check_launch` itself (as a step of its own)."""
+    return _spawn(profile, overrides, timeout, store, checked)
 
 
 def launch_detached(
@@ -92,9 +132,11 @@ def _spawn(
     overrides: dict[str, Any] | None,
     timeout: float,
     store: RecordStore | None,
+    checked: bool = False,
 ) -> PendingLaunch:
     overrides = dict(overrides or {})
-    check_launch(profile, overrides)
+    if not checked:
+        check_launch(profile, overrides)
     store = store or RecordStore()
     logs = private_dir(config.state_dir() / "logs")
     log = logs / f"launch-{int(time.time() * 1000)}-{os.getpid()}-{threading.get_ident()}.log"

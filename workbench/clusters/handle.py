@@ -129,10 +129,7 @@ class ClusterHandle:
 
     @property
     def dashboard_link(self) -> str | None:
-        try:
-            return str(self.cluster.dashboard_link) or None
-        except Exception:
-            return None
+        return self._backend.dashboard_link(self.cluster)
 
     @property
     def status(self) -> str:

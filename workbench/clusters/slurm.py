@@ -32,6 +32,7 @@ from dask.utils import format_bytes, parse_bytes
 
 from .. import config
 from ..errors import BackendError, ResourceError
+from ..imports import import_module
 from ..private import PRIVATE_UMASK, private_dir, scrubbed_env
 from . import slurm_commands as sc
 from .backend import Backend, BackendOptions, WaitState
@@ -46,8 +47,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SLURM_HINT = "pip install 'workbench[slurm]'"
+#: Every worker's own HTTP server: on the node's loopback, without the Bokeh pages.
+WORKER_HTTP_ARGS = ("--no-dashboard", "--dashboard-address", "127.0.0.1:0")
 #: Random bytes of the suffix every job name ends in (hex: twice as many characters).
 JOB_SUFFIX_BYTES = 3
+
+
+def import_jobqueue() -> None:
+    """Import ``dask_jobqueue.slurm`` without its import-time SIGINT handler
+    (``dask_jobqueue.runner`` sets one: off the main thread that raises, on it it replaces
+    the program's own); the ``from dask_jobqueue.slurm import ...`` after it finds it
+    imported."""
+    import_module("dask_jobqueue.slurm")
 
 
 def _slug(text: str) -> str:
@@ -106,7 +117,11 @@ class SLURMBackend(Backend):
         if o.walltime is None:
             skip.append("#SBATCH -t ")  # jobqueue would put its own default walltime
         prologue = list(o.job_script_prologue)
-        args = list(o.worker_extra_args)
+        # The worker's own HTTP server (/health, /metrics; Bokeh pages with --dashboard)
+        # listens on every interface of the compute node by default, unauthenticated:
+        # loopback only, no Bokeh pages. The profile's worker_extra_args come after, so
+        # a profile that wants the worker dashboards back can say so.
+        args = [*WORKER_HTTP_ARGS, *o.worker_extra_args]
         life = lifetime(o.walltime, o.lifetime_margin)
         if o.gpus_per_job:
             worker_command = "dask_cuda.cli"  # python -m dask_cuda.cli == dask cuda worker
@@ -164,6 +179,7 @@ class SLURMBackend(Backend):
         if cluster is not None and hasattr(cluster, "job_script"):
             return str(cluster.job_script())
         self.require()
+        import_jobqueue()
         from dask_jobqueue.slurm import SLURMJob
 
         job = SLURMJob("tcp://<scheduler-address>:8786", name="<worker-name>", **self.job_kwargs())
@@ -255,6 +271,7 @@ class SLURMBackend(Backend):
     # -- running ----------------------------------------------------------------------------
     def create_cluster(self) -> Cluster:
         self.check()
+        import_jobqueue()
         from dask_jobqueue.slurm import SLURMCluster, SLURMJob
 
         class Job(SLURMJob):

@@ -13,7 +13,14 @@ from typing import Any
 
 from .routes import API_PREFIX, ROUTES, setup_routes
 
-__all__ = ["API_PREFIX", "ROUTES", "SWEEP_SETTING", "setup_routes", "sweep_stale_clusters"]
+__all__ = [
+    "API_PREFIX",
+    "ROUTES",
+    "SWEEP_SETTING",
+    "preload_backend_modules",
+    "setup_routes",
+    "sweep_stale_clusters",
+]
 
 #: The web app setting that holds the start-up sweep's thread.
 SWEEP_SETTING = "workbench_sweep"
@@ -64,7 +71,19 @@ def sweep_stale_clusters(log: Any) -> None:
         )
 
 
+def preload_backend_modules(log: Any) -> None:
+    """Import every backend's modules on the server's main thread, before any request:
+    the REST routes run backends in a thread pool, where the first import of a module
+    that sets signal handlers (dask-jobqueue) fails with "signal only works in main
+    thread". The server's own handlers are kept (:mod:`workbench.imports`)."""
+    from ..clusters.backend_registry import import_backend_modules
+
+    for backend, outcome in import_backend_modules().items():
+        log.debug("workbench: backend %s imported (%s)", backend, outcome)
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
+    preload_backend_modules(serverapp.log)
     setup_routes(serverapp.web_app)
     serverapp.log.info("workbench: REST API at %s%s/", serverapp.base_url, API_PREFIX)
     _setup_autoconnect(serverapp)

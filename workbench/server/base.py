@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from http.client import responses
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
 from jupyter_server.auth.decorator import authorized
@@ -16,6 +19,7 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import BaseModel, ValidationError
 from tornado import web
 
+from .. import config
 from ..clusters.detached import LaunchError
 from ..credentials import SECRET_KEY
 from ..errors import (
@@ -29,6 +33,7 @@ from ..errors import (
     UnknownProfileError,
     WorkbenchError,
 )
+from ..private import open_private_log
 from ..redact import redact_text
 from ..templates import TemplateError
 
@@ -66,6 +71,27 @@ def _problem(err: Any) -> str:
         shown = redact_text(repr(err.get("input")))
         text += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
     return redact_text(text)
+
+
+def server_error_log() -> Path:
+    """Where the REST routes write the traceback of an unexpected failure (private, in the
+    user's state directory; the Jupyter server's own log gets it as well)."""
+    return config.state_dir() / "server-errors.log"
+
+
+def record_unexpected(step: str, request: str, exc: BaseException) -> Path | None:
+    """Append ``exc``'s traceback (secrets redacted) to :func:`server_error_log`; its path,
+    or None where it could not be written."""
+    path = server_error_log()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    entry = f"--- {stamp} {request}: {step} failed\n{redact_text(text)}\n"
+    try:
+        with open_private_log(path) as log:
+            log.write(entry.encode(errors="replace"))
+    except OSError:
+        return None
+    return path
 
 
 def status_for(exc: BaseException) -> int:
@@ -118,6 +144,9 @@ class WorkbenchHandler(APIHandler):
     auth_resource = "workbench"
     #: Method name -> action, where it is not jupyter_server's default for the method.
     auth_actions: ClassVar[dict[str, str]] = {}
+    #: What the request is doing now, in words ("checking profile 'slurm'"): an unexpected
+    #: failure is reported as a failure of this step, with where its traceback is.
+    step = ""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -127,6 +156,10 @@ class WorkbenchHandler(APIHandler):
                 continue
             action = cls.auth_actions.get(name) or HTTP_METHOD_TO_AUTH_ACTION[name.upper()]
             setattr(cls, name, _guard(method, action))
+
+    def at(self, step: str) -> None:
+        """Say which step the request is at (reported if it fails unexpectedly)."""
+        self.step = step
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking ``fn`` in the workbench thread pool."""
@@ -163,11 +196,31 @@ class WorkbenchHandler(APIHandler):
             reply["message"] = redact_text(str(exc).split("\n  - ")[0])
             reply["problems"] = [redact_text(str(p)) for p in getattr(exc, "problems", [])]
             reply["error"] = type(exc).__name__
+            if isinstance(exc, LaunchError):
+                reply["log"] = str(exc.log)
         else:
-            reply["message"] = redact_text(f"unexpected server error: {type(exc).__name__}: {exc}")
-            reply["error"] = type(exc).__name__
+            reply.update(self._unexpected(exc))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(reply))
+
+    def _unexpected(self, exc: BaseException) -> dict[str, Any]:
+        """The reply to a failure nobody foresaw: the step it happened in, what was raised,
+        and where the traceback is; never the exception's class alone."""
+        request = f"{self.request.method} {self.request.path}"
+        step = self.step or f"answering {request}"
+        log = record_unexpected(step, request, exc)
+        where = f"{log} and the Jupyter server's log" if log else "the Jupyter server's log"
+        what = str(exc).strip() or "(no message)"
+        message = (
+            f"{step} failed unexpectedly: {type(exc).__name__}: {what}. This is a bug in "
+            f"workbench or its environment; the traceback is in {where}."
+        )
+        return {
+            "message": redact_text(message),
+            "error": type(exc).__name__,
+            "step": step,
+            "log": str(log) if log else None,
+        }
 
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, WorkbenchError) and not self._finished:

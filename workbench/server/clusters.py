@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from ..clusters.control import ClusterControl, Probed
-from ..clusters.detached import POLL_S, launch_detached, start_detached
+from ..clusters.detached import POLL_S, check_launch, launch_detached, start_detached
 from ..clusters.record import ClusterRecord
 from .base import ConflictError, WorkbenchHandler
 
@@ -116,9 +116,13 @@ def stop_cluster(cluster_id: str) -> dict[str, Any]:
     from . import metrics
     from .dashboards import stop_dashboard
 
-    record = ClusterControl().stop(cluster_id)
+    control = ClusterControl()
+    # This server's own connections to the cluster go first: a metrics collector whose
+    # scheduler vanishes under it tries to reconnect, and is then cancelled mid-try
+    # (distributed logs that as an ERROR with two tracebacks).
+    metrics.forget(control.get(cluster_id).scheduler_address)
+    record = control.stop(cluster_id)
     stop_dashboard(record.id)  # it would exit by itself a moment later
-    metrics.forget(record.scheduler_address)
     clear_mark(record.id)  # new notebooks would fail to connect to it
     return {"id": record.id, "stopped": True}
 
@@ -134,6 +138,7 @@ class ClustersHandler(WorkbenchHandler):
     auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
 
     async def get(self) -> None:
+        self.at("listing clusters")
         self.reply({"clusters": await self.run(cluster_summaries, accounting=True)})
 
     async def post(self) -> None:
@@ -147,14 +152,20 @@ class ClustersHandler(WorkbenchHandler):
                 "at once); try again when one is done"
             )
         _launching += 1
+        what = f"profile {req.profile!r}"
         try:
+            self.at(f"checking {what} before launching it")
+            await self.run(check_launch, req.profile, req.options)
+            self.at(f"starting the cluster process of {what}")
             pending = await self.run(
-                start_detached, req.profile, req.options, timeout=float(req.timeout)
+                start_detached, req.profile, req.options, float(req.timeout), checked=True
             )
+            self.at(f"waiting for the cluster of {what} (its log: {pending.log})")
             while (record := await self.run(pending.poll)) is None:
                 await asyncio.sleep(POLL_S)
         finally:
             _launching -= 1
+        self.at(f"reading the state of the new cluster {record.id}")
         self.reply(await self.run(cluster_summary, record, timeout=5), status=201)
 
 
@@ -162,10 +173,12 @@ class ClusterHandler(WorkbenchHandler):
     auth_resource = "workbench:clusters"
 
     async def get(self, cluster_id: str) -> None:
+        self.at(f"reading the state of cluster {cluster_id}")
         record = await self.run(ClusterControl().get, cluster_id)
         self.reply(await self.run(cluster_summary, record, accounting=True))
 
     async def delete(self, cluster_id: str) -> None:
+        self.at(f"stopping cluster {cluster_id}")
         self.reply(await self.run(stop_cluster, cluster_id))
 
 
@@ -174,6 +187,7 @@ class ScaleHandler(WorkbenchHandler):
 
     async def post(self, cluster_id: str) -> None:
         req = self.body(ScaleRequest)
+        self.at(f"scaling cluster {cluster_id} to {req.n} workers")
         self.reply(await self.run(scale_cluster, cluster_id, req.n))
 
 
@@ -182,6 +196,7 @@ class AdaptHandler(WorkbenchHandler):
 
     async def post(self, cluster_id: str) -> None:
         req = self.body(AdaptRequest)
+        self.at(f"making cluster {cluster_id} adaptive")
         self.reply(await self.run(adapt_cluster, cluster_id, req.minimum, req.maximum))
 
 
@@ -189,4 +204,5 @@ class ConnectHandler(WorkbenchHandler):
     auth_resource = "workbench:clusters"
 
     async def get(self, cluster_id: str) -> None:
+        self.at(f"writing the connect cell of cluster {cluster_id}")
         self.reply(await self.run(connect_cell, cluster_id))

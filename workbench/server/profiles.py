@@ -1,10 +1,14 @@
-"""``/workbench/api/profiles``: the profile catalog, and one profile with its form schema."""
+"""``/workbench/api/profiles``: the profile catalog, one profile with its form schema, and
+the preview of a launch (job script and live checks, nothing started)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..clusters.backend_registry import get_backend_class
+from ..clusters.detached import preview_launch
 from ..clusters.profiles import Profile, ProfileCatalog, load_catalog
 from ..errors import WorkbenchError
 from ..redact import redact_text, redact_value
@@ -59,3 +63,25 @@ class ProfileHandler(WorkbenchHandler):
 
     async def get(self, name: str) -> None:
         self.reply(await self.run(profile_detail, name))
+
+
+class PreviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    options: dict[str, Any] = Field(default_factory=dict)
+    check: StrictBool = True
+
+
+class ProfilePreviewHandler(WorkbenchHandler):
+    """``POST profiles/<name>/preview``: what a launch with these options would do: the
+    options resolved and validated, the batch script of each job (SLURM), and the verdict
+    of the checks against the live system (``sbatch --test-only``). Nothing is started;
+    a problem is the same error a launch would answer."""
+
+    auth_resource = "workbench:profiles"
+    #: the check runs the backend's commands (sbatch --test-only) for the user
+    auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
+
+    async def post(self, name: str) -> None:
+        req = self.body(PreviewRequest)
+        self.at(f"checking profile {name!r} and writing its job script")
+        self.reply(await self.run(preview_launch, name, req.options, req.check))

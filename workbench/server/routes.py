@@ -27,7 +27,7 @@ from .datasets import DatasetHandler, DatasetsHandler
 from .health import ClusterHealthHandler, HealthHandler
 from .metrics import MetricsHandler, PrometheusHandler
 from .panes import ClusterPanesHandler
-from .profiles import ProfileHandler, ProfilesHandler
+from .profiles import ProfileHandler, ProfilePreviewHandler, ProfilesHandler
 from .templates import TemplateHandler, TemplatesHandler
 
 API_PREFIX = "workbench/api"
@@ -36,6 +36,7 @@ _ID = r"(?P<cluster_id>[A-Za-z0-9_.-]+)"
 ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
     (r"/profiles", ProfilesHandler),
     (r"/profiles/(?P<name>[^/]+)", ProfileHandler),
+    (r"/profiles/(?P<name>[^/]+)/preview", ProfilePreviewHandler),
     (r"/clusters", ClustersHandler),
     (rf"/clusters/{_ID}", ClusterHandler),
     (rf"/clusters/{_ID}/scale", ScaleHandler),

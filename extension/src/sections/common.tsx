@@ -8,9 +8,15 @@ export function ErrorBox(props: { error: WorkbenchAPIError | Error | null }) {
     return null;
   }
   const problems = error instanceof WorkbenchAPIError ? error.problems : [];
+  const log = error instanceof WorkbenchAPIError ? error.log : null;
   return (
     <div className="jp-workbench-error" role="alert">
       <div>{error.message}</div>
+      {log && !error.message.includes(log) && (
+        <div className="jp-workbench-error-log">
+          log: <code>{log}</code>
+        </div>
+      )}
       {problems.length > 0 && (
         <ul>
           {problems.map(p => (

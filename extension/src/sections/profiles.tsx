@@ -6,11 +6,34 @@ import { ErrorBox, ProblemList, SourceFiles } from './common';
 import { collectOverrides, fieldsFromSchema, IField, toText } from '../form';
 import {
   getProfile,
+  ILaunchPreview,
   IProfileDetail,
   IProfileList,
   launchCluster,
-  listProfiles
+  listProfiles,
+  previewLaunch
 } from '../request';
+
+/** What a launch would do: the live check's verdict and each job's batch script. */
+function PreviewBox(props: { preview: ILaunchPreview }) {
+  const { preview } = props;
+  return (
+    <div
+      className="jp-workbench-preview"
+      data-workbench-preview={preview.profile}
+    >
+      <div className="jp-workbench-preview-verdict">
+        ✓ {preview.verdict || `profile ${preview.profile} passed the checks`}
+      </div>
+      {preview.job_script !== null && (
+        <details className="jp-workbench-preview-script">
+          <summary>Job script</summary>
+          <pre>{preview.job_script}</pre>
+        </details>
+      )}
+    </div>
+  );
+}
 
 function FieldInput(props: {
   field: IField;
@@ -91,6 +114,8 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
   const [texts, setTexts] = useState<Record<string, string>>({});
   const [error, setError] = useState<Error | null>(null);
   const [launching, setLaunching] = useState(false);
+  const [checking, setChecking] = useState(false);
+  const [preview, setPreview] = useState<ILaunchPreview | null>(null);
   const [showAll, setShowAll] = useState(false);
 
   const reload = useCallback(async () => {
@@ -158,6 +183,27 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
     () => collectOverrides(fields, texts, effective),
     [fields, texts, effective]
   );
+
+  // A preview is of the options it was made with: any change makes it stale.
+  useEffect(() => setPreview(null), [selected, texts]);
+
+  const check = async () => {
+    if (!detail || detail.name !== selected || collected.errors.length) {
+      return;
+    }
+    setChecking(true);
+    setError(null);
+    try {
+      setPreview(
+        await previewLaunch(detail.name, collected.overrides, settings)
+      );
+    } catch (e) {
+      setPreview(null);
+      setError(e as Error);
+    } finally {
+      setChecking(false);
+    }
+  };
 
   const launch = async () => {
     if (!detail || detail.name !== selected || collected.errors.length) {
@@ -288,12 +334,23 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
             >
               {launching ? 'Launching…' : 'Launch'}
             </button>
+            <button
+              type="button"
+              className="jp-Button jp-mod-styled jp-mod-reject"
+              title="Validate the options and check them against the live system (SLURM: sbatch --test-only); shows the job script. Starts nothing."
+              disabled={launching || checking || collected.errors.length > 0}
+              data-workbench-action="preview"
+              onClick={() => void check()}
+            >
+              {checking ? 'Checking…' : 'Check'}
+            </button>
             {Object.keys(collected.overrides).length > 0 && (
               <span className="jp-workbench-dim">
                 {Object.keys(collected.overrides).length} option(s) changed
               </span>
             )}
           </div>
+          {preview && <PreviewBox preview={preview} />}
         </form>
       )}
       <ErrorBox error={error} />
