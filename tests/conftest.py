@@ -49,6 +49,7 @@ FAST_MODULES = {
     "test_layout.py",
     "test_metrics_samplers.py",
     "test_profiles.py",
+    "test_redact.py",
     "test_slurm_options.py",
     "test_templates.py",
     "test_training_progress.py",

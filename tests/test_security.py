@@ -233,6 +233,10 @@ async def test_a_planted_secret_appears_in_no_output(
         {"profile": "tiny", "options": {"api_token": MARKER}},
         {"profile": "tiny", "options": {"local_directory": f"/tmp/x\nexport TOKEN={MARKER}"}},
         {"profile": "prologue", "options": {"job_script_prologue": [f"export SECRET={MARKER}"]}},
+        # a secret where a name was expected: the 400 says what is wrong, not the value
+        {"profile": {"password": MARKER}},
+        {"profile": "tiny", "options": {"storage": {"clientSecret": MARKER}}},
+        {"profile": "tiny", "options": {"headers": f"Authorization: Bearer {MARKER}"}},
     ]
     for body in launches:
         reply = await api("POST", "clusters", body=body)

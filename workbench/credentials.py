@@ -21,11 +21,23 @@ REFERENCE = re.compile(r"^(env|keyring|file):(.+)$")
 #: Keys whose values must be references, never literal secrets.
 SECRET_KEY = re.compile(
     r"(^|[_-])(pass(word|wd)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|"
-    r"credentials?|account[_-]?key|connection[_-]?string|sas)([_-]|$)",
+    r"credentials?|account[_-]?key|connection[_-]?string|sas|sig|signature|authorization|"
+    r"cookie)([_-]|$)",
     re.IGNORECASE,
 )
 #: Keys that name where a secret lives (a path, a variable), not the secret itself.
 POINTER_KEY = re.compile(r"[_-](file|path|env|var|name|dir)$", re.IGNORECASE)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def secret_name(name: str) -> bool:
+    """Whether a key or option named ``name`` holds a secret: ``password``, ``api_key``,
+    ``--token``, and camelCase or PascalCase ones as cloud SDKs write them (``clientSecret``,
+    ``sasToken``, ``sessionToken``, ``SecretAccessKey``, ``AccountKey``,
+    ``SharedAccessSignature``); not one that says where a secret is (``token_file``,
+    ``password_env``)."""
+    words = _CAMEL.sub("_", name.strip("-"))
+    return SECRET_KEY.search(words) is not None and POINTER_KEY.search(words) is None
 
 
 def is_reference(value: object) -> bool:
@@ -42,8 +54,7 @@ def find_literal_secrets(
             path = (*prefix, key)
             if (
                 isinstance(key, str)
-                and SECRET_KEY.search(key)
-                and not POINTER_KEY.search(key)
+                and secret_name(key)
                 and isinstance(value, str | int)
                 and not isinstance(value, bool)
                 and value != ""

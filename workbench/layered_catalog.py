@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from .credentials import SECRET_KEY
+from .credentials import secret_name
 from .redact import redact_text
 
 Scope = Literal["built-in", "team", "user", "file"]
@@ -255,7 +255,7 @@ def _secret_loc(err: Any) -> bool:
     """Whether the error concerns a secret-looking key (its input is never shown) or a
     value the literal-credential check refused."""
     return "literal credential" in str(err.get("msg", "")) or any(
-        isinstance(p, str) and SECRET_KEY.search(p) for p in err.get("loc", ())
+        isinstance(p, str) and secret_name(p) for p in err.get("loc", ())
     )
 
 

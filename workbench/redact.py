@@ -16,7 +16,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .credentials import POINTER_KEY, SECRET_KEY
+from .credentials import secret_name
 
 #: What replaces a hidden value.
 REDACTED = "REDACTED"
@@ -40,6 +40,13 @@ SECRET_QUERY_KEYS = frozenset(
     }
 )
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+#: ``name: value`` and ``'name': value`` (dict and JSON reprs, YAML, logs, HTTP headers);
+#: an HTTP authorization scheme before the value is kept.
+_KEYED = re.compile(
+    r"(?P<q>['\"]?)(?P<name>[A-Za-z_][\w-]*)(?P=q)\s*:[ \t]*"
+    r"(?:(?:Bearer|Basic|Token|token|Digest|Negotiate)[ \t]+)?"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;}\]{\[][^\s,;}\]]*)"
+)
 _ASSIGNMENT = re.compile(
     r"(?P<name>[A-Za-z_][\w-]*)(?P<sep>=)(?P<value>[^\s'\",;)]+)"
     r"|(?<=-)(?P<fname>[A-Za-z][\w-]*)(?P<fsep>\s+)(?P<fvalue>[^\s'\",;)-][^\s'\",;)]*)"
@@ -47,10 +54,7 @@ _ASSIGNMENT = re.compile(
 
 
 def _secret_query_key(key: str) -> bool:
-    k = key.lower()
-    return k in SECRET_QUERY_KEYS or (
-        SECRET_KEY.search(k) is not None and not POINTER_KEY.search(k)
-    )
+    return key.lower() in SECRET_QUERY_KEYS or secret_name(key)
 
 
 def redact_uri(uri: str) -> str:
@@ -79,20 +83,39 @@ def redact_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+#: Values that name where a secret is, not the secret: shown.
+_POINTERS = ("env:", "keyring:", "file:", "$", REDACTED)
+
+
+def _pointer(value: str) -> bool:
+    return value.strip("'\"").startswith(_POINTERS)
+
+
 def redact_text(text: str) -> str:
-    """``text`` with URIs redacted and the values of secret-looking names hidden."""
+    """``text`` with URIs redacted and the values of secret-looking names hidden, in every
+    form they are written: ``name=value`` (shell, query strings, Azure connection strings:
+    ``AccountKey=``, ``SharedAccessSignature=``), ``--name value``, ``name: value`` (YAML,
+    logs, HTTP headers: ``Authorization: Bearer ...``), and quoted keys as dict and JSON
+    reprs write them (``{'password': '...'}``, ``"clientSecret": "..."``)."""
     text = _URI.sub(lambda m: redact_uri(m.group()), text)
 
     def hide(match: re.Match[str]) -> str:
         flag = match.group("fname") is not None
         name = match.group("fname" if flag else "name")
         value = match.group("fvalue" if flag else "value")
-        if SECRET_KEY.search(name) and not POINTER_KEY.search(name):
-            if value.startswith(("env:", "keyring:", "file:", "$", REDACTED)):
-                return match.group()
+        if secret_name(name) and not _pointer(value):
             return f"{name}{match.group('fsep' if flag else 'sep')}{REDACTED}"
         return match.group()
 
+    def hide_keyed(match: re.Match[str]) -> str:
+        value = match.group("value")
+        if not secret_name(match.group("name")) or _pointer(value):
+            return match.group()
+        quote = value[0] if value[0] in "'\"" else ""
+        shown = f"{quote}{REDACTED}{quote}"
+        return match.group()[: match.start("value") - match.start()] + shown
+
+    text = _KEYED.sub(hide_keyed, text)
     return _ASSIGNMENT.sub(hide, text)
 
 
@@ -107,13 +130,7 @@ def redact_value(value: Any) -> Any:
             before = value[i - 1] if i else None
             flag = isinstance(before, str) and before.startswith("-")
             name = before.lstrip("-") if isinstance(before, str) else ""
-            if (
-                flag
-                and isinstance(item, str)
-                and SECRET_KEY.search(name)
-                and not POINTER_KEY.search(name)
-                and not item.startswith(("env:", "keyring:", "file:", "$"))
-            ):
+            if flag and isinstance(item, str) and secret_name(name) and not _pointer(item):
                 out_list.append(REDACTED)
             else:
                 out_list.append(redact_value(item))
@@ -123,8 +140,7 @@ def redact_value(value: Any) -> Any:
         for k, v in value.items():
             secret = (
                 isinstance(k, str)
-                and SECRET_KEY.search(k)
-                and not POINTER_KEY.search(k)
+                and secret_name(k)
                 and isinstance(v, str | int)
                 and not isinstance(v, bool)
                 and not (isinstance(v, str) and v.startswith(("env:", "keyring:", "file:")))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from dask.utils import format_bytes, parse_bytes, parse_timedelta
 from pydantic import Field, field_validator, model_validator
 
-from ..credentials import POINTER_KEY, SECRET_KEY
+from ..credentials import secret_name
 from . import slurm_commands as sc
 from .backend import BackendOptions, no_control_chars
 
@@ -50,11 +50,7 @@ def _no_literal_secret(line: str) -> str:
     """Job scripts are written to disk and logs: no literal credential may go in one."""
     for pattern in (_ASSIGNMENT, _FLAG):
         for name, value in pattern.findall(line):
-            if (
-                SECRET_KEY.search(name)
-                and not POINTER_KEY.search(name)
-                and not value.startswith(("$", '"$', "'$"))
-            ):
+            if secret_name(name) and not value.startswith(("$", '"$', "'$")):
                 raise ValueError(
                     f"{name!r} looks like a literal credential; it would be written into "
                     "every job script. Jobs inherit the launching environment "

@@ -21,7 +21,7 @@ from tornado import web
 
 from .. import config
 from ..clusters.detached import LaunchError
-from ..credentials import SECRET_KEY
+from ..credentials import secret_name
 from ..errors import (
     CatalogError,
     ClusterNotFoundError,
@@ -34,7 +34,7 @@ from ..errors import (
     WorkbenchError,
 )
 from ..private import open_private_log
-from ..redact import redact_text
+from ..redact import redact_text, redact_value
 from ..templates import TemplateError
 
 T = TypeVar("T")
@@ -65,10 +65,10 @@ def _problem(err: Any) -> str:
     """One validation problem; the offending value is shown unless it may be a secret."""
     where = ".".join(str(p) for p in err["loc"]) or "body"
     text = f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
-    secret = any(isinstance(p, str) and SECRET_KEY.search(p) for p in err["loc"])
+    secret = any(isinstance(p, str) and secret_name(p) for p in err["loc"])
     secret = secret or "literal credential" in str(err["msg"])
     if err.get("type") not in ("missing", "extra_forbidden") and not secret:
-        shown = redact_text(repr(err.get("input")))
+        shown = redact_text(repr(redact_value(err.get("input"))))
         text += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
     return redact_text(text)
 
