@@ -48,6 +48,27 @@ IN_PROCESS_CLUSTER = {
 }
 
 
+#: A team profile file with ``small``: SMALL_CLUSTER on CPUs. The sidebar and REST may not
+#: change ``dashboard_address`` (a profile-file setting), so tests that launch through
+#: REST launch this profile instead of overriding ``local-cpu``.
+SMALL_PROFILE = "small"
+
+
+@pytest.fixture
+def small_profile(workbench_home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The ``small`` profile in a team profile file (the user's file stays the test's own);
+    servers started afterwards inherit it through the environment."""
+    import yaml
+
+    team = workbench_home / "team-profiles.yaml"
+    options = {"gpus": "none", **SMALL_CLUSTER}
+    team.write_text(
+        yaml.safe_dump({"profiles": {SMALL_PROFILE: {"backend": "local", "options": options}}})
+    )
+    monkeypatch.setenv("WORKBENCH_TEAM_PROFILES", str(team))
+    return SMALL_PROFILE
+
+
 @pytest.fixture
 def jp_server_config() -> Any:
     from traitlets.config import Config

@@ -303,15 +303,14 @@ def test_jupyter_server_restart_keeps_clusters_listed_and_controllable(
     gateway_server: Any,
     gateway_password: str,
     user_profiles: Any,
+    small_profile: str,
     timings: Timings,
 ) -> None:
     user_profiles(gateway_server.profile(name="gw", n_workers=1))
     server: JupyterProcess = lab_process("server")
     launched = {}
-    for profile, options in (("local-cpu", SMALL_CLUSTER), ("gw", {})):
-        reply = server.request(
-            "POST", "workbench/api/clusters", {"profile": profile, "options": options}
-        )
+    for profile in (small_profile, "gw"):
+        reply = server.request("POST", "workbench/api/clusters", {"profile": profile})
         assert reply.status == 201, reply.data
         launched[profile] = reply.data["id"]
     # A cluster whose owner and watchdog both died (a reboot): only a sweep releases it.

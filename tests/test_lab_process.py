@@ -41,7 +41,7 @@ from tornado import web
 from workbench.server import API_PREFIX, ROUTES
 
 from ._contract import wait_until
-from ._lab_fixtures import SMALL_CLUSTER, JupyterProcess
+from ._lab_fixtures import JupyterProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("stop_clusters_after")]
 
@@ -85,7 +85,7 @@ class Tour:
 
 
 def test_every_route_answers_a_server_started_as_users_start_it(
-    lab_process: Any, workbench_home: Path, tmp_path: Path
+    lab_process: Any, workbench_home: Path, tmp_path: Path, small_profile: str
 ) -> None:
     data = tmp_path / "trips.csv"
     data.write_text("fare\n1.0\n2.5\n")
@@ -97,10 +97,10 @@ def test_every_route_answers_a_server_started_as_users_start_it(
 
     assert any(p["name"] == "local-cpu" for p in go("GET", "profiles")["profiles"])
     assert go("GET", "profiles/local-cpu")["backend"] == "local"
-    preview = go("POST", "profiles/local-cpu/preview", {"options": SMALL_CLUSTER})
+    preview = go("POST", f"profiles/{small_profile}/preview", {"options": {"n_workers": 1}})
     assert preview["job_script"] is None and preview["checked"] is True
 
-    cluster = go("POST", "clusters", {"profile": "local-cpu", "options": SMALL_CLUSTER}, 201)
+    cluster = go("POST", "clusters", {"profile": small_profile}, 201)
     cid = cluster["id"]
     assert [c["id"] for c in go("GET", "clusters")["clusters"]] == [cid]
     assert go("GET", f"clusters/{cid}")["workers"] == 1
@@ -142,7 +142,7 @@ def test_every_route_answers_a_server_started_as_users_start_it(
 
 
 def test_an_unexpected_failure_names_its_step_and_its_log(
-    lab_process: Any, workbench_home: Path
+    lab_process: Any, workbench_home: Path, small_profile: str
 ) -> None:
     """A state directory whose ``logs`` is a file (a broken home, a full or read-only
     disk behave alike): the launch fails in the step that starts the cluster process, and
@@ -151,18 +151,15 @@ def test_an_unexpected_failure_names_its_step_and_its_log(
     state = workbench_home / "state"
     state.mkdir(parents=True, exist_ok=True)
     (state / "logs").write_text("not a directory\n")
-    reply = lab.request(
-        "POST", API + "clusters", {"profile": "local-cpu", "options": SMALL_CLUSTER}
-    )
+    reply = lab.request("POST", API + "clusters", {"profile": small_profile})
     assert reply.status == 500, reply.data
     data = reply.data
-    assert data["step"] == "starting the cluster process of profile 'local-cpu'", data
+    assert data["step"] == "starting the cluster process of profile 'small'", data
     assert data["error"] in ("FileExistsError", "NotADirectoryError"), data
     log = Path(data["log"])
     assert log == state / "server-errors.log"
     assert data["message"].startswith(
-        "starting the cluster process of profile 'local-cpu' failed unexpectedly: "
-        f"{data['error']}: "
+        f"starting the cluster process of profile 'small' failed unexpectedly: {data['error']}: "
     ), data["message"]
     assert str(log) in data["message"], data["message"]
     text = log.read_text()
@@ -334,3 +331,44 @@ def test_signal_safe_import_on_and_off_the_main_thread() -> None:
         "kept_on_main": True,
         "replaced_unguarded": True,
     }, result
+
+
+def test_the_sidebar_may_not_change_what_a_profile_file_decides(
+    lab_process: Any, user_profiles: Any
+) -> None:
+    """A REST launch or preview that changes a profile-file setting (security, a bind
+    address, max_workers, what runs, where it connects, credentials) is refused with 403
+    naming the key, before anything is checked or started, and the value is not shown."""
+    user_profiles(
+        "profiles:\n"
+        "  gw:\n    backend: gateway\n"
+        "    options: {address: 'http://127.0.0.1:9', password: 'env:GW_PW'}\n"
+        "  pinned:\n    extends: local-cpu\n    overridable: [threads_per_worker]\n"
+    )
+    lab: JupyterProcess = lab_process("lab")
+    marker = "Zq7-not-shown-4711"
+    cases = [
+        ("local-cpu", {"security": "none"}, "security"),
+        ("local-cpu", {"dashboard_address": "0.0.0.0:8787", "n_workers": 1}, "dashboard_address"),
+        ("local-cpu", {"max_workers": 100000}, "max_workers"),
+        ("slurm", {"job_script_prologue": [f"echo {marker}"]}, "job_script_prologue"),
+        ("slurm", {"python": f"/tmp/{marker}/python"}, "python"),
+        ("gw", {"password": f"env:{marker}"}, "password"),
+        ("gw", {"address": f"http://{marker}:8000"}, "address"),
+        ("pinned", {"n_workers": 2}, "n_workers"),
+    ]
+    for route in ("clusters", "profiles/{profile}/preview"):
+        for profile, options, key in cases:
+            body = (
+                {"options": options}
+                if "preview" in route
+                else {"profile": profile, "options": options}
+            )
+            reply = lab.request("POST", API + route.format(profile=profile), body)
+            assert reply.status == 403, (route, profile, reply.data)
+            assert f"does not let the sidebar or REST change {key}" in reply.data["message"]
+            assert marker not in json.dumps(reply.data)
+    assert marker not in lab.log.read_text()
+    detail = lab.request("GET", API + "profiles/pinned").data
+    assert detail["sidebar_options"] == ["threads_per_worker"]
+    assert "security" not in lab.request("GET", API + "profiles/local-cpu").data["sidebar_options"]

@@ -22,7 +22,7 @@ import workbench
 from workbench.clusters import ClusterControl, ClusterRecord, RecordStore
 from workbench.server import API_PREFIX
 
-from ._lab_fixtures import IN_PROCESS_CLUSTER, SMALL_CLUSTER
+from ._lab_fixtures import IN_PROCESS_CLUSTER
 
 pytestmark = pytest.mark.usefixtures("stop_clusters_after")
 
@@ -243,11 +243,9 @@ def _run_code(code: str, extra: str = "") -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 async def test_launch_scale_adapt_connect_stop_a_detached_cluster(
-    api: Any, jp_base_url: str
+    api: Any, jp_base_url: str, small_profile: str
 ) -> None:
-    launching = asyncio.ensure_future(
-        api("POST", "clusters", body={"profile": "local-cpu", "options": SMALL_CLUSTER})
-    )
+    launching = asyncio.ensure_future(api("POST", "clusters", body={"profile": small_profile}))
     # The launch runs in a thread: the server keeps answering while the cluster starts.
     await asyncio.sleep(0.5)
     assert not launching.done()
@@ -260,7 +258,7 @@ async def test_launch_scale_adapt_connect_stop_a_detached_cluster(
     cluster = reply.data
     cid = cluster["id"]
     assert cluster["status"] == "running" and cluster["workers"] == 1
-    assert cluster["detached"] and cluster["profile"] == "local-cpu"
+    assert cluster["detached"] and cluster["profile"] == small_profile
     assert cluster["n_gpus"] == 0 and cluster["gpus"] == []
     # It runs outside the server process, in a session of its own.
     record = ClusterControl().get(cid)

@@ -251,3 +251,64 @@ def test_validate_file_checks_one_file(tmp_path: Path) -> None:
     (problem,) = validate_file(bad)
     assert problem.file == str(bad) and problem.key == "options.gpus"
     assert validate_file(tmp_path / "missing.yaml")[0].message == "file not found"
+
+
+# -- what the sidebar (REST) may change ------------------------------------------------------
+def test_sidebar_may_change_sizes_but_never_profile_file_settings(user_profiles) -> None:
+    from workbench.errors import OverrideForbiddenError
+
+    local = get_profile("local-cpu")
+    assert local.sidebar_options() == LocalOptions.SIDEBAR_OPTIONS
+    assert {"n_workers", "memory_limit", "threads_per_worker", "gpus"} <= local.sidebar_options()
+    local.check_sidebar_overrides({"n_workers": 2, "memory_limit": "2GiB"})
+    local.check_sidebar_overrides({"bogus": 1})  # left to validation: "unknown option"
+    for key in ("security", "dashboard_address", "max_workers", "pre_import", "protocol"):
+        with pytest.raises(OverrideForbiddenError, match=f"change {key}: '{key}' can only be set"):
+            local.check_sidebar_overrides({key: "x", "n_workers": 1})
+    slurm = get_profile("slurm")
+    for key in ("job_script_prologue", "python", "scheduler_host", "worker_extra_args"):
+        with pytest.raises(OverrideForbiddenError, match="can only be set in a profile file"):
+            slurm.check_sidebar_overrides({key: "x"})
+    slurm.check_sidebar_overrides({"walltime": "00:30:00", "cores": 2, "jobs": 3})
+
+
+def test_a_profile_names_what_the_sidebar_may_change(user_profiles) -> None:
+    from workbench.errors import OverrideForbiddenError
+
+    user_profiles(
+        textwrap.dedent(
+            """\
+            profiles:
+              fixed:
+                backend: local
+                options: {n_workers: 2}
+                overridable: [threads_per_worker]
+              child:
+                extends: fixed
+              wider:
+                extends: slurm
+                overridable: [account, walltime, python]
+              typo:
+                backend: local
+                overridable: [n_wrkers]
+            """
+        )
+    )
+    fixed = get_profile("fixed")
+    assert fixed.sidebar_options() == {"threads_per_worker"}
+    fixed.check_sidebar_overrides({"threads_per_worker": 2})
+    with pytest.raises(OverrideForbiddenError) as err:
+        fixed.check_sidebar_overrides({"n_workers": 4})
+    assert "'n_workers' is not in the profile's overridable options (threads_per_worker)" in str(
+        err.value
+    )
+    assert "profiles.yaml" in str(err.value)  # where to add it
+    assert get_profile("child").sidebar_options() == {"threads_per_worker"}  # inherited
+    catalog = load_catalog()
+    problems = {p.profile: str(p) for p in catalog.problems}
+    assert "'python' can only be set in a profile file" in problems["wider"]
+    assert "profiles.yaml:10: profile 'wider': key 'overridable'" in problems["wider"]
+    assert (
+        "'n_wrkers' is not an option of backend 'local' (did you mean 'n_workers'?)"
+        in (problems["typo"])
+    )

@@ -17,7 +17,8 @@ FORMS = {
     "JSON, camelCase": json.dumps({"clientSecret": MARKER, "name": "x"}),
     "JSON, sasToken": json.dumps({"sasToken": MARKER}),
     "key: value": f"sessionToken: {MARKER}",
-    "PascalCase key: value": f"SecretAccessKey: {MARKER}",
+    "PascalCase key: value": f"SecretAccessKey: {MARKER}, region: eu",
+    "two on a line": f"sessionToken: {MARKER}; SecretAccessKey: {MARKER}",
     "YAML in a message": f"storage_options:\n  token: {MARKER}\n",
     "name=value": f"AWS_SECRET_ACCESS_KEY={MARKER} other=1",
     "camelCase name=value": f"sessionToken={MARKER}",
@@ -47,6 +48,8 @@ def test_a_secret_in_every_form_is_hidden(text: str) -> None:
 
 
 KEPT = [
+    "password: Extra inputs are not permitted",
+    "profile 'p': key 'options.password': looks like a literal credential",
     "token: env:MY_TOKEN",
     "password_file: /home/me/.pw",
     "{'token': 'keyring:svc/me'}",

@@ -240,7 +240,8 @@ async def test_a_planted_secret_appears_in_no_output(
     ]
     for body in launches:
         reply = await api("POST", "clusters", body=body)
-        assert reply.status == 400, reply.data
+        # 403: a profile-file setting the sidebar may not change (prologue, directories)
+        assert reply.status in (400, 403), reply.data
         outputs[f"POST clusters {body}"[:40]] = json.dumps(reply.data)
     for args in (
         ("profiles", "list"),
@@ -507,15 +508,17 @@ async def test_scale_is_bounded_by_max_workers(api: Any, user_profiles: Any) -> 
             make()
             pytest.fail(what)
     assert SLURMOptions(jobs=3, processes=2, cores=2, max_workers=6).launch_workers() == 6
-    reply = await api(
-        "POST",
-        "clusters",
-        body={"profile": "local-cpu", "options": {"n_workers": 5, "max_workers": 4}},
+    # max_workers is the profile file's; a request may not raise it (403), nor go above it
+    path = user_profiles(
+        "profiles:\n  capped:\n    extends: local-cpu\n    options: {max_workers: 4}\n"
     )
+    reply = await api("POST", "clusters", body={"profile": "capped", "options": {"n_workers": 5}})
     assert reply.status == 400 and reply.data["problems"] == [
-        "built-in options: the launch asks for 5 workers, above max_workers (4): ask for "
+        f"{path} options: the launch asks for 5 workers, above max_workers (4): ask for "
         "fewer, or raise max_workers"
     ], reply.data
+    reply = await api("POST", "clusters", body={"profile": "capped", "options": {"max_workers": 8}})
+    assert reply.status == 403 and "max_workers" in reply.data["message"], reply.data
     assert ClusterControl().list() == []
 
 

@@ -40,6 +40,11 @@ class MissingDependencyError(BackendError, ImportError):
     """A backend needs an optional dependency that is not installed."""
 
 
+class OverrideForbiddenError(ProfileError):
+    """A launch from the sidebar or REST asked to change an option its profile keeps to
+    the profile file (security, bind addresses, max_workers, prologue, python, ...)."""
+
+
 class ResourceError(WorkbenchError):
     """The profile asks for resources this machine or cluster does not have."""
 

@@ -45,7 +45,10 @@ _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
 _KEYED = re.compile(
     r"(?P<q>['\"]?)(?P<name>[A-Za-z_][\w-]*)(?P=q)\s*:[ \t]*"
     r"(?:(?:Bearer|Basic|Token|token|Digest|Negotiate)[ \t]+)?"
-    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s,;}\]{\[][^\s,;}\]]*)"
+    r"(?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+    # unquoted: a value, not the first word of a sentence going on ("key 'password': looks
+    # like a literal credential", pydantic's "password: Extra inputs are not permitted")
+    r"|[^\s,;}\]{\[][^\s,;}\]]*(?![^\s,;}\]])(?![ \t]+[A-Za-z]))"
 )
 _ASSIGNMENT = re.compile(
     r"(?P<name>[A-Za-z_][\w-]*)(?P<sep>=)(?P<value>[^\s'\",;)]+)"

@@ -241,17 +241,20 @@ export interface ICollected {
 
 /**
  * The options the user changed from `effective` (the profile's own values), as
- * overrides for launching; and one error per field that cannot be read.
+ * overrides for launching; and one error per field that cannot be read. Fields outside
+ * `editable` (the options the profile lets the sidebar change; all when undefined) are
+ * never sent: the server would refuse them.
  */
 export function collectOverrides(
   fields: IField[],
   texts: Record<string, string>,
-  effective: Record<string, unknown>
+  effective: Record<string, unknown>,
+  editable?: ReadonlySet<string>
 ): ICollected {
   const overrides: Record<string, unknown> = {};
   const errors: string[] = [];
   for (const field of fields) {
-    if (!(field.name in texts)) {
+    if (!(field.name in texts) || (editable && !editable.has(field.name))) {
       continue;
     }
     const current = effective[field.name];

@@ -122,6 +122,8 @@ export interface IProfileList {
 }
 
 export interface IProfileDetail extends IProfileSummary {
+  /** The options the sidebar may change; the others are set in the profile file only. */
+  sidebar_options?: string[];
   effective_options: Record<string, unknown> | null;
   schema: IJSONSchema;
 }

@@ -146,6 +146,13 @@ describe('collectOverrides', () => {
     });
   });
 
+  it('never sends an option the profile keeps to its file', () => {
+    const t = { ...texts(), n_workers: '3', processes: 'false' };
+    expect(
+      collectOverrides(fields, t, effective, new Set(['n_workers']))
+    ).toEqual({ overrides: { n_workers: 3 }, errors: [] });
+  });
+
   it('reports every unreadable field', () => {
     const t = { ...texts(), n_workers: '-2', threads_per_worker: 'x' };
     const { overrides, errors } = collectOverrides(fields, t, effective);

@@ -113,6 +113,15 @@ class BackendOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    #: Options a launch from the JupyterLab sidebar (the REST API) may change when the
+    #: profile does not say (its ``overridable:`` list): sizes, worker counts, walltime.
+    SIDEBAR_OPTIONS: ClassVar[frozenset[str]] = frozenset({"idle_timeout"})
+    #: Options only a profile file sets, never the sidebar or REST, whatever the profile
+    #: lists: security level, bind addresses, limits, what runs (prologue, python,
+    #: pre_import), where to connect and with which credentials. On a shared server the
+    #: profile file is the administrator's or the user's own decision; a request is not.
+    PROFILE_ONLY: ClassVar[frozenset[str]] = frozenset({"max_workers", "price_per_worker_hour"})
+
     price_per_worker_hour: float | None = Field(
         None,
         ge=0,

@@ -22,6 +22,25 @@ REFERENCE_HELP = "a credential reference (env:NAME, keyring:SERVICE/USER or file
 
 
 class GatewayOptions(BackendOptions):
+    SIDEBAR_OPTIONS = BackendOptions.SIDEBAR_OPTIONS | {
+        "worker_cores",
+        "worker_memory",
+        "worker_gpus",
+        "n_workers",
+    }
+    PROFILE_ONLY = BackendOptions.PROFILE_ONLY | {
+        "address",
+        "proxy_address",
+        "public_address",
+        "auth",
+        "username",
+        "password",
+        "token",
+        "auth_scheme",
+        "image",
+        "cluster_options",
+    }
+
     address: str | None = Field(
         None,
         description="URL of the dask-gateway server, e.g. https://gateway.example.org "

@@ -97,6 +97,21 @@ class WorkerGroupOptions(WorkerOptions):
 
 
 class KubernetesOptions(BackendOptions):
+    SIDEBAR_OPTIONS = BackendOptions.SIDEBAR_OPTIONS | {"n_workers"}
+    PROFILE_ONLY = BackendOptions.PROFILE_ONLY | {
+        "namespace",
+        "kubeconfig",
+        "context",
+        "image",
+        "gpu_image",
+        "worker",
+        "worker_groups",
+        "scheduler",
+        "env",
+        "scheduler_service_type",
+        "port_forward_cluster_ip",
+    }
+
     name: str = Field(
         "workbench-{user}-{uuid}",
         description="DaskCluster name; {user} and {uuid} are filled in.",

@@ -31,6 +31,27 @@ def _check_memory(value: Memory | None, words: tuple[str, ...]) -> Memory | None
 
 
 class LocalOptions(BackendOptions):
+    SIDEBAR_OPTIONS = BackendOptions.SIDEBAR_OPTIONS | {
+        "gpus",
+        "n_workers",
+        "threads_per_worker",
+        "memory_limit",
+        "processes",
+        "device_memory_limit",
+        "rmm_pool_size",
+        "rmm_maximum_pool_size",
+        "rmm_async",
+        "rmm_managed_memory",
+        "enable_cudf_spill",
+    }
+    PROFILE_ONLY = BackendOptions.PROFILE_ONLY | {
+        "dashboard_address",
+        "protocol",
+        "security",
+        "local_directory",
+        "pre_import",
+    }
+
     gpus: Literal["auto", "all", "none"] | int | list[int | str] = Field(
         "auto",
         description="'auto': every visible GPU, or CPU workers if there is none; 'all': every "

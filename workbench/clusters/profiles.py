@@ -10,6 +10,13 @@ A profile file looks like::
         options:                  # checked against the backend's Options model
           gpus: 2
           rmm_pool_size: 20GB
+        overridable: [gpus]       # optional: what the JupyterLab sidebar (REST) may change
+
+The sidebar and the REST API may change only a profile's ``overridable`` options (by
+default the backend's ``SIDEBAR_OPTIONS``: sizes, worker counts, walltime); security,
+bind addresses, ``max_workers``, what runs and where to connect are set in profile files
+only (the backend's ``PROFILE_ONLY``). Notebooks and the CLI, which run as the user
+anyway, may override any option.
 
 Every problem is reported with the file, line, profile and key it concerns.
 Credentials are references (``env:NAME``, ``keyring:SERVICE/USER``, ``file:PATH``);
@@ -29,7 +36,7 @@ from pydantic import ValidationError
 
 from .. import config
 from ..credentials import find_literal_secrets
-from ..errors import BackendError, ProfileError, UnknownProfileError
+from ..errors import BackendError, OverrideForbiddenError, ProfileError, UnknownProfileError
 from ..layered_catalog import (
     FileReader,
     LineMap,
@@ -44,7 +51,7 @@ from ..layered_catalog import (
 from .backend import BackendOptions
 from .backend_registry import get_backend_class
 
-PROFILE_KEYS = {"backend", "description", "extends", "options"}
+PROFILE_KEYS = {"backend", "description", "extends", "options", "overridable"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,46 @@ class Profile:
     scope: Scope = "built-in"
     line: int | None = None
     extends: str | None = None
+    #: The options a launch from the sidebar or REST may change; None: the backend's
+    #: default (``SIDEBAR_OPTIONS``).
+    overridable: list[str] | None = None
+
+    def sidebar_options(self) -> frozenset[str]:
+        """The options the sidebar (REST) may change for this profile."""
+        cls = get_backend_class(self.backend).Options
+        if self.overridable is None:
+            return cls.SIDEBAR_OPTIONS
+        return frozenset(self.overridable) - cls.PROFILE_ONLY
+
+    def check_sidebar_overrides(self, overrides: dict[str, Any]) -> None:
+        """Refuse (OverrideForbiddenError, 403) a sidebar or REST launch that changes an
+        option this profile keeps to its file. Unknown keys are left to validation."""
+        cls = get_backend_class(self.backend).Options
+        allowed = self.sidebar_options()
+        refused = sorted(k for k in overrides if k in cls.model_fields and k not in allowed)
+        if not refused:
+            return
+        only_file = [k for k in refused if k in cls.PROFILE_ONLY]
+        others = [k for k in refused if k not in cls.PROFILE_ONLY]
+        why = []
+        if only_file:
+            why.append(
+                f"{', '.join(repr(k) for k in only_file)} can only be set in a profile file "
+                "(security, bind addresses, limits, what runs and where it connects are not "
+                "changed by a request)"
+            )
+        if others:
+            why.append(
+                f"{', '.join(repr(k) for k in others)} is not in the profile's overridable "
+                f"options ({', '.join(sorted(allowed)) or 'none'}); add it to "
+                f"'overridable:' in {self.source}"
+            )
+        raise OverrideForbiddenError(
+            f"profile {self.name!r} does not let the sidebar or REST change "
+            f"{', '.join(refused)}: " + "; ".join(why) + ". Launch it without them, or "
+            "from a notebook or terminal (workbench.launch, workbench launch), which "
+            "run as you."
+        )
 
     def resolve(self, **overrides: Any) -> BackendOptions:
         """The backend's validated options, with ``overrides`` applied on top."""
@@ -98,6 +145,7 @@ class Profile:
             "options": self.options,
             "source": self.source,
             "scope": self.scope,
+            "overridable": self.overridable,
         }
 
 
@@ -178,6 +226,15 @@ def _parse_file(text: str, file: str, scope: Scope) -> tuple[list[_Raw], list[Pr
             if key in body and not isinstance(body[key], str):
                 problem(line_of(lines, (*base, key)), name_s, key, "expected a string")
                 ok = False
+        names = body.get("overridable", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            problem(
+                line_of(lines, (*base, "overridable")),
+                name_s,
+                "overridable",
+                "expected a list of option names",
+            )
+            ok = False
         options = body.get("options", {})
         if options is None:
             body = {**body, "options": {}}
@@ -222,6 +279,7 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
         base_line = line_of(raw.lines, ("profiles", name))
         body = raw.data
         backend = body.get("backend")
+        overridable: list[str] | None = body.get("overridable")
         options: dict[str, Any] = body.get("options") or {}
         parent = body.get("extends")
         if parent is not None:
@@ -247,6 +305,8 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
                 return None
             backend = backend or base.backend
             options = _deep_merge(base.options, options)
+            if "overridable" not in body:
+                overridable = base.overridable
         if not backend:
             problems.append(
                 ProfileProblem(
@@ -263,6 +323,7 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
             scope=raw.scope,
             line=base_line,
             extends=parent,
+            overridable=overridable,
         )
         profiles[name] = profile
         return profile
@@ -285,6 +346,27 @@ def load_catalog(extra_files: list[Path] | None = None) -> ProfileCatalog:
                 )
             )
             continue
+        for option in profile.overridable or []:
+            if option not in cls.Options.model_fields:
+                close = difflib.get_close_matches(option, list(cls.Options.model_fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                why = f"{option!r} is not an option of backend {profile.backend!r}{hint}"
+            elif option in cls.Options.PROFILE_ONLY:
+                why = (
+                    f"{option!r} can only be set in a profile file, never from the sidebar "
+                    "or REST (security, bind addresses, limits, what runs, where it connects)"
+                )
+            else:
+                continue
+            problems.append(
+                ProfileProblem(
+                    raw.file,
+                    line_of(raw.lines, ("profiles", name, "overridable")),
+                    name,
+                    "overridable",
+                    why,
+                )
+            )
         try:
             cls.Options.model_validate(profile.options)
         except ValidationError as exc:
@@ -318,3 +400,8 @@ def list_profiles() -> list[Profile]:
 
 def get_profile(name: str) -> Profile:
     return load_catalog().get(name)
+
+
+def check_sidebar_overrides(name: str, overrides: dict[str, Any]) -> None:
+    """:meth:`Profile.check_sidebar_overrides` of the profile called ``name``."""
+    get_profile(name).check_sidebar_overrides(overrides)

@@ -61,6 +61,35 @@ def _no_literal_secret(line: str) -> str:
 
 
 class SLURMOptions(BackendOptions):
+    SIDEBAR_OPTIONS = BackendOptions.SIDEBAR_OPTIONS | {
+        "partition",
+        "qos",
+        "walltime",
+        "cores",
+        "memory",
+        "gpus_per_job",
+        "gpu_type",
+        "processes",
+        "jobs",
+        "device_memory_limit",
+        "rmm_pool_size",
+        "rmm_async",
+        "enable_cudf_spill",
+    }
+    PROFILE_ONLY = BackendOptions.PROFILE_ONLY | {
+        "job_extra_directives",
+        "job_directives_skip",
+        "job_script_prologue",
+        "python",
+        "interface",
+        "scheduler_host",
+        "dashboard_address",
+        "security",
+        "local_directory",
+        "log_directory",
+        "worker_extra_args",
+    }
+
     # What one job asks SLURM for.
     partition: str | None = Field(None, description="Partition (-p); default: the cluster's.")
     account: str | None = Field(None, description="Account to charge (-A).")

@@ -27,6 +27,7 @@ from ..errors import (
     ClusterNotFoundError,
     CredentialError,
     MissingDependencyError,
+    OverrideForbiddenError,
     ProfileError,
     ResourceError,
     UnknownDatasetError,
@@ -100,6 +101,8 @@ def status_for(exc: BaseException) -> int:
         exc, UnknownProfileError | ClusterNotFoundError | UnknownDatasetError | NotFoundError
     ):
         return 404
+    if isinstance(exc, OverrideForbiddenError):
+        return 403
     if isinstance(exc, ConflictError):
         return int(getattr(exc, "http_status", 409))
     bad_input = RequestError | ProfileError | ResourceError | CredentialError

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model
 
 from ..clusters.control import ClusterControl, Probed
 from ..clusters.detached import POLL_S, check_launch, launch_detached, start_detached
+from ..clusters.profiles import check_sidebar_overrides
 from ..clusters.record import ClusterRecord
 from .base import ConflictError, WorkbenchHandler
 
@@ -154,6 +155,8 @@ class ClustersHandler(WorkbenchHandler):
         _launching += 1
         what = f"profile {req.profile!r}"
         try:
+            self.at(f"checking which options {what} lets the sidebar change")
+            await self.run(check_sidebar_overrides, req.profile, req.options)
             self.at(f"checking {what} before launching it")
             await self.run(check_launch, req.profile, req.options)
             self.at(f"starting the cluster process of {what}")

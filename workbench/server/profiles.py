@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..clusters.backend_registry import get_backend_class
 from ..clusters.detached import preview_launch
-from ..clusters.profiles import Profile, ProfileCatalog, load_catalog
+from ..clusters.profiles import Profile, ProfileCatalog, check_sidebar_overrides, load_catalog
 from ..errors import WorkbenchError
 from ..redact import redact_text, redact_value
 from .base import WorkbenchHandler
@@ -46,6 +46,8 @@ def profile_detail(name: str) -> dict[str, Any]:
         effective = None
     return {
         **profile_summary(profile, catalog),
+        # what the sidebar may change: the form shows the others read-only
+        "sidebar_options": sorted(profile.sidebar_options()),
         "effective_options": redact_value(effective),
         "schema": options_cls.model_json_schema(mode="validation"),
     }
@@ -83,5 +85,7 @@ class ProfilePreviewHandler(WorkbenchHandler):
 
     async def post(self, name: str) -> None:
         req = self.body(PreviewRequest)
+        self.at(f"checking which options profile {name!r} lets the sidebar change")
+        await self.run(check_sidebar_overrides, name, req.options)
         self.at(f"checking profile {name!r} and writing its job script")
         self.reply(await self.run(preview_launch, name, req.options, req.check))

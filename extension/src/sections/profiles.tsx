@@ -35,13 +35,19 @@ function PreviewBox(props: { preview: ILaunchPreview }) {
   );
 }
 
+/** Why a field cannot be changed here. */
+const PROFILE_FILE_ONLY =
+  "Set in the profile file: the sidebar may not change it (security, addresses, limits and what runs are the profile's decision; a profile lists what the sidebar may change under overridable:).";
+
 function FieldInput(props: {
   field: IField;
   text: string;
   onChange: (text: string) => void;
   disabled: boolean;
+  fixed: boolean;
 }) {
-  const { field, text, onChange, disabled } = props;
+  const { field, text, onChange, fixed } = props;
+  const disabled = props.disabled || fixed;
   const id = `workbench-option-${field.name}`;
   let input: React.ReactElement;
   if (field.kind === 'boolean') {
@@ -96,8 +102,12 @@ function FieldInput(props: {
   }
   return (
     <div
-      className={`jp-workbench-field jp-workbench-field-${field.kind}`}
-      title={field.description}
+      className={`jp-workbench-field jp-workbench-field-${field.kind}${
+        fixed ? ' jp-workbench-field-fixed' : ''
+      }`}
+      title={
+        fixed ? `${field.description}\n${PROFILE_FILE_ONLY}` : field.description
+      }
     >
       <label htmlFor={id}>{field.title}</label>
       {input}
@@ -178,10 +188,15 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
     [detail]
   );
   const effective = useMemo(() => detail?.effective_options ?? {}, [detail]);
+  const editable = useMemo(
+    () =>
+      detail?.sidebar_options ? new Set(detail.sidebar_options) : undefined,
+    [detail]
+  );
 
   const collected = useMemo(
-    () => collectOverrides(fields, texts, effective),
-    [fields, texts, effective]
+    () => collectOverrides(fields, texts, effective, editable),
+    [fields, texts, effective, editable]
   );
 
   // A preview is of the options it was made with: any change makes it stale.
@@ -306,6 +321,7 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
               field={f}
               text={texts[f.name] ?? ''}
               disabled={launching}
+              fixed={editable !== undefined && !editable.has(f.name)}
               onChange={text => setTexts(t => ({ ...t, [f.name]: text }))}
             />
           ))}
