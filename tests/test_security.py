@@ -11,6 +11,7 @@ works) are in the backend contract suite, tests/test_contract.py.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -340,6 +341,116 @@ def test_health_check_credentials_go_only_to_the_servers_own_origin() -> None:
     finally:
         own.close()
         other.close()
+
+
+# -- state and scratch directories of the user's alone ----------------------------------------
+OTHER_UID = 65534  # nobody
+
+
+def _record(cluster_id: str = "unsafe0001") -> Any:
+    from workbench.clusters import ClusterRecord
+
+    return ClusterRecord(
+        id=cluster_id,
+        profile="p",
+        backend="local",
+        scheduler_address="tcp://127.0.0.1:9",
+        owner_pid=1,
+    )
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a directory another user's needs root")
+def test_a_state_directory_not_the_users_alone_is_refused(workbench_home: Any) -> None:
+    """Another user's state directory, one writable by others, or a symbolic link: nothing
+    is written there, and the error says what is wrong and how to fix it. One readable by
+    others is made private (only reading was at risk)."""
+    import stat
+
+    from workbench.clusters import RecordStore
+    from workbench.errors import UnsafeStateError
+
+    state = workbench_home / "state"
+    state.mkdir(mode=0o755)
+    RecordStore().add(_record("fine000001"))  # 0755: fixed to 0700
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    os.chown(state, OTHER_UID, OTHER_UID)
+    with pytest.raises(UnsafeStateError, match=r"belongs to another user .uid 65534") as err:
+        RecordStore().add(_record())
+    assert "WORKBENCH_STATE_DIR" in str(err.value) and str(state) in str(err.value)
+    os.chown(state, os.getuid(), os.getgid())
+    os.chmod(state, 0o777)
+    with pytest.raises(UnsafeStateError, match=r"writable by others \(mode 0777\)") as err:
+        RecordStore().add(_record())
+    assert f"chmod 700 {state}" in str(err.value)
+    os.chmod(state, 0o700)
+    clusters = state / "clusters"
+    clusters.rename(state / "real-clusters")
+    clusters.symlink_to(state / "real-clusters")
+    with pytest.raises(UnsafeStateError, match="is a symbolic link"):
+        RecordStore().add(_record())
+    assert not (state / "real-clusters" / "unsafe0001.json").exists()
+    # a log file someone else made in the logs folder is not appended to
+    from workbench.private import open_private_log
+
+    logs = state / "logs"
+    logs.mkdir(mode=0o700)
+    planted = logs / "server-errors.log"
+    planted.write_text("")
+    os.chown(planted, OTHER_UID, OTHER_UID)
+    with pytest.raises(UnsafeStateError, match="belongs to another user"):
+        open_private_log(planted)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="making a directory another user's needs root")
+def test_a_squatted_scratch_directory_is_refused(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another user who made $TMPDIR/workbench-<uid> first does not get the workers' spilled
+    data: the launch stops with a clear error."""
+    from workbench.errors import UnsafeStateError
+    from workbench.private import private_tmp_dir
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    scratch = private_tmp_dir("dask-scratch")
+    assert scratch == tmp_path / f"workbench-{os.getuid()}" / "dask-scratch"
+    assert oct(scratch.parent.stat().st_mode & 0o777) == "0o700"
+    os.chown(scratch.parent, OTHER_UID, OTHER_UID)
+    with pytest.raises(UnsafeStateError, match="belongs to another user"):
+        private_tmp_dir("dask-scratch")
+    monkeypatch.setattr("tempfile.tempdir", None)
+
+
+@pytest.mark.slow
+def test_local_workers_spill_into_a_directory_of_the_users_alone(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stat
+
+    import workbench
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    handle = workbench.launch(
+        "local-cpu",
+        wait=1,
+        progress="off",
+        n_workers=1,
+        threads_per_worker=1,
+        memory_limit="1GiB",
+        dashboard_address="127.0.0.1:0",
+    )
+    try:
+        (where,) = handle.client.run(lambda dask_worker: dask_worker.local_directory).values()
+    finally:
+        handle.close()
+        monkeypatch.setattr("tempfile.tempdir", None)
+    private = tmp_path / f"workbench-{os.getuid()}"
+    assert str(where).startswith(str(private / "dask-scratch")), where
+    for folder in (private, private / "dask-scratch"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+        assert folder.stat().st_uid == os.getuid()
+    assert not (tmp_path / "dask-scratch-space").exists()
 
 
 # -- private state, Jupyter's tokens not inherited, exact ids for stop/scale-------------------

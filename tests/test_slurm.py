@@ -14,6 +14,7 @@ import textwrap
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -144,13 +145,25 @@ def _listening() -> list[tuple[str, int]]:
     ]
 
 
+def _private_files(dask_worker: Any) -> tuple[str, str, int, int]:
+    mask = os.umask(0)
+    os.umask(mask)
+    return (
+        str(dask_worker.local_directory),
+        os.environ.get("TMPDIR", "/tmp"),
+        os.getuid(),
+        mask,
+    )
+
+
 def test_dashboard_link_answers_and_worker_http_servers_stay_on_loopback(
     slurm: SlurmInstance, unique_name
 ) -> None:
     """The built-in profile's dashboard is on 127.0.0.1 while the scheduler listens on the
     address compute nodes reach: the link (record, CLI, REST) is where the dashboard is,
     not the scheduler's host. Every worker's own HTTP server (/health, /metrics) is on its
-    node's loopback only, never on the node's network address."""
+    node's loopback only, never on the node's network address. Workers spill into a
+    directory of the user's alone, with umask 077."""
     name = unique_name("wb-http")
     handle = workbench.launch(
         "slurm", wait=True, timeout=120, job_name=name, cores=1, memory="1GiB"
@@ -172,6 +185,10 @@ def test_dashboard_link_answers_and_worker_http_servers_stay_on_loopback(
             if worker["host"] not in ("127.0.0.1", "localhost"):
                 with pytest.raises(OSError):
                     socket.create_connection((worker["host"], port), timeout=5).close()
+        # what the workers write (spilled data) is the user's alone on the node too
+        for local, tmp, uid, umask in handle.client.run(_private_files).values():
+            assert local.startswith(f"{tmp}/workbench-{uid}/"), local
+            assert umask == 0o077
     finally:
         handle.close()
     slurm.wait_no_jobs(name)

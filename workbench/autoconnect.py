@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
+from .private import write_private
 
 #: The cluster a kernel connects to at start (set by the provisioner).
 ENV_CLUSTER = "WORKBENCH_AUTOCONNECT"
@@ -54,12 +55,7 @@ def report_dir() -> Path:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        os.chmod(path.parent, 0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data))
 
 
 def read_mark() -> dict[str, Any] | None:

@@ -45,6 +45,11 @@ class OverrideForbiddenError(ProfileError):
     the profile file (security, bind addresses, max_workers, prologue, python, ...)."""
 
 
+class UnsafeStateError(WorkbenchError, PermissionError):
+    """A directory workbench keeps private things in is not the user's alone (owned by
+    another user, writable by others, or a symbolic link): nothing is written there."""
+
+
 class ResourceError(WorkbenchError):
     """The profile asks for resources this machine or cluster does not have."""
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from .private import open_private_log, scrubbed_env
+from .private import PRIVATE_UMASK, open_private_log, scrubbed_env
 
 
 def spawn_detached(
@@ -27,7 +27,9 @@ def spawn_detached(
     """Start ``args`` in a new session, logging to ``log`` (created 0600 in a 0700 folder).
 
     Its environment is this process's, scrubbed of Jupyter's tokens, with ``env`` added and
-    the variables in ``unset`` removed. Raises OSError when it cannot be started.
+    the variables in ``unset`` removed; its umask is 077, so that whatever it and its
+    children write (a cluster's workers: spilled data) is the user's alone. Raises OSError
+    when it cannot be started.
     """
     environment = {**scrubbed_env(), **(env or {})}
     for name in unset:
@@ -41,6 +43,7 @@ def spawn_detached(
             env=environment,
             start_new_session=True,
             close_fds=True,
+            umask=PRIVATE_UMASK,
         )
 
 

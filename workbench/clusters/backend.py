@@ -21,9 +21,11 @@ Kubernetes) override them and talk to that service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -155,6 +157,20 @@ class BackendOptions(BaseModel):
                 "ask for fewer, or raise max_workers"
             )
         return self
+
+
+@contextlib.contextmanager
+def private_dask_scratch() -> Iterator[None]:
+    """Inside, every Dask server this process creates (the scheduler; in-process workers)
+    keeps its scratch space in the user's private temporary directory
+    (:func:`workbench.private.private_tmp_dir`) instead of the machine's shared
+    ``/tmp/dask-scratch-space``."""
+    import dask
+
+    from ..private import private_tmp_dir
+
+    with dask.config.set({"temporary-directory": str(private_tmp_dir("dask-scratch"))}):
+        yield
 
 
 @dataclass

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependencyError, ResourceError
 from ..gpus import GPUInfo, GPUInventory, detect_gpus
-from .backend import Backend, BackendOptions
+from ..private import private_tmp_dir
+from .backend import Backend, BackendOptions, private_dask_scratch
 from .comm import free_dashboard_address
 from .local_options import LocalOptions
 
@@ -188,6 +189,13 @@ class LocalBackend(Backend):
     def create_cluster(self) -> Cluster:
         self.check()
         kwargs = self.cluster_kwargs()
+        # Spilled data in a directory of the user's alone, not in /tmp/dask-scratch-space,
+        # which every user of the machine shares (and Dask creates readable by all).
+        kwargs.setdefault("local_directory", str(private_tmp_dir("dask-scratch")))
+        with private_dask_scratch():
+            return self._start(kwargs)
+
+    def _start(self, kwargs: dict[str, Any]) -> Cluster:
         if kwargs.get("dashboard_address"):
             kwargs["dashboard_address"] = free_dashboard_address(kwargs["dashboard_address"])
         security = self.make_security()

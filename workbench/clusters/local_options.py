@@ -86,7 +86,11 @@ class LocalOptions(BackendOptions):
         "this cluster (the default); 'none': plain TCP that anyone who can reach the port "
         "may use (workbench doctor flags it).",
     )
-    local_directory: str | None = Field(None, description="Scratch directory for spilling.")
+    local_directory: str | None = Field(
+        None,
+        description="Scratch directory the workers spill to (default: $TMPDIR/workbench-<uid>/"
+        "dask-scratch, the user's alone; Dask's own default is shared by all users).",
+    )
     # GPU options, used when the cluster has GPUs.
     device_memory_limit: Memory | None = Field(
         None,

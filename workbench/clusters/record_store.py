@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..errors import ClusterNotFoundError
-from ..private import private_dir
+from ..private import private_dir, write_private
 from . import tls
 from .record import ClusterRecord
 
@@ -61,12 +61,7 @@ class RecordStore:
         return self.root / "ended" / f"{cluster_id}.json"
 
     def _write(self, path: Path, data: dict[str, Any]) -> None:
-        self._ensure(path.parent)
-        tmp = path.parent / f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
+        write_private(path, json.dumps(data, indent=1))
 
     # -- records ----------------------------------------------------------------------------
     def add(self, record: ClusterRecord) -> None:

@@ -35,7 +35,7 @@ from ..errors import BackendError, ResourceError
 from ..imports import import_module
 from ..private import PRIVATE_UMASK, private_dir, scrubbed_env
 from . import slurm_commands as sc
-from .backend import Backend, BackendOptions, WaitState
+from .backend import Backend, BackendOptions, WaitState, private_dask_scratch
 from .comm import free_dashboard_address
 from .slurm_options import SLURMOptions, lifetime
 
@@ -47,6 +47,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SLURM_HINT = "pip install 'workbench[slurm]'"
+#: First lines of every job: what the workers write is the user's alone (spilled data,
+#: worker files; the job's own logs are private through sbatch's umask already).
+PRIVATE_PROLOGUE = ("umask 077",)
+#: Without a profile's local_directory: the workers spill into a directory of the user's
+#: alone on the node, never into a shared /tmp/dask-scratch-space; a squatted one fails.
+PRIVATE_SCRATCH = (
+    'WB_SCRATCH="${TMPDIR:-/tmp}/workbench-$(id -u)"',
+    'mkdir -p -m 700 "$WB_SCRATCH" && [ -O "$WB_SCRATCH" ] && [ ! -L "$WB_SCRATCH" ] || '
+    '{ echo "workbench: $WB_SCRATCH is not yours alone; not spilling there" >&2; exit 1; }',
+    'export DASK_TEMPORARY_DIRECTORY="$WB_SCRATCH"',
+)
 #: Every worker's own HTTP server: on the node's loopback, without the Bokeh pages.
 WORKER_HTTP_ARGS = ("--no-dashboard", "--dashboard-address", "127.0.0.1:0")
 #: Random bytes of the suffix every job name ends in (hex: twice as many characters).
@@ -116,7 +127,8 @@ class SLURMBackend(Backend):
         skip = list(o.job_directives_skip)
         if o.walltime is None:
             skip.append("#SBATCH -t ")  # jobqueue would put its own default walltime
-        prologue = list(o.job_script_prologue)
+        prologue = [*PRIVATE_PROLOGUE, *(() if o.local_directory else PRIVATE_SCRATCH)]
+        prologue += o.job_script_prologue
         # The worker's own HTTP server (/health, /metrics; Bokeh pages with --dashboard)
         # listens on every interface of the compute node by default, unauthenticated:
         # loopback only, no Bokeh pages. The profile's worker_extra_args come after, so
@@ -298,7 +310,8 @@ class SLURMBackend(Backend):
         if security is not None:
             kwargs.update(security=security, protocol="tls://")
         try:
-            cluster = SLURMCluster(job_cls=Job, **kwargs)  # type: ignore[arg-type]
+            with private_dask_scratch():  # the scheduler's scratch space
+                cluster = SLURMCluster(job_cls=Job, **kwargs)  # type: ignore[arg-type]
         except BaseException:
             self.forget_security()
             raise
