@@ -372,3 +372,21 @@ def test_the_sidebar_may_not_change_what_a_profile_file_decides(
     detail = lab.request("GET", API + "profiles/pinned").data
     assert detail["sidebar_options"] == ["threads_per_worker"]
     assert "security" not in lab.request("GET", API + "profiles/local-cpu").data["sidebar_options"]
+
+
+def test_a_launch_that_opens_the_cluster_warns_on_a_shared_machine(
+    lab_process: Any, user_profiles: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_profiles(
+        "profiles:\n  open:\n    extends: local-cpu\n    options:\n"
+        "      {security: none, protocol: tcp, n_workers: 1, threads_per_worker: 1,\n"
+        "       memory_limit: 1GiB, dashboard_address: '127.0.0.1:0'}\n"
+    )
+    monkeypatch.setenv("WORKBENCH_SHARED_HOST", "1")  # as JupyterHub or a login node would
+    lab: JupyterProcess = lab_process("lab")
+    reply = lab.request("POST", API + "clusters", {"profile": "open"})
+    assert reply.status == 201, reply.data
+    (warning,) = reply.data["warnings"]
+    assert "profile 'open' on a shared machine" in warning and "security: none" in warning
+    assert "security: none" in lab.log.read_text()
+    assert lab.request("DELETE", API + f"clusters/{reply.data['id']}").status == 200

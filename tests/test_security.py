@@ -682,3 +682,72 @@ async def test_the_server_creates_notebooks_through_its_contents_manager(
     assert reply.status == 201, reply.data
     assert saved == ["work", "work/etl.ipynb"]  # the ContentsManager wrote both
     assert (await cm.get("work/etl.ipynb"))["type"] == "notebook"
+
+
+# -- a profile that opens a cluster to others, on a shared machine --------------------------
+def test_exposure_risks_and_who_shares_the_machine(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.clusters.local_options import LocalOptions
+    from workbench.host_sharing import exposure_risks, shared_host_reason, uid_range
+
+    assert exposure_risks(LocalOptions()) == []
+    assert exposure_risks(LocalOptions(dashboard_address="[::1]:0")) == []
+    (risk,) = exposure_risks(LocalOptions(security="none", protocol="tcp"))
+    assert risk.startswith("security: none: ") and "run code as you" in risk
+    (risk,) = exposure_risks(LocalOptions(dashboard_address=":8787"))
+    assert risk.startswith("dashboard_address :8787: ")
+    assert len(exposure_risks(LocalOptions(dashboard_address="0.0.0.0:8787"))) == 1
+    defs = tmp_path / "login.defs"
+    defs.write_text("# comment\nUID_MIN\t\t 2000\nUID_MAX 3000\n")
+    assert uid_range(str(defs)) == (2000, 3000)
+    monkeypatch.setenv("WORKBENCH_SHARED_HOST", "1")
+    assert shared_host_reason() == "WORKBENCH_SHARED_HOST=1"
+    monkeypatch.setenv("WORKBENCH_SHARED_HOST", "0")
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
+    assert shared_host_reason() is None  # said outright
+    monkeypatch.delenv("WORKBENCH_SHARED_HOST")
+    assert shared_host_reason() == "JupyterHub started this server"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="a process of another uid needs root")
+def test_another_persons_process_makes_the_machine_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from workbench.host_sharing import shared_host_reason, uid_range
+
+    monkeypatch.delenv("WORKBENCH_SHARED_HOST", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
+    before = shared_host_reason()
+    low, _ = uid_range()
+    other = subprocess.Popen(["sleep", "60"], user=low + 4321 if low + 4321 < 60000 else low)
+    try:
+        reason = shared_host_reason()
+        assert reason is not None and "other user" in reason, (before, reason)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_launching_an_open_profile_on_a_shared_machine_warns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import warnings
+
+    import workbench
+    from workbench.errors import SharedHostRiskWarning
+
+    from ._lab_fixtures import IN_PROCESS_CLUSTER
+
+    monkeypatch.setenv("WORKBENCH_SHARED_HOST", "1")
+    with pytest.warns(SharedHostRiskWarning, match="on a shared machine .*security: none"):
+        handle = workbench.launch(
+            "local-cpu", progress="off", protocol="tcp", security="none", **IN_PROCESS_CLUSTER
+        )
+    handle.close()
+    monkeypatch.setenv("WORKBENCH_SHARED_HOST", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SharedHostRiskWarning)
+        workbench.launch(
+            "local-cpu", progress="off", protocol="tcp", security="none", **IN_PROCESS_CLUSTER
+        ).close()

@@ -151,11 +151,16 @@ def check_security() -> Check:
             exposed.append(f"{profile.name} ({address})")
     if not plain and not exposed:
         return Check("security", "ok", "every profile uses TLS and a loopback dashboard")
+    from .host_sharing import shared_host_reason
+
+    shared = shared_host_reason()
     problems = []
     if plain:
         problems.append(f"security: none (no TLS, no authentication) in {', '.join(sorted(plain))}")
     if exposed:
         problems.append(f"dashboard on the network in {', '.join(sorted(exposed))}")
+    if shared:
+        problems.append(f"and this machine is shared ({shared}): launches warn")
     return Check(
         "security",
         "warn",

@@ -132,3 +132,8 @@ class StorageDependencyError(DataError, ImportError):
 
 class MetricsError(WorkbenchError):
     """Metrics or dashboards cannot be collected or served (unreachable scheduler, port in use)."""
+
+
+class SharedHostRiskWarning(UserWarning):
+    """A profile that opens a cluster to other users of a shared machine (``security:
+    none``, a dashboard on the network) is being launched there."""

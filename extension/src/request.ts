@@ -172,6 +172,8 @@ export interface ICluster {
   accounting?: IAccounting;
   /** Whether new notebooks' kernels connect to this cluster by themselves. */
   autoconnect?: boolean;
+  /** In a launch's reply: what the profile risks on a shared machine. */
+  warnings?: string[];
 }
 
 export interface IHealthCheck {

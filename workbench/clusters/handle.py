@@ -11,12 +11,19 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import psutil
 
-from ..errors import ClusterUnreachableError, WorkbenchError, WorkersTimeoutError
+from ..errors import (
+    ClusterUnreachableError,
+    SharedHostRiskWarning,
+    WorkbenchError,
+    WorkersTimeoutError,
+)
+from ..host_sharing import shared_host_warnings
 from . import lifecycle
 from .backend import Backend, WaitState
 from .backend_registry import get_backend_class
@@ -506,6 +513,8 @@ def launch(
     """
     prof = get_profile(profile)
     options = prof.resolve(**overrides)
+    for risk in shared_host_warnings(options, prof.name):
+        warnings.warn(risk, SharedHostRiskWarning, stacklevel=2)
     backend = get_backend_class(prof.backend)(options, profile=prof.name)
     backend.check()
     start = time.perf_counter()

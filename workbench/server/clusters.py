@@ -96,6 +96,16 @@ def adapt_cluster(cluster_id: str, minimum: int, maximum: int | None) -> dict[st
     return {"id": record.id, "adapt": {"minimum": minimum, "maximum": maximum}}
 
 
+def launch_warnings(profile: str, overrides: dict[str, Any]) -> list[str]:
+    """What launching ``profile`` risks on this machine when it is shared (security: none,
+    a dashboard on the network): shown by the sidebar, and in the launch's reply."""
+    from ..clusters.profiles import get_profile
+    from ..host_sharing import shared_host_warnings
+
+    prof = get_profile(profile)
+    return shared_host_warnings(prof.resolve(**overrides), prof.name)
+
+
 def launch_cluster(req: LaunchRequest) -> dict[str, Any]:
     record = launch_detached(req.profile, req.options, timeout=float(req.timeout))
     return cluster_summary(record, timeout=5)
@@ -159,6 +169,9 @@ class ClustersHandler(WorkbenchHandler):
             await self.run(check_sidebar_overrides, req.profile, req.options)
             self.at(f"checking {what} before launching it")
             await self.run(check_launch, req.profile, req.options)
+            risks = await self.run(launch_warnings, req.profile, req.options)
+            for risk in risks:
+                self.log.warning("workbench: %s", risk)
             self.at(f"starting the cluster process of {what}")
             pending = await self.run(
                 start_detached, req.profile, req.options, float(req.timeout), checked=True
@@ -169,7 +182,8 @@ class ClustersHandler(WorkbenchHandler):
         finally:
             _launching -= 1
         self.at(f"reading the state of the new cluster {record.id}")
-        self.reply(await self.run(cluster_summary, record, timeout=5), status=201)
+        summary = await self.run(cluster_summary, record, timeout=5)
+        self.reply({**summary, "warnings": risks}, status=201)
 
 
 class ClusterHandler(WorkbenchHandler):

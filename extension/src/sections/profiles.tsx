@@ -238,6 +238,9 @@ function ProfilesView(props: { context: IWorkbenchContext }) {
         } worker(s)`,
         { autoClose: 5000 }
       );
+      for (const warning of cluster.warnings ?? []) {
+        Notification.warning(warning, { autoClose: false });
+      }
       context.notifyClustersChanged();
     } catch (e) {
       setError(e as Error);
