@@ -164,7 +164,7 @@ class JupyterProcess:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
             self.url + path.lstrip("/"),
-            data=data if data is not None else (b"" if method != "GET" else None),
+            data=data if data is not None else (b"" if method not in ("GET", "HEAD") else None),
             method=method,
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
         )

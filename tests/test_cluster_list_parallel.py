@@ -136,7 +136,7 @@ def test_a_list_asks_owners_on_the_probes_connections(
         processes=False,
         protocol="tcp",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # None means port 8787, maybe busy
     ) as plain:
         record = ClusterRecord(
             id="plain000001",

@@ -30,6 +30,7 @@ import pytest
 import workbench
 from workbench.clusters import ClusterControl, ClusterHandle, RecordStore
 from workbench.clusters.record import ClusterRecord, process_alive
+from workbench.server.upstreams import dask_upstream, fetch_upstream
 
 from ._contract import PROFILE, BackendEnv, make_env, wait_until
 from ._lab_fixtures import JupyterProcess
@@ -256,7 +257,14 @@ def test_the_same_through_the_rest_routes(
     # the CLI prints and the sidebar shows), fetched from here, and the server's checks.
     link = reply.data["dashboard_link"]
     assert link and link == record.dashboard_link, (link, record.dashboard_link)
-    assert _fetch(link) == HTTPStatus.OK, link
+    if env.tls == "workbench":  # HTTPS for holders of the cluster's certificate only
+        assert link.startswith("https://"), link
+        assert fetch_upstream(dask_upstream(record), "status")[0] == HTTPStatus.OK, link
+    else:
+        assert _fetch(link) == HTTPStatus.OK, link
+    # ... and the browser's way: workbench's own route on the Jupyter server
+    page = lab.request("GET", api + f"clusters/{cid}/view/dask/status")
+    assert page.status == HTTPStatus.OK and "bokeh" in str(page.data).lower(), page.status
     health = lab.request("GET", api + f"clusters/{cid}/health")
     assert health.status == 200, health.data
     failed = [c for c in health.data["checks"] if c["status"] == "fail"]

@@ -7,7 +7,6 @@ Screenshots go to artifacts/.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +139,8 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             dash = page.locator(f"#workbench-dashboard-{record.id}")
             expect(dash).to_be_visible(timeout=60_000)
             src = dash.locator("iframe").get_attribute("src") or ""
-            assert re.fullmatch(r"/proxy/\d+/status", src), src
+            # through workbench's own route (mutual TLS to the scheduler), not /proxy/<port>/
+            assert src == f"/workbench/api/clusters/{record.id}/view/dask/status", src
             frame = dash.locator("iframe").element_handle().content_frame()
             assert frame is not None
             frame.locator("canvas").first.wait_for(timeout=60_000)
@@ -155,7 +155,7 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             expect(panel_tab).to_be_visible(timeout=120_000)
             # the pane shows at once and gets its page once the dashboard process serves
             expect(panel_tab.locator("iframe")).to_have_attribute(
-                "src", re.compile(r"^/proxy/\d+/$"), timeout=120_000
+                "src", f"/workbench/api/clusters/{record.id}/view/dashboards/", timeout=120_000
             )
             panel_frame = panel_tab.locator("iframe").element_handle().content_frame()
             assert panel_frame is not None

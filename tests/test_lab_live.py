@@ -69,7 +69,7 @@ async def test_host_metrics_and_prometheus_text(api: Any, jp_fetch: Any) -> None
 
 
 @pytest.mark.slow
-async def test_cluster_metrics_and_dashboards_through_the_proxy(
+async def test_cluster_metrics_and_dashboards_through_workbenchs_route(
     api: Any, jp_fetch: Any, jp_base_url: str
 ) -> None:
     handle = await asyncio.to_thread(
@@ -98,23 +98,26 @@ async def test_cluster_metrics_and_dashboards_through_the_proxy(
         ).body.decode()
         assert f'scheduler="{handle.scheduler_address}"' in text and 'worker="' in text
 
-        # dashboards: a process of its own, reached through jupyter-server-proxy
+        # dashboards: a process of its own on a Unix socket, reached through workbench's route
         reply = await api("GET", f"clusters/{cid}/dashboard")
         assert reply.status == 200 and reply.data["running"] is False
         reply = await api("POST", f"clusters/{cid}/dashboard")
         assert reply.status == 200, reply.data
         info = reply.data
         assert info["started"] and info["proxied"]
-        assert info["url"] == f"{jp_base_url}proxy/{info['port']}/"
+        assert info["url"] == f"{jp_base_url}workbench/api/clusters/{cid}/view/dashboards/"
         proc = psutil.Process(info["pid"])
         assert info["pid"] != os.getpid() and os.getsid(info["pid"]) == info["pid"]
         assert "dashboard" in proc.cmdline() and "--exit-with-cluster" in proc.cmdline()
-        # the browser's origin (this server's host) may open the websocket
-        assert any(
-            o.startswith("127.0.0.1:") or o.startswith("localhost:") for o in info["origins"]
-        )
+        # no port: a Unix socket in a directory of this user's alone
+        state = dash.read_state(cid)
+        assert state is not None and state.socket.endswith(f"dashboard-{cid}.sock")
+        assert not [c for c in proc.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+        folder = os.path.dirname(state.socket)
+        assert os.stat(folder).st_mode & 0o777 == 0o700
+        assert os.stat(folder).st_uid == os.getuid()
 
-        page = await jp_fetch("proxy", f"{info['port']}/")
+        page = await jp_fetch("workbench", "api", "clusters", cid, "view", "dashboards", "gpu")
         html = page.body.decode()
         assert "workbench live metrics" in html and "bokeh" in html.lower()
         # relative static URLs: they resolve under the proxy prefix
@@ -127,7 +130,7 @@ async def test_cluster_metrics_and_dashboards_through_the_proxy(
         health = await api("GET", f"clusters/{cid}/health")
         checks = {c["name"]: c for c in health.data["checks"]}
         assert checks["workbench dashboards"]["status"] == "ok"
-        assert checks["workbench dashboards through the proxy"]["status"] == "ok", checks
+        assert checks["workbench dashboards through workbench's route"]["status"] == "ok", checks
 
         # stopped or killed, the health route says why the tab is blank
         os.kill(info["pid"], 9)
@@ -177,14 +180,4 @@ def test_metrics_of_a_stale_cluster_say_so(workbench_home: Any) -> None:
     with pytest.raises(WorkbenchError, match="is stale"):
         metrics_snapshot("deadbeef01")
     with pytest.raises(WorkbenchError, match="is stale"):
-        dash.ensure_dashboard("deadbeef01", ["127.0.0.1:1"])
-
-
-def test_browser_origins_are_checked() -> None:
-    headers = {"Origin": "https://lab.example.org", "Host": "lab.example.org", "X": "y"}
-    assert dash.browser_origins(headers, "http://127.0.0.1:8888/") == [
-        "lab.example.org",
-        "127.0.0.1:8888",
-    ]
-    evil = {"Origin": "http://a b", "Host": "x --port 1"}
-    assert dash.browser_origins(evil, "http://127.0.0.1:8888/") == ["127.0.0.1:8888"]
+        dash.ensure_dashboard("deadbeef01")

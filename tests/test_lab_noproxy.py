@@ -1,4 +1,5 @@
-"""Diagnostics on a Jupyter server without jupyter-server-proxy enabled."""
+"""A Jupyter server without jupyter-server-proxy: the dashboards still show, through
+workbench's own route (which never needed the proxy)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def jp_server_config() -> Any:
 
 
 @pytest.mark.slow
-async def test_without_the_proxy_a_remote_browser_is_told_why(api: Any) -> None:
+async def test_without_the_proxy_the_dashboard_shows_through_workbenchs_route(
+    api: Any, jp_fetch: Any, jp_base_url: str
+) -> None:
     from distributed import LocalCluster
 
     cluster = await asyncio.to_thread(
@@ -50,27 +53,21 @@ async def test_without_the_proxy_a_remote_browser_is_told_why(api: Any) -> None:
         )
         reply = await api("GET", "health")
         assert reply.data["proxy"]["enabled"] is False
-        assert "not enabled" in reply.data["proxy"]["reason"]
 
-        # A browser on this machine can open the dashboard directly.
-        health = await api("GET", "clusters/noproxy001/health", params={"page_host": "localhost"})
-        checks = {c["name"]: c for c in health.data["checks"]}
-        assert checks["dashboard from the server"]["status"] == "ok"
-        assert checks["proxy"]["status"] == "warn"
-        assert "browser reach" not in checks
-        assert health.data["dashboard"] == {"link": link, "proxied": None, "url": link}
-        assert health.data["ok"] is True
-
-        # A browser elsewhere cannot reach 127.0.0.1, and without the proxy nothing helps.
+        # Wherever the browser is, the dashboard comes through this server's own route.
         health = await api(
             "GET", "clusters/noproxy001/health", params={"page_host": "lab.example.org"}
         )
         checks = {c["name"]: c for c in health.data["checks"]}
-        reach = checks["browser reach"]
-        assert reach["status"] == "fail"
-        assert "your browser (at lab.example.org) cannot reach directly" in reach["summary"]
-        assert "jupyter server extension enable jupyter_server_proxy" in reach["advice"]
-        assert health.data["ok"] is False
+        assert checks["dashboard from the server"]["status"] == "ok"
+        routed = f"{jp_base_url}workbench/api/clusters/noproxy001/view/dask/status"
+        assert health.data["dashboard"] == {"link": link, "proxied": routed, "url": routed}
+        assert checks["dashboard through workbench's route"]["status"] == "ok", checks
+        assert health.data["ok"] is True
+        page = await jp_fetch(
+            "workbench", "api", "clusters", "noproxy001", "view", "dask", "status"
+        )
+        assert page.code == 200 and "bokeh" in page.body.decode().lower()
     finally:
         RecordStore().remove("noproxy001")
         await asyncio.to_thread(cluster.close)

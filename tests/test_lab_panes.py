@@ -3,7 +3,7 @@ real kernels of the in-process Jupyter server.
 
 * ``clusters/<id>/panes``: the scheduler's individual Dask plots (from its
   ``/individual-plots.json``) and the workbench dashboard pages; a listed plot loads
-  through jupyter-server-proxy as the pane's iframe does.
+  through workbench's own route as the pane's iframe does.
 * which cluster a kernel is connected to: from the kernel's pid and its TCP connections.
 """
 
@@ -65,7 +65,7 @@ def test_dask_plot_listing_and_roots() -> None:
 
 
 @pytest.mark.slow
-async def test_panes_of_a_cluster_load_through_the_proxy(
+async def test_panes_of_a_cluster_load_through_workbenchs_route(
     api: Any, jp_fetch: Any, jp_base_url: str
 ) -> None:
     reply = await api("GET", "clusters/nope/panes")
@@ -78,9 +78,9 @@ async def test_panes_of_a_cluster_load_through_the_proxy(
         assert reply.status == 200, reply.data
         panes = reply.data
         assert panes["id"] == handle.id
-        port = handle.dashboard_link.split(":")[-1].split("/")[0]
         assert panes["dask"]["problem"] is None, panes["dask"]
-        assert panes["dask"]["root"] == f"{jp_base_url}proxy/{port}/"
+        root = f"{jp_base_url}workbench/api/clusters/{handle.id}/view/dask/"
+        assert panes["dask"]["root"] == root
         labels = {p["label"]: p["route"] for p in panes["dask"]["plots"]}
         # what the issue names: task stream, progress, worker memory, GPU plots
         assert labels["Task Stream"] == "individual-task-stream"
@@ -91,8 +91,10 @@ async def test_panes_of_a_cluster_load_through_the_proxy(
             "pages": [{"label": tab, "route": path} for tab, path in TAB_PAGES.items()],
             "problem": None,
         }
-        # the pane's iframe: the plot's page through jupyter-server-proxy
-        page = await jp_fetch("proxy", f"{port}/individual-task-stream")
+        # the pane's iframe: the plot's page through workbench's route
+        page = await jp_fetch(
+            "workbench", "api", "clusters", handle.id, "view", "dask", "individual-task-stream"
+        )
         assert page.code == 200 and "bokeh" in page.body.decode().lower()
         print(f"panes route answered in {took:.2f}s")
     finally:

@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 SIDEBAR_WIDTH = 280
 
+
+def pane_src(route: str) -> re.Pattern[str]:
+    """A pane's iframe source: workbench's own route, never /proxy/<port>/."""
+    return re.compile(rf"^/workbench/api/clusters/\w+/view/(dask|dashboards)/{route}$")
+
+
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
@@ -171,7 +177,9 @@ def test_panes_dock_and_come_back_after_reload(lab_process: Any, tmp_path: Path)
                 pane = page.locator(f"#{ids[key]}")
                 expect(pane).to_be_visible(timeout=120_000)
                 expect(pane.locator("iframe")).to_have_attribute(
-                    "src", re.compile(rf"^/proxy/\d+/{route}$"), timeout=120_000
+                    "src",
+                    pane_src(route),
+                    timeout=120_000,
                 )
                 timings[f"open {key} pane"] = time.perf_counter() - started
             # each shows its page: Bokeh draws in every iframe
@@ -216,7 +224,9 @@ def test_panes_dock_and_come_back_after_reload(lab_process: Any, tmp_path: Path)
                 pane = page.locator(f"#{ids[key]}")
                 expect(pane).to_have_count(1, timeout=120_000)
                 expect(pane.locator("iframe")).to_have_attribute(
-                    "src", re.compile(rf"^/proxy/\d+/{route}$"), timeout=120_000
+                    "src",
+                    pane_src(route),
+                    timeout=120_000,
                 )
             timings["reload until the panes are back"] = time.perf_counter() - started
             expect(notebook).to_be_visible()
@@ -324,8 +334,6 @@ def _keyboard_walk(page: Any, sidebar: Any, cluster_id: str, expect: Any) -> Non
     page.keyboard.press("Enter")
     pane = page.locator(f"#workbench-pane-{cluster_id}-workbench-energy")
     expect(pane).to_be_visible(timeout=120_000)
-    expect(pane.locator("iframe")).to_have_attribute(
-        "src", re.compile(r"^/proxy/\d+/energy$"), timeout=120_000
-    )
+    expect(pane.locator("iframe")).to_have_attribute("src", pane_src("energy"), timeout=120_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "lab-keyboard-energy-pane.png"))

@@ -126,9 +126,15 @@ def test_every_route_answers_a_server_started_as_users_start_it(
 
     go("GET", f"metrics?cluster={cid}")
     go("GET", f"metrics/prometheus?cluster={cid}")
-    # workbench's own dashboards: a Panel server process of the cluster's
+    # the Dask dashboard through workbench's route (mutual TLS to the scheduler)
+    assert "<html" in go("GET", f"clusters/{cid}/view/dask/status").lower()
+    assert "Individual Task Stream" in go("GET", f"clusters/{cid}/view/dask/individual-plots.json")
+    # workbench's own dashboards: a Panel server process of the cluster's, on a Unix socket
     assert go("GET", f"clusters/{cid}/dashboard")["running"] is False
-    assert go("POST", f"clusters/{cid}/dashboard")["running"] is True
+    started = go("POST", f"clusters/{cid}/dashboard")
+    assert started["running"] is True
+    assert started["url"].endswith(f"/workbench/api/clusters/{cid}/view/dashboards/")
+    assert "workbench live metrics" in go("GET", f"clusters/{cid}/view/dashboards/gpu")
     assert go("DELETE", f"clusters/{cid}/dashboard")["id"] == cid
 
     assert go("DELETE", f"clusters/{cid}") == {"id": cid, "stopped": True}
@@ -142,38 +148,50 @@ def test_every_route_answers_a_server_started_as_users_start_it(
 
 
 def test_an_unexpected_failure_names_its_step_and_its_log(
-    lab_process: Any, workbench_home: Path, small_profile: str
+    lab_process: Any, tmp_path: Path, small_profile: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A state directory whose ``logs`` is a file (a broken home, a full or read-only
-    disk behave alike): the launch fails in the step that starts the cluster process, and
-    the reply says so, with the exception and where its traceback is."""
+    """WORKBENCH_STATE_DIR under a regular file (a typo in a path, a file where a folder
+    should be): nothing foresaw it, and the launch says in which step it failed, what was
+    raised and where the traceback is, never the exception's class alone."""
+    (tmp_path / "a-file").write_text("not a directory\n")
+    monkeypatch.setenv("WORKBENCH_STATE_DIR", str(tmp_path / "a-file" / "state"))
     lab: JupyterProcess = lab_process("lab")
-    state = workbench_home / "state"
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "logs").write_text("not a directory\n")
     reply = lab.request("POST", API + "clusters", {"profile": small_profile})
     assert reply.status == 500, reply.data
     data = reply.data
     assert data["step"] == "starting the cluster process of profile 'small'", data
-    assert data["error"] in ("FileExistsError", "NotADirectoryError"), data
-    log = Path(data["log"])
-    assert log == state / "server-errors.log"
+    assert data["error"] == "NotADirectoryError", data
     assert data["message"].startswith(
-        f"starting the cluster process of profile 'small' failed unexpectedly: {data['error']}: "
+        "starting the cluster process of profile 'small' failed unexpectedly: "
+        "NotADirectoryError: [Errno 20] Not a directory: "
     ), data["message"]
-    assert str(log) in data["message"], data["message"]
-    text = log.read_text()
-    assert "Traceback (most recent call last)" in text and data["step"] in text
-    assert stat.S_IMODE(log.stat().st_mode) == 0o600
-    assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    # and the server's log has it too (what the other tests here look for, and find none)
-    # (the access line is written after the reply is sent: wait for it)
-    wait_until(
+    # the state directory is where the error file would go: the server's log says it all
+    assert data["log"] is None
+    assert data["message"].endswith("the traceback is in the Jupyter server's log."), data
+    wait_until(  # the access line is written after the reply is sent
         lambda: any("500 POST /workbench/api/clusters" in e for e in lab.workbench_errors()),
         timeout=30,
     )
     logged = lab.workbench_errors()
-    assert any("Traceback" in e and "detached.py" in e for e in logged), logged
+    assert any("Traceback" in e and "private.py" in e for e in logged), logged
+
+
+def test_the_traceback_of_an_unexpected_failure_is_private_and_redacted(
+    workbench_home: Path,
+) -> None:
+    from workbench.server.base import record_unexpected
+
+    try:
+        raise RuntimeError("connecting with AccountKey=Zq7planted9secret failed")
+    except RuntimeError as exc:
+        log = record_unexpected("checking profile 'x'", "POST /workbench/api/clusters", exc)
+    assert log == workbench_home / "state" / "server-errors.log"
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text
+    assert "POST /workbench/api/clusters: checking profile 'x' failed" in text
+    assert "Zq7planted9secret" not in text and "AccountKey=REDACTED" in text
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log.parent.stat().st_mode) == 0o700
 
 
 @pytest.mark.slurm

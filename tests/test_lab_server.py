@@ -91,7 +91,7 @@ async def test_every_route_refuses_unauthenticated_requests(
     } <= names
     problems, tried = await _open_routes(jp_serverapp, http_server_client)
     assert problems == []
-    assert tried >= 2 * 21  # 21 (route, method) pairs today
+    assert tried >= 2 * 23  # 23 (route, method) pairs today
 
 
 async def test_the_route_check_catches_an_unauthenticated_handler(
@@ -292,13 +292,15 @@ async def test_launch_scale_adapt_connect_stop_a_detached_cluster(
     checks = {c["name"]: c for c in health.data["checks"]}
     assert checks["scheduler port"]["status"] == "ok"
     assert checks["scheduler"]["status"] == "ok"
+    # mutual TLS: the dashboard answers the server, which holds the cluster's certificate
+    assert record.dashboard_link and record.dashboard_link.startswith("https://127.0.0.1:")
     assert checks["dashboard from the server"]["status"] == "ok", checks
-    assert checks["proxy"]["status"] == "ok"
-    # The dashboard is on this machine: the browser gets it through the proxy, and the
-    # proxied URL really answers through this server.
-    port = re.search(r":(\d+)/", record.dashboard_link or "").group(1)  # type: ignore[union-attr]
-    assert health.data["dashboard"]["url"] == f"{jp_base_url}proxy/{port}/status"
-    assert checks["dashboard through the proxy"]["status"] == "ok", checks
+    assert "mutual TLS" in checks["dashboard from the server"]["summary"]
+    # the browser gets it through workbench's own route, which really answers
+    assert health.data["dashboard"]["url"] == (
+        f"{jp_base_url}workbench/api/clusters/{cid}/view/dask/status"
+    )
+    assert checks["dashboard through workbench's route"]["status"] == "ok", checks
     assert health.data["ok"] is True
 
     reply = await api("DELETE", f"clusters/{cid}")

@@ -48,6 +48,8 @@ def test_launch_compute_and_close() -> None:
         assert records[0].owner_pid == os.getpid()
         html = handle._repr_html_()
         assert handle.dashboard_link and handle.dashboard_link in html
+        # mutual TLS: the link to click goes through JupyterLab's route
+        assert f'href="/workbench/api/clusters/{handle.id}/view/dask/status"' in html
         assert "local" in repr(handle) and handle.id in repr(handle)
     finally:
         handle.close()

@@ -92,6 +92,12 @@ def test_names_that_hold_no_secret(name: str) -> None:
     assert not secret_name(name)
 
 
+def test_json_stays_json() -> None:
+    data = {"password": None, "token": 1234567, "auth": {"clientSecret": True}, "n": 1}
+    shown = json.loads(redact_text(json.dumps(data, indent=1)))
+    assert shown == {"password": None, "token": REDACTED, "auth": {"clientSecret": True}, "n": 1}
+
+
 def test_nested_values_and_flag_lists() -> None:
     value = {"profile": {"clientSecret": MARKER, "n": 1}, "args": ["--password", MARKER]}
     shown = redact_value(value)

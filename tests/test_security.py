@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from jupyter_server.auth.authorizer import Authorizer
@@ -35,8 +35,13 @@ class DenyWrites(Authorizer):
     #: Off: everything is allowed (the other tests of this module use the same server).
     deny = False
 
+    #: Resources refused even for reading (a role without the dashboards, say).
+    denied: ClassVar[set[str]] = set()
+
     def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
         DenyWrites.asked.append((action, resource))
+        if resource in DenyWrites.denied:
+            return False
         return action == "read" or not DenyWrites.deny
 
 
@@ -90,6 +95,29 @@ def test_every_registered_handler_is_authorized(jp_serverapp: Any) -> None:
     assert actions[("TemplateHandler", "post")] == "write"
     assert actions[("AutoConnectHandler", "put")] == "write"
     assert {a for (_, m), a in actions.items() if m == "get"} == {"read"}
+
+
+async def test_the_dashboard_route_asks_the_authorizer(jp_fetch: Any) -> None:
+    """A user whose role does not include the dashboards gets neither a page nor a
+    websocket of a cluster's view (the route never even looks the cluster up)."""
+    DenyWrites.denied = {"workbench:dashboards"}
+    try:
+        for headers in ({}, {"Upgrade": "websocket", "Connection": "Upgrade"}):
+            reply = await jp_fetch(
+                "workbench",
+                "api",
+                "clusters",
+                "abc",
+                "view",
+                "dask",
+                "status",
+                headers=headers,
+                raise_error=False,
+            )
+            assert reply.code == 403, (headers, reply.code)
+        assert ("read", "workbench:dashboards") in DenyWrites.asked
+    finally:
+        DenyWrites.denied = set()
 
 
 def test_the_walk_catches_a_handler_without_authorization(jp_serverapp: Any) -> None:
@@ -421,11 +449,20 @@ def test_a_squatted_scratch_directory_is_refused(
     monkeypatch.setattr("tempfile.tempdir", None)
 
 
+def _http_address(dask_worker: Any) -> tuple[str, int]:
+    (sock,) = dask_worker.http_server._sockets.values()
+    host, port = sock.getsockname()[:2]
+    return str(host), int(port)
+
+
 @pytest.mark.slow
 def test_local_workers_spill_into_a_directory_of_the_users_alone(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import ssl
     import stat
+    import urllib.error
+    import urllib.request
 
     import workbench
 
@@ -442,6 +479,19 @@ def test_local_workers_spill_into_a_directory_of_the_users_alone(
     )
     try:
         (where,) = handle.client.run(lambda dask_worker: dask_worker.local_directory).values()
+        # the worker's own HTTP server (HTTPS with the cluster's certificate) answers
+        # /health only: no /metrics or pages for whoever reaches the port
+        ((host, port),) = handle.client.run(_http_address).values()
+        assert host == "127.0.0.1"
+        anyone = ssl.create_default_context()
+        anyone.check_hostname, anyone.verify_mode = False, ssl.CERT_NONE
+        url = f"https://{host}:{port}"
+        with urllib.request.urlopen(f"{url}/health", timeout=10, context=anyone) as r:
+            assert r.read() == b"ok"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}/metrics", timeout=10, context=anyone)
+        assert err.value.code == 404
+        err.value.close()
     finally:
         handle.close()
         monkeypatch.setattr("tempfile.tempdir", None)

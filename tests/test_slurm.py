@@ -8,10 +8,12 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import pytest
 import workbench
 from workbench.clusters import ClusterControl, ClusterRecord
 from workbench.errors import ResourceError, WorkbenchError, WorkersTimeoutError
+from workbench.server.upstreams import dask_upstream, fetch_upstream
 
 from ._slurm_fixtures import SlurmInstance
 from .conftest import WORKBENCH
@@ -172,8 +175,14 @@ def test_dashboard_link_answers_and_worker_http_servers_stay_on_loopback(
         link = handle.dashboard_link
         assert link and link == ClusterControl().get(handle.id).dashboard_link
         assert urlparse(link).hostname == "127.0.0.1", (link, handle.scheduler_address)
-        with urllib.request.urlopen(link, timeout=30) as reply:
-            assert reply.status == 200
+        # HTTPS that answers the cluster's certificate holders only (mutual TLS)
+        assert link.startswith("https://")
+        record = ClusterControl().get(handle.id)
+        assert fetch_upstream(dask_upstream(record), "status")[0] == 200
+        anyone = ssl.create_default_context()
+        anyone.check_hostname, anyone.verify_mode = False, ssl.CERT_NONE
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(link, timeout=30, context=anyone)
         listening = handle.client.run(_listening)
         workers = handle.client.scheduler_info()["workers"]
         assert workers
@@ -182,6 +191,10 @@ def test_dashboard_link_answers_and_worker_http_servers_stay_on_loopback(
             assert {ip for ip, p in listening[address] if p == port} == {"127.0.0.1"}
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as r:
                 assert r.read() == b"ok"
+            with pytest.raises(urllib.error.HTTPError) as err:  # /health only
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            assert err.value.code == 404
+            err.value.close()
             if worker["host"] not in ("127.0.0.1", "localhost"):
                 with pytest.raises(OSError):
                     socket.create_connection((worker["host"], port), timeout=5).close()

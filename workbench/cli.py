@@ -221,7 +221,12 @@ def launch(
             f"{len(handle.gpus) or 'no'} GPU(s), {handle.n_workers()} workers)"
         )
         click.echo(f"  scheduler: {handle.scheduler_address}")
-        click.echo(f"  dashboard: {handle.dashboard_link}")
+        link = handle.dashboard_link
+        mtls = bool(link and link.startswith("https://") and handle.record.extra.get("security"))
+        click.echo(
+            f"  dashboard: {link}"
+            + (" (mutual TLS: open it from JupyterLab's Workbench sidebar)" if mtls else "")
+        )
         click.echo("Press Ctrl-C to stop.", err=True)
         sys.stdout.flush()
         while not stop.wait(0.5) and handle.status != "closed":
@@ -522,6 +527,13 @@ def data_validate(files: tuple[Path, ...]) -> None:
     hidden=True,
     help="With --cluster: exit once the cluster is gone (JupyterLab starts it so).",
 )
+@click.option(
+    "--unix-socket",
+    default=None,
+    hidden=True,
+    help="Serve on this Unix socket instead of a port (JupyterLab starts it so, in a "
+    "directory of the user's alone, and shows it through its own route).",
+)
 def dashboard(
     cluster_id: str | None,
     scheduler: str | None,
@@ -532,6 +544,7 @@ def dashboard(
     origins: tuple[str, ...],
     token_ref: str | None,
     exit_with_cluster: bool,
+    unix_socket: str | None,
 ) -> None:
     """Serve live GPU / storage / network / cluster / energy dashboards until Ctrl-C.
 
@@ -560,7 +573,8 @@ def dashboard(
             "--prometheus-port serves /metrics without a token: on an address other than "
             "loopback use the dashboard's own /metrics (guarded by --token)"
         )
-    reserve_port(address, port)  # fail on a busy port before connecting to anything
+    if unix_socket is None:
+        reserve_port(address, port)  # fail on a busy port before connecting to anything
     if prometheus_port is not None:
         reserve_port(address, prometheus_port)
     stop = threading.Event()
@@ -570,7 +584,13 @@ def dashboard(
     servers: list[Any] = []
     try:
         server = DashboardServer(
-            store, port, address, websocket_origins=list(origins), cost=cost, token=token
+            store,
+            port,
+            address,
+            websocket_origins=list(origins),
+            cost=cost,
+            token=token,
+            unix_socket=unix_socket,
         )
         servers.append(server)
         what = f"cluster at {scheduler_address}" if scheduler_address else "this machine"

@@ -86,6 +86,8 @@ def redact_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+#: Unquoted values that hold no secret (JSON and Python literals).
+_NO_SECRET = frozenset({"null", "true", "false", "None", "True", "False"})
 #: Values that name where a secret is, not the secret: shown.
 _POINTERS = ("env:", "keyring:", "file:", "$", REDACTED)
 
@@ -112,9 +114,11 @@ def redact_text(text: str) -> str:
 
     def hide_keyed(match: re.Match[str]) -> str:
         value = match.group("value")
-        if not secret_name(match.group("name")) or _pointer(value):
+        if not secret_name(match.group("name")) or _pointer(value) or value in _NO_SECRET:
             return match.group()
-        quote = value[0] if value[0] in "'\"" else ""
+        # a quoted value keeps its quotes; an unquoted one under a quoted key (JSON, a
+        # dict's repr) gets the key's, so that JSON output stays JSON
+        quote = value[0] if value[0] in "'\"" else match.group("q")
         shown = f"{quote}{REDACTED}{quote}"
         return match.group()[: match.start("value") - match.start()] + shown
 

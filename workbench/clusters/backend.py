@@ -257,6 +257,10 @@ class Backend(ABC):
             link = str(cluster.dashboard_link) or None
         except Exception:
             return None
+        if link and self.tls_paths and link.startswith("http://"):
+            # served over mutual TLS (workbench.clusters.dashboard_tls); distributed says
+            # https only while its dashboard TLS settings are set, during the launch
+            link = "https://" + link.removeprefix("http://")
         return dashboard_link_where_it_listens(
             link, getattr(self.options, "dashboard_address", None)
         )

@@ -28,6 +28,7 @@ from . import lifecycle
 from .backend import Backend, WaitState
 from .backend_registry import get_backend_class
 from .cost import CostEstimate, CostMeter
+from .dashboard_tls import browser_link
 from .profiles import Profile, get_profile
 from .record import ClusterRecord
 from .record_store import RecordStore
@@ -476,11 +477,18 @@ class ClusterHandle:
         rows += [(str(k), str(v)) for k, v in info.get("details") or []]
         rows.append(("Cost so far", str(self.cost())))
         link = self.dashboard_link
-        dash = (
-            f'<a href="{html.escape(link)}" target="_blank">{html.escape(link)}</a>'
-            if link
-            else "not available"
-        )
+        if link and self._backend.tls_paths and link.startswith("https://"):
+            # mutual TLS: the browser opens it through the Jupyter server's route
+            shown = browser_link(self.id)
+            dash = (
+                f'<a href="{html.escape(shown)}" target="_blank">{html.escape(shown)}</a> '
+                "(through JupyterLab: only holders of the cluster's certificate reach "
+                f"{html.escape(link)})"
+            )
+        elif link:
+            dash = f'<a href="{html.escape(link)}" target="_blank">{html.escape(link)}</a>'
+        else:
+            dash = "not available"
         body = "".join(
             f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
             f"<td style='text-align:left'>{html.escape(v)}</td></tr>"

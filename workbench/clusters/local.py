@@ -18,6 +18,7 @@ from ..gpus import GPUInfo, GPUInventory, detect_gpus
 from ..private import private_tmp_dir
 from .backend import Backend, BackendOptions, private_dask_scratch
 from .comm import free_dashboard_address
+from .dashboard_tls import WORKER_HTTP_CONFIG, dashboard_tls
 from .local_options import LocalOptions
 
 if TYPE_CHECKING:
@@ -192,28 +193,30 @@ class LocalBackend(Backend):
         # Spilled data in a directory of the user's alone, not in /tmp/dask-scratch-space,
         # which every user of the machine shares (and Dask creates readable by all).
         kwargs.setdefault("local_directory", str(private_tmp_dir("dask-scratch")))
-        with private_dask_scratch():
-            return self._start(kwargs)
-
-    def _start(self, kwargs: dict[str, Any]) -> Cluster:
-        if kwargs.get("dashboard_address"):
-            kwargs["dashboard_address"] = free_dashboard_address(kwargs["dashboard_address"])
+        if kwargs.get("processes", True):
+            kwargs["config"] = {**kwargs.get("config", {}), **WORKER_HTTP_CONFIG}
         security = self.make_security()
         if security is not None:
             kwargs.update(security=security, protocol="tls")
         try:
-            if self.selected:
-                from dask_cuda import LocalCUDACluster
-
-                return LocalCUDACluster(**kwargs)  # type: ignore[no-any-return]
-            from distributed import LocalCluster
-
-            if self.options.pre_import:
-                kwargs["preload"] = list(self.options.pre_import)
-            return LocalCluster(**kwargs)
+            with private_dask_scratch(), dashboard_tls(self.tls_paths):
+                return self._start(kwargs)
         except BaseException:
             self.forget_security()
             raise
+
+    def _start(self, kwargs: dict[str, Any]) -> Cluster:
+        if kwargs.get("dashboard_address"):
+            kwargs["dashboard_address"] = free_dashboard_address(kwargs["dashboard_address"])
+        if self.selected:
+            from dask_cuda import LocalCUDACluster
+
+            return LocalCUDACluster(**kwargs)  # type: ignore[no-any-return]
+        from distributed import LocalCluster
+
+        if self.options.pre_import:
+            kwargs["preload"] = list(self.options.pre_import)
+        return LocalCluster(**kwargs)
 
     def record_extra(self, cluster: Cluster) -> dict[str, Any]:
         return {"security": dict(self.tls_paths)} if self.tls_paths else {}

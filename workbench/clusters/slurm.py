@@ -37,6 +37,7 @@ from ..private import PRIVATE_UMASK, private_dir, scrubbed_env
 from . import slurm_commands as sc
 from .backend import Backend, BackendOptions, WaitState, private_dask_scratch
 from .comm import free_dashboard_address
+from .dashboard_tls import WORKER_HTTP_ENV, dashboard_tls
 from .slurm_options import SLURMOptions, lifetime
 
 if TYPE_CHECKING:
@@ -49,7 +50,10 @@ logger = logging.getLogger(__name__)
 SLURM_HINT = "pip install 'workbench[slurm]'"
 #: First lines of every job: what the workers write is the user's alone (spilled data,
 #: worker files; the job's own logs are private through sbatch's umask already).
-PRIVATE_PROLOGUE = ("umask 077",)
+PRIVATE_PROLOGUE = (
+    "umask 077",
+    *(f"export {name}='{value}'" for name, value in WORKER_HTTP_ENV.items()),
+)
 #: Without a profile's local_directory: the workers spill into a directory of the user's
 #: alone on the node, never into a shared /tmp/dask-scratch-space; a squatted one fails.
 PRIVATE_SCRATCH = (
@@ -310,7 +314,8 @@ class SLURMBackend(Backend):
         if security is not None:
             kwargs.update(security=security, protocol="tls://")
         try:
-            with private_dask_scratch():  # the scheduler's scratch space
+            # the scheduler's scratch space; its dashboard over mutual TLS
+            with private_dask_scratch(), dashboard_tls(self.tls_paths):
                 cluster = SLURMCluster(job_cls=Job, **kwargs)  # type: ignore[arg-type]
         except BaseException:
             self.forget_security()

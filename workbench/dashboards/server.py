@@ -107,17 +107,21 @@ class DashboardServer:
         settings: dict[str, Any] | None = None,
         cost: Callable[[], Any] | None = None,
         token: str | None = None,
+        unix_socket: str | None = None,
     ) -> None:
         from .app import create_view
 
-        if not is_loopback(address) and not token:
+        self.unix_socket = unix_socket
+        if unix_socket is None and not is_loopback(address) and not token:
             raise MetricsError(
                 f"refusing to serve the dashboards on {address or 'every interface'} without a "
                 "token: anyone who can reach the port would see them. Give one "
                 "(--token env:NAME), or keep the default address 127.0.0.1 and use "
                 "JupyterLab's proxy or an SSH tunnel."
             )
-        self.port = reserve_port(address, port)
+        # On a Unix socket (JupyterLab's): reachable by this user only, through workbench's
+        # own route (workbench.server.dashboard_proxy); on a port: whoever reaches it.
+        self.port = 0 if unix_socket else reserve_port(address, port)
         self.store = store
         self.address = address
         view_settings = dict(settings or {})
@@ -148,11 +152,14 @@ class DashboardServer:
             address=address,
             show=False,
             title=titles,
-            websocket_origin=_origins(address, self.port, websocket_origins or []),
+            websocket_origin=_origins(address, self.port, websocket_origins or [])
+            if unix_socket is None
+            else ["localhost", *(websocket_origins or [])],
             extra_patterns=patterns,
             threaded=True,
             verbose=False,
             **auth,
+            **({"unix_socket": unix_socket} if unix_socket else {}),
         )
         self._wait_listening()
 
@@ -162,11 +169,17 @@ class DashboardServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
+                if self.unix_socket:
+                    with socket.socket(socket.AF_UNIX) as sock:
+                        sock.settimeout(1)
+                        sock.connect(self.unix_socket)
+                        return
                 with socket.create_connection((self._connect_host, self.port), timeout=1):
                     return
             except OSError:
                 time.sleep(0.1)
-        raise MetricsError(f"the dashboard server did not start listening on port {self.port}")
+        where = self.unix_socket or f"port {self.port}"
+        raise MetricsError(f"the dashboard server did not start listening on {where}")
 
     @property
     def _connect_host(self) -> str:
@@ -174,6 +187,8 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
+        if self.unix_socket:
+            return f"http+unix://{self.unix_socket}/"
         return f"http://{self._connect_host}:{self.port}/"
 
     def page_url(self, tab: str) -> str:
@@ -182,7 +197,7 @@ class DashboardServer:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self._connect_host}:{self.port}/metrics"
+        return self.url + "metrics"
 
     def stop(self) -> None:
         self._server.stop()

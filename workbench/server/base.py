@@ -121,7 +121,7 @@ AUTH_METHODS = ("get", "head", "post", "put", "patch", "delete")
 AUTH_MARK = "__workbench_auth_action__"
 
 
-def _guard(method: Callable[..., Any], action: str) -> Callable[..., Any]:
+def guarded(method: Callable[..., Any], action: str) -> Callable[..., Any]:
     """``method`` authenticated (``@web.authenticated``), then authorized for ``action`` on
     the handler's ``auth_resource`` (``@authorized``: the server's Authorizer decides)."""
     wrapped: Any = web.authenticated(authorized(action)(method))
@@ -158,7 +158,7 @@ class WorkbenchHandler(APIHandler):
             if method is None or hasattr(method, AUTH_MARK):
                 continue
             action = cls.auth_actions.get(name) or HTTP_METHOD_TO_AUTH_ACTION[name.upper()]
-            setattr(cls, name, _guard(method, action))
+            setattr(cls, name, guarded(method, action))
 
     def at(self, step: str) -> None:
         """Say which step the request is at (reported if it fails unexpectedly)."""

@@ -1,18 +1,18 @@
 """``/workbench/api/clusters/<id>/dashboard``: workbench's Panel dashboards of a cluster.
 
 The dashboards run in a process of their own, never in the Jupyter server: the same
-``workbench dashboard --cluster ID`` as in a terminal, started in a new session on a
-free loopback port, logging to ``<state dir>/logs/``. Its pid, port and allowed
-websocket origins are kept in ``<state dir>/dashboards/<cluster id>.json``, so one
-dashboard process per cluster is shared by every tab and survives a restart of the
-Jupyter server. It exits by itself once its cluster is gone (``--exit-with-cluster``);
-stopping the cluster through the API stops it at once.
+``workbench dashboard --cluster ID`` as in a terminal, started in a new session, serving
+on a **Unix socket in the user's 0700 temporary directory** (``$TMPDIR/workbench-<uid>/
+run/``; no port another user could read or squat), logging to ``<state dir>/logs/``. Its
+pid and socket are kept in ``<state dir>/dashboards/<cluster id>.json``, so one dashboard
+process per cluster is shared by every tab and survives a restart of the Jupyter server.
+It exits by itself once its cluster is gone (``--exit-with-cluster``); stopping the
+cluster through the API stops it at once.
 
-The browser reaches it through jupyter-server-proxy at ``{base_url}proxy/<port>/``.
-Panel's pages use relative URLs, so the prefix needs no configuration; Bokeh checks
-the websocket's ``Origin``, so the origins the browser uses (this server's host as the
-browser sees it) are passed with ``--allow-websocket-origin``; a request from a new
-origin restarts the process with it added.
+The browser reaches it through workbench's own route,
+``{base_url}workbench/api/clusters/<id>/view/dashboards/``
+(:mod:`workbench.server.dashboard_proxy`), which sends it no credential of Jupyter's.
+Panel's pages use relative URLs, so the prefix needs no configuration.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 
 import psutil
 
@@ -40,10 +39,11 @@ from ..clusters.control import ClusterControl
 from ..clusters.detached import LaunchError
 from ..clusters.record import ClusterRecord
 from ..errors import MissingDependencyError
-from ..private import private_dir, write_private
+from ..private import private_dir, private_tmp_dir, write_private
 from ..processes import reap_in_background, spawn_detached
 from .base import RequestError
-from .probes import ProbeHandler, fetch
+from .probes import ProbeHandler
+from .upstreams import DashboardUnreachableError, Upstream, fetch_upstream, unix_upstream, view_url
 
 #: What ``workbench dashboard`` prints once it serves.
 READY_MARKER = "Press Ctrl-C"
@@ -61,9 +61,8 @@ class DashboardProcess:
     scheduler_address: str
     pid: int
     create_time: float
-    port: int
+    socket: str
     log: str
-    origins: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
 
     def alive(self) -> bool:
@@ -78,7 +77,9 @@ class DashboardProcess:
             return False
 
     def listening(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 2):
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(self.socket)
             return True
         return False
 
@@ -114,24 +115,6 @@ def panel_missing() -> str | None:
     return None
 
 
-def browser_origins(headers: Any, server_url: str) -> list[str]:
-    """The ``host[:port]`` origins a browser may open the proxied dashboard from."""
-    found: list[str] = []
-    origin = headers.get("Origin")
-    if origin and origin != "null":
-        found.append(urlparse(origin).netloc)
-    for name in ("X-Forwarded-Host", "Host"):
-        value = headers.get(name)
-        if value:
-            found.append(value.split(",")[0].strip())
-    found.append(urlparse(server_url).netloc)
-    out: list[str] = []
-    for item in found:
-        if item and _ORIGIN.match(item) and item not in out:
-            out.append(item)
-    return out
-
-
 def stop_dashboard(cluster_id: str, timeout: float = 10.0) -> bool:
     """Stop the cluster's dashboard process, if it runs. Returns whether one was stopped."""
     state = read_state(cluster_id)
@@ -150,16 +133,18 @@ def stop_dashboard(cluster_id: str, timeout: float = 10.0) -> bool:
     return stopped
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def socket_path(cluster_id: str) -> Path:
+    """Where a cluster's dashboard process listens: a socket in the user's 0700 directory
+    (short: a Unix socket's path has at most 107 bytes)."""
+    return private_tmp_dir("run") / f"dashboard-{cluster_id}.sock"
 
 
-def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
+def _spawn(record: ClusterRecord) -> DashboardProcess:
     logs = private_dir(config.state_dir() / "logs")
     log = logs / f"dashboard-{record.id}-{int(time.time() * 1000)}.log"
-    port = _free_port()
+    sock = socket_path(record.id)
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()  # a dead process's socket
     args = [
         sys.executable,
         "-m",
@@ -167,14 +152,10 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
         "dashboard",
         "--cluster",
         record.id,
-        "--port",
-        str(port),
-        "--address",
-        "127.0.0.1",
+        "--unix-socket",
+        str(sock),
         "--exit-with-cluster",
     ]
-    for origin in origins:
-        args += ["--allow-websocket-origin", origin]
     proc = spawn_detached(
         args, log, env={"PYTHONUNBUFFERED": "1"}, unset=["WORKBENCH_DETACHED_LOG"]
     )
@@ -194,9 +175,8 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
                 scheduler_address=record.scheduler_address,
                 pid=proc.pid,
                 create_time=psutil.Process(proc.pid).create_time(),
-                port=port,
+                socket=str(sock),
                 log=str(log),
-                origins=origins,
             )
             _write_state(state)
             return state
@@ -210,7 +190,7 @@ def _spawn(record: ClusterRecord, origins: list[str]) -> DashboardProcess:
     )
 
 
-def ensure_dashboard(cluster_id: str, origins: list[str]) -> tuple[DashboardProcess, bool]:
+def ensure_dashboard(cluster_id: str) -> tuple[DashboardProcess, bool]:
     """The cluster's running dashboard process (started if needed) and whether it is new."""
     missing = panel_missing()
     if missing:
@@ -224,22 +204,27 @@ def ensure_dashboard(cluster_id: str, origins: list[str]) -> tuple[DashboardProc
             and state.listening()
             and state.scheduler_address == record.scheduler_address
         ):
-            if set(origins) <= set(state.origins):
-                return state, False
-            origins = sorted(set(origins) | set(state.origins))
+            return state, False
         stop_dashboard(record.id)
-        return _spawn(record, origins), True
+        return _spawn(record), True
 
 
-def dashboard_url(base_url: str, port: int, proxy_enabled: bool) -> str:
-    if proxy_enabled:
-        return f"{base_url.rstrip('/')}/proxy/{port}/"
-    return f"http://127.0.0.1:{port}/"
+def _upstream_of(state: DashboardProcess) -> Upstream:
+    return unix_upstream(state.socket, f"the workbench dashboards of cluster {state.cluster_id}")
 
 
-def dashboard_checks(
-    cluster_id: str, base_url: str, proxy_enabled: bool, server_url: str, auth: dict[str, str]
-) -> list[Check]:
+def dashboards_upstream(record: ClusterRecord) -> Upstream:
+    """The cluster's running dashboard process, on its Unix socket."""
+    state = read_state(record.id)
+    if state is None or not state.alive():
+        raise DashboardUnreachableError(
+            f"the workbench dashboards of cluster {record.id} are not running; open "
+            "Dashboards again to start them"
+        )
+    return _upstream_of(state)
+
+
+def dashboard_checks(cluster_id: str) -> list[Check]:
     """Why the cluster's workbench dashboards can or cannot be shown (for the health route)."""
     name = "workbench dashboards"
     missing = panel_missing()
@@ -263,34 +248,20 @@ def dashboard_checks(
                 name,
                 "fail",
                 f"the dashboard process (pid {state.pid}) does not accept connections on "
-                f"port {state.port}",
+                f"{state.socket}",
                 f"it may still be starting or be stuck; its log: {state.log}",
             )
         ]
-    checks = [Check(name, "ok", f"pid {state.pid} serves 127.0.0.1:{state.port}")]
-    if not proxy_enabled:
-        checks.append(
-            Check(
-                "workbench dashboards through the proxy",
-                "fail",
-                "jupyter-server-proxy is not enabled, so the dashboards are only reachable "
-                f"from this machine at http://127.0.0.1:{state.port}/",
-                "pip install jupyter-server-proxy and restart the Jupyter server",
-            )
-        )
-        return checks
-    url = server_url.rstrip("/") + dashboard_url(base_url, state.port, True)
-    code, err = fetch(url, auth, timeout=10, origin=server_url)
+    checks = [Check(name, "ok", f"pid {state.pid} serves {state.socket}")]
+    code, _, err = fetch_upstream(_upstream_of(state), "")
     if 200 <= code < 400:
-        checks.append(
-            Check("workbench dashboards through the proxy", "ok", f"{url} answers (HTTP {code})")
-        )
+        checks.append(Check("workbench dashboards through workbench's route", "ok", f"HTTP {code}"))
     else:
         checks.append(
             Check(
-                "workbench dashboards through the proxy",
+                "workbench dashboards through workbench's route",
                 "fail",
-                f"{url} answers {f'HTTP {code} ' if code else ''}{err}".strip(),
+                f"{f'HTTP {code} ' if code else ''}{err}".strip(),
                 f"see the dashboard process's log: {state.log}",
             )
         )
@@ -302,15 +273,12 @@ class ClusterDashboardHandler(ProbeHandler):
     auth_actions: ClassVar[dict[str, str]] = {"post": "execute"}
 
     def _reply_for(self, state: DashboardProcess, started: bool) -> dict[str, Any]:
-        proxy = self._proxy()
         return {
             "id": state.cluster_id,
-            "url": dashboard_url(self._base_url, state.port, proxy.enabled),
-            "proxied": proxy.enabled,
-            "port": state.port,
+            "url": view_url(self._base_url, state.cluster_id, "dashboards"),
+            "proxied": True,  # through workbench's route, always
             "pid": state.pid,
             "started": started,
-            "origins": state.origins,
             "log": state.log,
         }
 
@@ -325,8 +293,7 @@ class ClusterDashboardHandler(ProbeHandler):
     async def post(self, cluster_id: str) -> None:
         if self.request.body and self.request.body.strip() not in (b"", b"{}"):
             raise RequestError("this request takes no body")
-        origins = browser_origins(self.request.headers, self._server_url())
-        state, started = await self.run(ensure_dashboard, cluster_id, origins)
+        state, started = await self.run(ensure_dashboard, cluster_id)
         self.reply({**self._reply_for(state, started), "running": True})
 
     async def delete(self, cluster_id: str) -> None:

@@ -24,7 +24,8 @@ from ..checks import Check
 from ..clusters.comm import port_open
 from ..clusters.control import ClusterControl, backend_class
 from ..clusters.record import ClusterRecord
-from .probes import ProbeHandler, ProxyInfo, dashboard_urls, fetch, is_loopback, is_this_machine
+from .probes import ProbeHandler, ProxyInfo, dashboard_urls, fetch
+from .upstreams import dask_upstream, fetch_upstream
 
 
 def cluster_health(
@@ -34,7 +35,6 @@ def cluster_health(
     base_url: str,
     proxy: ProxyInfo,
     server_url: str,
-    page_host: str | None = None,
     auth_headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Every check on the path from browser to dashboard, in order."""
@@ -117,26 +117,14 @@ def cluster_health(
         checks.append(_http_check("dashboard through the proxy", target, code, err))
         return _result(record, checks, urls, proxy)
 
-    code, err = fetch(link)
-    checks.append(_http_check("dashboard from the server", link, code, err))
-    host = parsed.hostname or ""
-    if page_host and is_loopback(host) and not is_loopback(page_host):
-        checks.append(
-            Check(
-                "browser reach",
-                "ok" if urls["proxied"] else "fail",
-                f"the dashboard listens on {host}, which your browser (at {page_host}) cannot "
-                "reach directly"
-                + ("; it is shown through the Jupyter server's proxy" if urls["proxied"] else ""),
-                "" if urls["proxied"] else proxy.reason,
-            )
-        )
-    if is_this_machine(host):
-        checks.append(Check("proxy", "ok" if proxy.enabled else "warn", proxy.reason))
+    upstream = dask_upstream(record)
+    code, _, err = fetch_upstream(upstream, "status")
+    shown = f"{link} (mutual TLS, the cluster's certificate)" if upstream.ssl else link
+    checks.append(_http_check("dashboard from the server", shown, code, err))
     if urls["proxied"]:
         target = urljoin(server_url, urls["proxied"])
         code, err = fetch(target, auth_headers, origin=server_url)
-        checks.append(_http_check("dashboard through the proxy", target, code, err))
+        checks.append(_http_check("dashboard through workbench's route", target, code, err))
     return _result(record, checks, urls, proxy)
 
 
@@ -155,8 +143,7 @@ def _http_check(name: str, url: str, code: int, err: str) -> Check:
         name,
         "fail",
         f"{url} answers HTTP {code} {err}".rstrip(),
-        "check the dashboard's path and the proxy's host allowlist "
-        "(ServerProxy.host_allowlist) for dashboards on other hosts",
+        "check the dashboard's path; the cluster's log says more",
     )
 
 
@@ -208,7 +195,6 @@ class ClusterHealthHandler(ProbeHandler):
     async def get(self, cluster_id: str) -> None:
         control = ClusterControl()
         record = await self.run(control.get, cluster_id)
-        page_host = self.get_query_argument("page_host", None)
         result = await self.run(
             cluster_health,
             record,
@@ -216,19 +202,11 @@ class ClusterHealthHandler(ProbeHandler):
             base_url=self._base_url,
             proxy=self._proxy(),
             server_url=self._server_url(),
-            page_host=page_host,
             auth_headers=self._auth_headers(),
         )
         from .dashboards import dashboard_checks
 
-        extra = await self.run(
-            dashboard_checks,
-            record.id,
-            self._base_url,
-            result["proxy"]["enabled"],
-            self._server_url(),
-            self._auth_headers(),
-        )
+        extra = await self.run(dashboard_checks, record.id)
         result["checks"] += [c.to_dict() for c in extra]
         result["ok"] = not any(c["status"] == "fail" for c in result["checks"])
         self.reply(result)

@@ -5,7 +5,8 @@ Two kinds, each opened by JupyterLab as a main-area panel of its own:
 * every Dask plot the cluster's scheduler serves: its ``individual-*`` pages, as its
   ``/individual-plots.json`` lists them (task stream, progress, worker memory, and GPU
   utilization and memory where the scheduler has GPU plots), under the dashboard's root
-  as the browser reaches it (``{base_url}proxy/<port>/`` through jupyter-server-proxy);
+  as the browser reaches it: workbench's own route,
+  ``{base_url}workbench/api/clusters/<id>/view/dask/``;
 * every page of workbench's own dashboards (GPU, Storage, Network, Cluster, Energy:
   :data:`~workbench.metrics.base.TAB_PAGES`), served by the cluster's dashboard process
   (``POST clusters/<id>/dashboard`` starts it and answers its root).
@@ -17,15 +18,14 @@ scheduler's listing does not answer, Panel not installed); the other part still 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
-from urllib.parse import urljoin
 
 from ..clusters.control import ClusterControl
+from ..clusters.record import ClusterRecord
 from ..metrics.base import TAB_PAGES
 from .dashboards import panel_missing
 from .probes import ProbeHandler, ProxyInfo, dashboard_urls
+from .upstreams import DashboardUnreachableError, dask_upstream, fetch_upstream
 
 #: Seconds the scheduler's dashboard has to list its plots.
 LISTING_TIMEOUT_S = 5.0
@@ -53,12 +53,15 @@ def dask_plots(listing: dict[str, Any]) -> list[dict[str, str]]:
     return sorted(plots, key=lambda p: p["label"].lower())
 
 
-def _listing(link_root: str) -> dict[str, Any]:
-    url = urljoin(link_root, "individual-plots.json")
-    with urllib.request.urlopen(url, timeout=LISTING_TIMEOUT_S) as reply:
-        data = json.loads(reply.read())
+def _listing(record: ClusterRecord) -> dict[str, Any]:
+    """The scheduler's ``individual-plots.json`` (over mutual TLS where it has TLS)."""
+    upstream = dask_upstream(record)
+    code, body, err = fetch_upstream(upstream, "individual-plots.json", LISTING_TIMEOUT_S)
+    if code != 200:
+        raise DashboardUnreachableError(err or f"HTTP {code}")
+    data = json.loads(body)
     if not isinstance(data, dict):
-        raise ValueError(f"{url} answered {type(data).__name__}, not a mapping")
+        raise ValueError(f"individual-plots.json holds {type(data).__name__}, not a mapping")
     return data
 
 
@@ -73,13 +76,12 @@ def cluster_panes(cluster_id: str, base_url: str, proxy: ProxyInfo) -> dict[str,
         )
     else:
         dask["root"] = dashboard_root(str(urls["url"]))
-        link_root = dashboard_root(str(urls["link"]))
         try:
-            dask["plots"] = dask_plots(_listing(link_root))
-        except (OSError, ValueError, urllib.error.URLError) as exc:
+            dask["plots"] = dask_plots(_listing(record))
+        except (DashboardUnreachableError, ValueError) as exc:
             dask["problem"] = (
-                f"the scheduler's dashboard did not list its plots at "
-                f"{link_root}individual-plots.json: {exc}. Diagnose says more."
+                f"the scheduler's dashboard did not list its plots (individual-plots.json): "
+                f"{exc}. Diagnose says more."
             )
     return {
         "id": record.id,

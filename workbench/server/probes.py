@@ -23,6 +23,7 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from ..clusters.record import ClusterRecord
 from .base import WorkbenchHandler
+from .upstreams import view_url
 
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -121,17 +122,17 @@ def fetch(
 
 
 def dashboard_urls(record: ClusterRecord, base_url: str, proxy: ProxyInfo) -> dict[str, Any]:
-    """The dashboard's direct link, its URL through the proxy, and the one to open."""
+    """The dashboard's link (where the server reaches it), its URL through workbench's own
+    route (:mod:`workbench.server.dashboard_proxy`), and the one a pane opens. A link the
+    user's configuration made relative to a proxy (``{prefix}proxy/{port}/status``) is
+    opened as it is."""
     link = record.dashboard_link
-    proxied = None
+    routed = None
     if link:
         parsed = urlparse(link)
-        if parsed.scheme in ("http", "https") and parsed.port and proxy.enabled:
-            host = parsed.hostname or ""
-            path = parsed.path if parsed.path not in ("", "/") else "/status"
-            if is_this_machine(host):
-                proxied = f"{base_url.rstrip('/')}/proxy/{parsed.port}{path}"
-    return {"link": link, "proxied": proxied, "url": proxied or link}
+        if parsed.scheme in ("http", "https") and parsed.hostname:
+            routed = view_url(base_url, record.id, "dask", "status")
+    return {"link": link, "proxied": routed, "url": routed or link}
 
 
 class ProbeHandler(WorkbenchHandler):

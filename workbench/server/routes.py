@@ -22,6 +22,7 @@ from .clusters import (
     ConnectHandler,
     ScaleHandler,
 )
+from .dashboard_proxy import ClusterViewHandler
 from .dashboards import ClusterDashboardHandler
 from .datasets import DatasetHandler, DatasetsHandler
 from .health import ClusterHealthHandler, HealthHandler
@@ -33,7 +34,7 @@ from .templates import TemplateHandler, TemplatesHandler
 API_PREFIX = "workbench/api"
 _ID = r"(?P<cluster_id>[A-Za-z0-9_.-]+)"
 
-ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
+ROUTES: list[tuple[str, type[WorkbenchHandler] | type[ClusterViewHandler]]] = [
     (r"/profiles", ProfilesHandler),
     (r"/profiles/(?P<name>[^/]+)", ProfileHandler),
     (r"/profiles/(?P<name>[^/]+)/preview", ProfilePreviewHandler),
@@ -45,6 +46,8 @@ ROUTES: list[tuple[str, type[WorkbenchHandler]]] = [
     (rf"/clusters/{_ID}/health", ClusterHealthHandler),
     (rf"/clusters/{_ID}/dashboard", ClusterDashboardHandler),
     (rf"/clusters/{_ID}/panes", ClusterPanesHandler),
+    # a cluster's dashboards in the browser (HTTP and websockets): workbench's own route
+    (rf"/clusters/{_ID}/view/(?P<view>[a-z]+)/(?P<path>.*)", ClusterViewHandler),
     (r"/health", HealthHandler),
     (r"/autoconnect", AutoConnectHandler),
     (r"/templates", TemplatesHandler),
