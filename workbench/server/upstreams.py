@@ -12,6 +12,8 @@ with a credential of Jupyter's.
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +71,14 @@ def tls_client_context(record: ClusterRecord) -> ssl.SSLContext | None:
     )
     if not (ca and cert and key):
         return None
+    stamps = tuple(os.stat(p).st_mtime_ns for p in (ca, cert, key))
+    return _client_context(ca, cert, key, stamps)
+
+
+@functools.lru_cache(maxsize=256)
+def _client_context(ca: str, cert: str, key: str, stamps: tuple[int, ...]) -> ssl.SSLContext:
+    """One context per cluster's credential files (as they are now: ``stamps``): reading
+    and parsing them costs more than the request a page makes."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
     # The per-cluster certificate names no host: the trust is the cluster's own CA, which
     # signs nothing but this cluster's certificate.
