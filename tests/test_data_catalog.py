@@ -201,3 +201,17 @@ def test_catalog_dataset_on_s3_with_references(
     assert len(df.compute(scheduler="threads")) == 2000
     assert manifest.storage_options["secret"] == f"env:{S3Server.SECRET_VAR}"
     assert s3.secret not in manifest.to_json()
+
+
+def test_a_uri_with_control_characters_is_refused(workbench_home: Path) -> None:
+    """A carriage return or newline in a URI would end the line a load cell writes it on:
+    refused when the catalog is read, so that it never reaches a cell."""
+    path = workbench_home / "config" / "catalog.yaml"
+    path.write_text(
+        "datasets:\n  evil:\n    uri: \"/data/x\\rimport os; os.system('id')\"\n"
+        '  tab:\n    uri: "/data/a\\tb"\n  ok:\n    uri: /data/ok\n'
+    )
+    problems = {p.entry: str(p) for p in load_catalog().problems}
+    assert "the URI holds control characters (U+000D)" in problems["evil"]
+    assert "U+0009" in problems["tab"]
+    assert list(load_catalog().datasets) == ["ok"]

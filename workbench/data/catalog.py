@@ -25,6 +25,7 @@ one of the same name. Every problem is reported with file, line, dataset and key
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,14 @@ class DatasetSpec(BaseModel):
     @field_validator("uri")
     @classmethod
     def _uri(cls, v: str) -> str:
+        bad = sorted({f"U+{ord(c):04X}" for c in v if unicodedata.category(c)[0] == "C"})
+        if bad:
+            # a carriage return or newline would end the comment or string a load cell
+            # writes it in, and run the rest as code in whoever inserts the cell
+            raise ValueError(
+                f"the URI holds control characters ({', '.join(bad)}); a URI never does: "
+                "percent-encode them (%0D, %0A) if the name really has them"
+            )
         protocol, _ = storage.split_uri(v)
         from fsspec.registry import known_implementations, registry
 
