@@ -193,6 +193,10 @@ class Backend(ABC):
     Options: ClassVar[type[BackendOptions]] = BackendOptions
     #: Importable modules this backend always needs, mapped to the install hint.
     requires: ClassVar[dict[str, str]] = {}
+    #: Modules that set signal handlers when imported: the Jupyter server imports them on
+    #: its main thread at start (workbench.server.preload_backend_modules), never first in a
+    #: route's thread. tests/test_lab_process.py finds any other module that would need it.
+    imports_at_server_start: ClassVar[tuple[str, ...]] = ()
     #: Seconds between two calls of :meth:`wait_state` while waiting for workers.
     wait_poll_interval: ClassVar[float] = 1.0
     #: The workers run where this process cannot see their GPUs: ``handle.gpus`` asks them.

@@ -114,7 +114,8 @@ def get_backend_class(name: str) -> type[Backend]:
 
 
 def import_backend_modules() -> dict[str, str]:
-    """Import every available backend and the modules it ``requires``, now, on this thread.
+    """Import every available backend and its ``imports_at_server_start``, now, on this
+    thread.
 
     The Jupyter server extension calls it on the server's main thread at start: a module
     that sets signal handlers at import (dask-jobqueue) would fail when first imported by
@@ -127,8 +128,9 @@ def import_backend_modules() -> dict[str, str]:
         start = time.perf_counter()
         try:
             cls = get_backend_class(name)
-            missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
-            for module in cls.requires:
+            wanted = cls.imports_at_server_start
+            missing = [m for m in wanted if importlib.util.find_spec(m) is None]
+            for module in wanted:
                 if module not in missing:
                     import_module(module)
         except (WorkbenchError, ImportError) as exc:

@@ -85,6 +85,8 @@ class SLURMBackend(Backend):
     Options = SLURMOptions
     options: SLURMOptions
     requires: ClassVar[dict[str, str]] = {"dask_jobqueue": SLURM_HINT}
+    #: dask_jobqueue.runner sets a SIGINT handler at import
+    imports_at_server_start = ("dask_jobqueue",)
     has_jobs = True
     #: squeue is asked at most this often while waiting for workers (be kind to slurmctld).
     wait_poll_interval = 2.0
