@@ -238,10 +238,11 @@ def _own_certificate(tmp_path: Any) -> ssl.SSLContext:
     return context
 
 
-@pytest.mark.parametrize("squatter_tls", [False, True], ids=["plain", "own-certificate"])
 def test_a_squatter_on_a_stopped_clusters_port_gets_nothing(
-    lab_process: Any, small_profile: str, squatter_tls: bool, tmp_path: Any
+    lab_process: Any, small_profile: str, tmp_path: Any
 ) -> None:
+    """Two squatters in turn on the port of a cluster that stopped: one that speaks no TLS,
+    one with a certificate of its own (another cluster's)."""
     lab: JupyterProcess = lab_process("lab")
     reply = lab.request("POST", "workbench/api/clusters", {"profile": small_profile})
     assert reply.status == 201, reply.data
@@ -255,34 +256,45 @@ def test_a_squatter_on_a_stopped_clusters_port_gets_nothing(
     credentials = {p: Path(p).read_bytes() for p in set(record.extra["security"].values())}
     assert lab.request("DELETE", f"workbench/api/clusters/{cid}").status == 200
 
-    tls = _own_certificate(tmp_path) if squatter_tls else None
-    squatters = [Squatter("127.0.0.1", port, tls)]
-    if _ipv6_loopback():
-        squatters.append(Squatter("::1", port, tls))
-    try:
-        # The record is gone: the route says the cluster stopped, and connects nowhere.
-        status, body, _ = _get(lab, f"workbench/api/clusters/{cid}/view/dask/status")
-        assert status == 404 and "stopped" in body, (status, body)
-        # A record and credentials left behind (an owner killed before it could remove
-        # them): the squatter cannot show the cluster's certificate, so the route sends it
-        # no request at all.
-        RecordStore().add(record)
-        for path, data in credentials.items():
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-                f.write(data)
+    for squatter_tls in (False, True):
+        tls = _own_certificate(tmp_path) if squatter_tls else None
+        squatters = [Squatter("127.0.0.1", port, tls)]
+        if _ipv6_loopback():
+            squatters.append(Squatter("::1", port, tls))
         try:
-            status, body, _ = _get(lab, f"workbench/api/clusters/{cid}/view/dask/status")
+            _squat(lab, cid, record, credentials)
         finally:
-            RecordStore().remove(cid)
-        assert status == 502 and "did not prove it is the cluster's own" in body, (status, body)
-        time.sleep(2.5)  # the squatters finish reading
+            for squatter in squatters:
+                squatter.close()
+        _check_squatters(lab, squatters, squatter_tls)
+
+
+def _squat(
+    lab: JupyterProcess, cid: str, record: ClusterRecord, credentials: dict[str, bytes]
+) -> None:
+    # The record is gone: the route says the cluster stopped, and connects nowhere.
+    status, body, _ = _get(lab, f"workbench/api/clusters/{cid}/view/dask/status")
+    assert status == 404 and "stopped" in body, (status, body)
+    # A record and credentials left behind (an owner killed before it could remove
+    # them): the squatter cannot show the cluster's certificate, so the route sends it
+    # no request at all.
+    RecordStore().add(record)
+    for path, data in credentials.items():
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(data)
+    try:
+        status, body, _ = _get(lab, f"workbench/api/clusters/{cid}/view/dask/status")
     finally:
-        for squatter in squatters:
-            squatter.close()
+        RecordStore().remove(cid)
+    assert status == 502 and "did not prove it is the cluster's own" in body, (status, body)
+    time.sleep(2.5)  # the squatters finish reading
+
+
+def _check_squatters(lab: JupyterProcess, squatters: list[Squatter], squatter_tls: bool) -> None:
     got = b"".join(b for s in squatters for b in s.received)
     print(
-        "squatters:",
+        "squatters" + (" with their own certificate:" if squatter_tls else ", plain:"),
         {
             s.host: {
                 "bytes received": [len(b) for b in s.received],
