@@ -138,9 +138,11 @@ def test_sidebar_launch_scale_connect_dashboard_stop(
             card.locator("[data-workbench-action=dashboard]").click()
             dash = page.locator(f"#workbench-dashboard-{record.id}")
             expect(dash).to_be_visible(timeout=60_000)
-            src = dash.locator("iframe").get_attribute("src") or ""
-            # through workbench's own route (mutual TLS to the scheduler), not /proxy/<port>/
-            assert src == f"/workbench/api/clusters/{record.id}/view/dask/status", src
+            # through workbench's own route (mutual TLS to the scheduler), not /proxy/<port>/;
+            # the pane gets its URL once the panes route answered
+            expect(dash.locator("iframe")).to_have_attribute(
+                "src", f"/workbench/api/clusters/{record.id}/view/dask/status", timeout=60_000
+            )
             frame = dash.locator("iframe").element_handle().content_frame()
             assert frame is not None
             frame.locator("canvas").first.wait_for(timeout=60_000)
